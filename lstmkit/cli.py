@@ -1,0 +1,140 @@
+"""Command line: `lstmkit run`, `lstmkit report`, `lstmkit kernel`, `lstmkit config`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lstmkit.config import ConfigError, describe_keys, from_dict, load_config, parse_override
+
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def _overrides(items: list[str]) -> dict:
+    """Dotted KEY=VALUE pairs from repeated --set options."""
+    return dict(parse_override(s) for s in items or [])
+
+
+def default_run_dir(config_path: str | None) -> Path:
+    """runs/<profile name>, e.g. runs/quick for configs/quick.yaml."""
+    return Path("runs") / (Path(config_path).stem if config_path else "default")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the notebook series (or resume it) into a run folder."""
+    from lstmkit.pipeline import StageFailed, project_root, run_pipeline
+    from lstmkit.report import publish
+    from lstmkit.runfolder import RunFolder
+
+    overrides = _overrides(args.set)
+    config_path = args.config
+    if config_path is None and not args.resume_from:
+        config_path = str(project_root() / DEFAULT_CONFIG)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config or DEFAULT_CONFIG)
+    run = RunFolder(run_dir.resolve())
+    if args.resume_from and config_path is None:
+        if not run.config_file.exists():
+            raise ConfigError(f"cannot resume: {run.root} has no config.yaml (run without --from first)")
+        cfg = from_dict(run.config().to_dict(), overrides)
+    else:
+        cfg = load_config(config_path, overrides)
+    print(f"lstmkit run -> {run.root}")
+    try:
+        run_pipeline(run, cfg, start=args.resume_from, stop=args.to, progress=args.progress)
+    except StageFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.to is None:
+        publish(run)
+        print(f"done. Metrics: {run.metrics_file}\nBuild the report with: lstmkit report --run-dir {run_dir}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build the HTML report of a run folder."""
+    from lstmkit.report import ReportError, report
+    from lstmkit.runfolder import RunFolder
+
+    run = RunFolder(Path(args.run_dir or _latest_run_dir()).resolve())
+    try:
+        index = report(run, strict=not args.no_strict)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"report built: {index}")
+    return 0
+
+
+def _latest_run_dir() -> Path:
+    """The most recently modified run folder under runs/."""
+    candidates = [p.parent for p in Path("runs").glob("*/config.yaml")]
+    if not candidates:
+        raise ConfigError("no run folder under runs/: run `lstmkit run` first or pass --run-dir")
+    return max(candidates, key=lambda p: (p / "config.yaml").stat().st_mtime)
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    """Register the `lstmkit` Jupyter kernel for this Python."""
+    from lstmkit.pipeline import ensure_kernel
+
+    print(f"kernel '{ensure_kernel()}' -> {sys.executable}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print every configuration key with its default, or the resolved configuration of a file."""
+    if args.file:
+        import yaml
+
+        print(yaml.safe_dump(load_config(args.file, _overrides(args.set)).to_dict(), sort_keys=False), end="")
+        return 0
+    for row in describe_keys():
+        print(f"{row['key']:<28} {str(row['default']):<24} {row['help']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the `lstmkit` command."""
+    p = argparse.ArgumentParser(prog="lstmkit", description="Reproducible, explainable LSTM forecasting: notebooks run by papermill, published with Jupyter Book.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the notebook series into a run folder")
+    r.add_argument("--config", help=f"YAML profile (default: {DEFAULT_CONFIG}; with --from: the run folder's own config)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. --set training.epochs=5 (repeatable)")
+    r.add_argument("--run-dir", help="run folder (default: runs/<profile name>)")
+    r.add_argument("--from", dest="resume_from", metavar="STAGE", help="resume at a stage (name or number), reusing earlier outputs")
+    r.add_argument("--to", metavar="STAGE", help="stop after this stage")
+    r.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("report", help="build the Jupyter Book report of a run into _build/html")
+    b.add_argument("--run-dir", help="run folder (default: the most recent one under runs/)")
+    b.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    b.set_defaults(func=cmd_report)
+
+    k = sub.add_parser("kernel", help="register the 'lstmkit' Jupyter kernel for this Python")
+    k.set_defaults(func=cmd_kernel)
+
+    c = sub.add_parser("config", help="list every config key, or print a profile with overrides applied")
+    c.add_argument("file", nargs="?", help="a YAML profile to resolve")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE")
+    c.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `lstmkit` command."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are kept; resume with --from STAGE", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Run configuration: one typed tree of dataclasses, loaded from YAML and dotted overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used as given."""
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """Declare a config field with its documentation (and allowed values)."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    source: str = _opt("synthetic", "Where the series comes from: `synthetic` (generated with known ground truth) or `csv`.", ("synthetic", "csv"))
+    path: str | None = _opt(None, "CSV file to read when `source` is `csv` (relative to the working directory).")
+    date_column: str = _opt("date", "Name of the timestamp column in the CSV file.")
+    target: str = _opt("target", "Column to forecast.")
+    features: list = _opt(["x1", "x2", "x3"], "Exogenous input columns fed to the model besides the target's own history; empty = target only.")
+    length: int = _opt(5040, "Synthetic only: number of hourly rows to generate.")
+    noise_std: float = _opt(0.3, "Synthetic only: standard deviation of the target's irreducible noise (the error floor).")
+
+
+@dataclass
+class SplitConfig:
+    train: float = _opt(0.7, "Training part: a fraction of the rows when < 1, a row count when an integer >= 1.")
+    val: float = _opt(0.15, "Validation part (used for early stopping, tuning and baseline selection), fraction or row count.")
+    test: float = _opt(0.15, "Test part, never seen before evaluation, fraction or row count.")
+
+
+@dataclass
+class ScalingConfig:
+    method: str = _opt("standard", "Scaler fitted on the training rows only: `standard` (z-score) or `minmax`.", ("standard", "minmax"))
+
+
+@dataclass
+class WindowConfig:
+    lookback: int = _opt(48, "Number of past time steps the model sees.")
+    horizon: int = _opt(6, "Number of future steps forecast at once (direct multi-output).")
+
+
+@dataclass
+class ModelConfig:
+    layers: int = _opt(1, "Stacked LSTM layers (used when tuning is off or as the tuner's fallback).")
+    units: int = _opt(64, "Units per LSTM layer.")
+    dropout: float = _opt(0.2, "Dropout between layers (not recurrent dropout, so cuDNN kernels stay usable).")
+    learning_rate: float = _opt(1e-3, "Optimizer learning rate.")
+    optimizer: str = _opt("adam", "Optimizer: `adam`, `rmsprop` or `sgd`.", ("adam", "rmsprop", "sgd"))
+    batch_size: int = _opt(64, "Training batch size.")
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = _opt(60, "Maximum training epochs (early stopping usually ends sooner).")
+    patience: int = _opt(8, "Epochs without validation improvement before early stopping (best weights restored).")
+    reduce_lr_patience: int = _opt(4, "Epochs without improvement before the learning rate is halved.")
+    use_tuned: bool = _opt(True, "Train with the tuning stage's best hyperparameters when they exist.")
+    verbose: int = _opt(2, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.", (0, 1, 2))
+
+
+@dataclass
+class TuningConfig:
+    strategy: str = _opt("bayesian", "Search strategy: `random`, `bayesian`, `hyperband`, or `none` to skip tuning.", ("random", "bayesian", "hyperband", "none"))
+    max_trials: int = _opt(10, "Number of hyperparameter configurations tried (random and bayesian).")
+    epochs: int = _opt(20, "Maximum epochs per trial (hyperband: the largest budget).")
+    patience: int = _opt(4, "Early-stopping patience inside each trial.")
+    min_layers: int = _opt(1, "Search space: fewest LSTM layers.")
+    max_layers: int = _opt(3, "Search space: most LSTM layers.")
+    min_units: int = _opt(32, "Search space: fewest units per layer.")
+    max_units: int = _opt(160, "Search space: most units per layer.")
+    units_step: int = _opt(32, "Search space: step between unit counts.")
+    min_dropout: float = _opt(0.2, "Search space: lowest dropout.")
+    max_dropout: float = _opt(0.5, "Search space: highest dropout.")
+    min_learning_rate: float = _opt(1e-4, "Search space: lowest learning rate (sampled on a log scale).")
+    max_learning_rate: float = _opt(1e-1, "Search space: highest learning rate.")
+    batch_sizes: list = _opt([32, 64, 128], "Search space: batch sizes.")
+    optimizers: list = _opt(["adam", "rmsprop", "sgd"], "Search space: optimizers.")
+
+
+@dataclass
+class EvaluationConfig:
+    seasonal_period: int = _opt(24, "Season length in steps for the seasonal-naive baseline and the MASE scale.")
+    ridge_alphas: list = _opt([0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], "Regularisation strengths for the linear baseline, chosen on validation.")
+    plot_step: int = _opt(1, "Horizon step (1 = next step) shown in the forecast plot.")
+
+
+@dataclass
+class ExplainConfig:
+    windows: int = _opt(128, "Number of test windows explained (evenly spaced over the test span).")
+    steps: int = _opt(64, "Integration steps of Integrated Gradients.")
+    horizon_step: int = _opt(1, "Forecast step whose prediction is explained (1 = next step).")
+    batch_size: int = _opt(4096, "Interpolated inputs per gradient call (bounds memory).")
+
+
+@dataclass
+class Config:
+    seed: int = _opt(42, "Seed for data generation, shuffling, weight initialisation and tuning.")
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict of every setting."""
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the configuration as YAML, atomically."""
+        from lstmkit.runfolder import atomic_write_text
+
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _field_type(cls: type, name: str) -> Any:
+    """Resolved annotation of a dataclass field."""
+    return typing.get_type_hints(cls)[name]
+
+
+def config_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """All valid dotted keys, e.g. `window.lookback`."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        t = _field_type(cls, f.name)
+        if dataclasses.is_dataclass(t):
+            keys += config_keys(t, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def describe_keys(cls: type = Config, prefix: str = "") -> list[dict]:
+    """Every key with its default, allowed values and help text (for the reference page)."""
+    rows = []
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        t = _field_type(cls, f.name)
+        if dataclasses.is_dataclass(t):
+            rows += describe_keys(t, f"{prefix}{f.name}.")
+        else:
+            rows.append({"key": f"{prefix}{f.name}", "default": getattr(defaults, f.name),
+                         "choices": f.metadata.get("choices"), "help": f.metadata.get("help", "")})
+    return rows
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Check and convert one leaf value to its declared type."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return value  # keep ints as ints: split sizes use int = row count
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if typ is list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    """Instantiate a config dataclass from a nested dict, rejecting unknown keys."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'. Valid keys: " + ", ".join(config_keys()))
+    kwargs = {}
+    for name, f in names.items():
+        if name not in values:
+            continue
+        t = _field_type(cls, name)
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(t):
+            kwargs[name] = _build(t, values[name] or {}, f"{key}.")
+        else:
+            v = _coerce(values[name], t, key)
+            choices = f.metadata.get("choices")
+            if choices and v not in choices:
+                raise ConfigError(f"{key}: {v!r} is not one of {', '.join(map(str, choices))}")
+            kwargs[name] = v
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> Config:
+    """Cross-field checks that a single value cannot express."""
+    positive = {"window.lookback": cfg.window.lookback, "window.horizon": cfg.window.horizon,
+                "training.epochs": cfg.training.epochs, "tuning.max_trials": cfg.tuning.max_trials,
+                "tuning.epochs": cfg.tuning.epochs, "model.layers": cfg.model.layers,
+                "model.units": cfg.model.units, "model.batch_size": cfg.model.batch_size,
+                "evaluation.seasonal_period": cfg.evaluation.seasonal_period,
+                "explain.windows": cfg.explain.windows, "explain.steps": cfg.explain.steps,
+                "data.length": cfg.data.length}
+    for key, v in positive.items():
+        if v < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {v}")
+    for key, v in {"split.train": cfg.split.train, "split.val": cfg.split.val, "split.test": cfg.split.test}.items():
+        if v <= 0:
+            raise ConfigError(f"{key}: must be positive, got {v}")
+    if not 0 <= cfg.model.dropout < 1:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
+    t = cfg.tuning
+    for lo, hi, name in [(t.min_layers, t.max_layers, "layers"), (t.min_units, t.max_units, "units"),
+                         (t.min_dropout, t.max_dropout, "dropout"), (t.min_learning_rate, t.max_learning_rate, "learning_rate")]:
+        if lo > hi:
+            raise ConfigError(f"tuning.min_{name} ({lo}) is greater than tuning.max_{name} ({hi})")
+    if not t.batch_sizes or not t.optimizers:
+        raise ConfigError("tuning.batch_sizes and tuning.optimizers must not be empty")
+    if not 1 <= cfg.explain.horizon_step <= cfg.window.horizon:
+        raise ConfigError(f"explain.horizon_step: must be between 1 and window.horizon ({cfg.window.horizon})")
+    if not 1 <= cfg.evaluation.plot_step <= cfg.window.horizon:
+        raise ConfigError(f"evaluation.plot_step: must be between 1 and window.horizon ({cfg.window.horizon})")
+    if cfg.data.source == "csv" and not cfg.data.path:
+        raise ConfigError("data.path: required when data.source is csv")
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split a `KEY=VALUE` override; the value is read as YAML (numbers, lists, booleans)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form KEY=VALUE")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:
+    """Set dotted keys in a nested dict, rejecting keys that do not exist."""
+    valid = set(config_keys())
+    out = yaml.safe_load(yaml.safe_dump(values))  # deep copy of plain data
+    for key, value in overrides.items():
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{key}'. Valid keys: " + ", ".join(config_keys()))
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {}) or {}
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: parent is not a mapping")
+        node[leaf] = value
+    return out
+
+
+def from_dict(values: dict | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Validated Config from a nested dict plus dotted overrides."""
+    values = apply_overrides(values or {}, overrides or {})
+    return _validate(_build(Config, values))
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a YAML config file (or the defaults when None) and apply dotted overrides."""
+    values: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        try:
+            return from_dict(values, overrides)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    return from_dict(values, overrides)

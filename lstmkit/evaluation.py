@@ -1,0 +1,217 @@
+"""Evaluation stage: forecast metrics and the baselines every figure is reported beside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import Ridge
+from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error
+
+from lstmkit.config import Config
+from lstmkit.preprocessing import Prepared
+
+METRICS = ("mse", "rmse", "mae", "mape", "smape", "mase")
+
+
+def smape(y: np.ndarray, yhat: np.ndarray) -> float:
+    """Symmetric MAPE in percent: mean of 2|y - ŷ| / (|y| + |ŷ|), zero where both are zero."""
+    den = np.abs(y) + np.abs(yhat)
+    ratio = np.divide(2 * np.abs(y - yhat), den, out=np.zeros_like(den, dtype=float), where=den > 0)
+    return float(100 * ratio.mean())
+
+
+def mase_scale(train_target: np.ndarray, period: int) -> float:
+    """In-sample MAE of the seasonal-naive forecast on the training target (the MASE denominator)."""
+    if len(train_target) <= period:
+        raise ValueError(f"the training target ({len(train_target)} rows) is shorter than the seasonal period {period}")
+    return float(np.mean(np.abs(train_target[period:] - train_target[:-period])))
+
+
+def metrics(y: np.ndarray, yhat: np.ndarray, scale: float) -> dict[str, float]:
+    """MSE, RMSE, MAE, MAPE (%), sMAPE (%) and MASE over all values of y and ŷ."""
+    y, yhat = np.ravel(y), np.ravel(yhat)
+    mse = mean_squared_error(y, yhat)
+    mae = mean_absolute_error(y, yhat)
+    return {"mse": float(mse), "rmse": float(np.sqrt(mse)), "mae": float(mae),
+            "mape": float(100 * mean_absolute_percentage_error(y, yhat)), "smape": smape(y, yhat),
+            "mase": float(mae / scale)}
+
+
+def metric_report(y: np.ndarray, yhat: np.ndarray, prepared: Prepared, period: int) -> dict:
+    """Metrics of (n, horizon) forecasts in scaled and original units, overall and per horizon step."""
+    train = slice(*prepared.bounds.train)
+    y_orig, yhat_orig = prepared.to_original(y), prepared.to_original(yhat)
+    scales = {"scaled": mase_scale(prepared.scaled[train, prepared.target_index].astype(float), period),
+              "original": mase_scale(prepared.original[train, prepared.target_index], period)}
+    pairs = {"scaled": (y, yhat), "original": (y_orig, yhat_orig)}
+    report: dict = {u: metrics(*pairs[u], scales[u]) for u in pairs}
+    report["per_horizon"] = {
+        u: {m: [metrics(pairs[u][0][:, h], pairs[u][1][:, h], scales[u])[m] for h in range(y.shape[1])] for m in METRICS}
+        for u in pairs}
+    return report
+
+
+# ---------------------------------------------------------------- baselines
+
+
+class Forecaster:
+    """One interface for every model: fit on a prepared series, predict the windows of a split."""
+
+    name = "forecaster"
+
+    def fit(self, prepared: Prepared) -> "Forecaster":
+        """Learn from the training (and, for model selection, validation) windows."""
+        return self
+
+    def predict(self, prepared: Prepared, split: str) -> np.ndarray:
+        """Scaled forecasts of shape (windows, horizon) for a split."""
+        raise NotImplementedError
+
+
+class Persistence(Forecaster):
+    """Repeat the last observed value for every horizon step."""
+
+    name = "persistence"
+
+    def predict(self, prepared: Prepared, split: str) -> np.ndarray:
+        y = prepared.scaled[:, prepared.target_index].astype(float)
+        return np.repeat(y[prepared.origins(split)][:, None], prepared.horizon, axis=1)
+
+
+@dataclass
+class SeasonalNaive(Forecaster):
+    """Repeat the value one season before each target step (from the observed past only)."""
+
+    period: int = 24
+    name: str = "seasonal_naive"
+
+    def predict(self, prepared: Prepared, split: str) -> np.ndarray:
+        y = prepared.scaled[:, prepared.target_index].astype(float)
+        origins = prepared.origins(split)[:, None]
+        h = np.arange(1, prepared.horizon + 1)[None, :]
+        source = origins + h - self.period * np.ceil(h / self.period).astype(int)  # latest same-phase row <= origin
+        if source.min() < 0:
+            raise ValueError(f"seasonal period {self.period} reaches before the first row of the series")
+        return y[source]
+
+
+@dataclass
+class LinearWindow(Forecaster):
+    """Ridge regression from the flattened look-back window (all channels) to the horizon, alpha chosen on validation."""
+
+    alphas: list = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0])
+    name: str = "linear"
+    alpha_: float | None = None
+    model_: Ridge | None = None
+
+    def fit(self, prepared: Prepared) -> "LinearWindow":
+        xt, yt = prepared.arrays("train")
+        xv, yv = prepared.arrays("val")
+        xt, xv = xt.reshape(len(xt), -1), xv.reshape(len(xv), -1)
+        scores = {a: mean_squared_error(yv, Ridge(alpha=a).fit(xt, yt).predict(xv)) for a in self.alphas}
+        self.alpha_ = min(scores, key=scores.get)
+        self.model_ = Ridge(alpha=self.alpha_).fit(xt, yt)
+        return self
+
+    def predict(self, prepared: Prepared, split: str) -> np.ndarray:
+        x, _ = prepared.arrays(split)
+        return self.model_.predict(x.reshape(len(x), -1))
+
+
+class KerasForecaster(Forecaster):
+    """A trained Keras model behind the common interface."""
+
+    def __init__(self, model, name: str = "lstm"):
+        self.model, self.name = model, name
+
+    def predict(self, prepared: Prepared, split: str) -> np.ndarray:
+        return np.asarray(self.model.predict(prepared.dataset(split, 1024), verbose=0), dtype=float)
+
+
+def baselines(cfg: Config) -> list[Forecaster]:
+    """The baselines computed in every run."""
+    return [Persistence(), SeasonalNaive(cfg.evaluation.seasonal_period), LinearWindow(list(cfg.evaluation.ridge_alphas))]
+
+
+# ---------------------------------------------------------------- the stage
+
+
+@dataclass
+class Evaluation:
+    """Test-split forecasts of the model and baselines, and their metrics."""
+
+    actual: np.ndarray                  # (windows, horizon), scaled
+    forecasts: dict[str, np.ndarray]    # name -> (windows, horizon), scaled; "lstm" first
+    metrics: dict                       # the metrics.json document
+
+    def table(self, units: str = "original") -> pd.DataFrame:
+        """Overall metrics, one row per forecaster (model first)."""
+        rows = {"lstm": self.metrics["model"][units]} | {k: v[units] for k, v in self.metrics["baselines"].items()}
+        return pd.DataFrame(rows).T[list(METRICS)]
+
+    def per_horizon(self, metric: str = "rmse", units: str = "original") -> pd.DataFrame:
+        """One metric per horizon step (rows) and forecaster (columns)."""
+        cols = {"lstm": self.metrics["model"]["per_horizon"][units][metric]}
+        cols |= {k: v["per_horizon"][units][metric] for k, v in self.metrics["baselines"].items()}
+        df = pd.DataFrame(cols)
+        df.index = pd.RangeIndex(1, len(df) + 1, name="horizon step")
+        return df
+
+
+def evaluate(model, prepared: Prepared, cfg: Config, noise_std: float | None = None) -> Evaluation:
+    """Metrics of the model and every baseline on the same test windows (stride 1, all of them)."""
+    _, actual = prepared.arrays("test")
+    actual = actual.astype(float)
+    period = cfg.evaluation.seasonal_period
+    forecasts = {"lstm": KerasForecaster(model).predict(prepared, "test")}
+    extra = {}
+    for b in baselines(cfg):
+        forecasts[b.name] = b.fit(prepared).predict(prepared, "test")
+        if isinstance(b, LinearWindow):
+            extra["linear_alpha"] = b.alpha_
+    reports = {name: metric_report(actual, f, prepared, period) for name, f in forecasts.items()}
+    doc = {
+        "model": reports.pop("lstm"),
+        "baselines": reports,
+        "meta": {
+            "split": "test", "windows": int(len(actual)), "horizon": prepared.horizon, "lookback": prepared.lookback,
+            "target": prepared.target, "seasonal_period": period, "stride": 1,
+            "first_origin": str(prepared.index[prepared.origins("test")[0]]),
+            "last_origin": str(prepared.index[prepared.origins("test")[-1]]),
+            **extra,
+        },
+    }
+    if noise_std is not None:
+        rmse = doc["model"]["original"]["rmse"]
+        doc["meta"]["noise_std"] = noise_std
+        doc["meta"]["rmse_to_noise_floor"] = rmse / noise_std
+    return Evaluation(actual=actual, forecasts=forecasts, metrics=doc)
+
+
+def save_evaluation(ev: Evaluation, run) -> None:
+    """Write metrics.json and the test forecasts (scaled) atomically."""
+    from lstmkit.runfolder import atomic_write_json
+
+    atomic_write_json(run.metrics_file, ev.metrics)
+    tmp = run.predictions_file.with_name(".predictions.tmp.npz")
+    np.savez(tmp, actual=ev.actual, **ev.forecasts)
+    tmp.replace(run.predictions_file)
+
+
+def load_evaluation(run) -> Evaluation:
+    """Read back what save_evaluation wrote."""
+    from lstmkit.runfolder import read_json
+
+    data = np.load(run.require(run.predictions_file, "evaluation (05_evaluation)"))
+    forecasts = {k: data[k] for k in data.files if k != "actual"}
+    return Evaluation(actual=data["actual"], forecasts=forecasts, metrics=read_json(run.metrics_file))
+
+
+def residual_frame(ev: Evaluation, prepared: Prepared, step: int = 1) -> pd.DataFrame:
+    """Actual, forecast and residual (original units) of the model at one horizon step, indexed by target time."""
+    rows = prepared.target_rows("test")[:, step - 1]
+    actual = prepared.to_original(ev.actual[:, step - 1])
+    pred = prepared.to_original(ev.forecasts["lstm"][:, step - 1])
+    return pd.DataFrame({"actual": actual, "forecast": pred, "residual": actual - pred}, index=prepared.index[rows])

@@ -1,0 +1,130 @@
+"""Pipeline: run the numbered notebooks in order with papermill, each writing into the run folder."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lstmkit.config import Config
+from lstmkit.runfolder import RunFolder
+
+KERNEL_NAME = "lstmkit"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline and the notebook that carries it out."""
+
+    name: str
+    notebook: str
+    title: str
+
+
+STAGES = (
+    Stage("data", "01_data.ipynb", "Data"),
+    Stage("preprocessing", "02_preprocessing.ipynb", "Preprocessing"),
+    Stage("tuning", "03_tuning.ipynb", "Tuning"),
+    Stage("training", "04_training.ipynb", "Training"),
+    Stage("evaluation", "05_evaluation.ipynb", "Evaluation"),
+    Stage("explainability", "06_explainability.ipynb", "Explainability"),
+)
+
+
+class StageFailed(RuntimeError):
+    """A notebook cell raised: names the notebook, the cell and the error."""
+
+
+def project_root() -> Path:
+    """The folder holding notebooks/ and configs/: the working directory if it has them, else the source checkout."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (candidate / "notebooks").is_dir() and (candidate / "_toc.yml").is_file():
+            return candidate
+    raise FileNotFoundError("cannot find the lstmkit project folder (with notebooks/ and _toc.yml): run from the repository root")
+
+
+def stage_index(name: str) -> int:
+    """Position of a stage given by name (`training`) or number (`4`, `04`)."""
+    for i, s in enumerate(STAGES):
+        if name in (s.name, s.notebook, s.notebook.split("_")[0], str(i + 1)):
+            return i
+    raise ValueError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
+
+
+def ensure_kernel() -> str:
+    """Register a Jupyter kernel named `lstmkit` that runs this Python, so papermill finds it anywhere."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    ksm = KernelSpecManager()
+    try:
+        spec = ksm.get_kernel_spec(KERNEL_NAME)
+        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve() or spec.argv[0] in ("python", "python3"):
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (lstmkit)", prefix=sys.prefix)
+    spec = ksm.get_kernel_spec(KERNEL_NAME)
+    if Path(spec.argv[0]).resolve() != Path(sys.executable).resolve():
+        install(user=True, kernel_name=KERNEL_NAME, display_name="Python (lstmkit)")  # a user-level spec shadows sys.prefix
+    return KERNEL_NAME
+
+
+def _failure_message(stage: Stage, output: Path, err) -> str:
+    """One paragraph naming the notebook, the cell and the error."""
+    cell = getattr(err, "cell_index", None)
+    ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
+    where = f"cell {cell}" if cell is not None else "a cell"
+    source = getattr(err, "source", "")
+    first = source.strip().splitlines()[0] if source.strip() else ""
+    return (f"stage '{stage.name}' failed in notebook {stage.notebook}, {where}"
+            + (f" (`{first}`)" if first else "") + f": {ename}: {evalue}\n"
+            f"The partly executed notebook is kept at {output}")
+
+
+def run_stage(stage: Stage, run: RunFolder, root: Path, kernel: str, parameters: dict, progress: bool = False) -> Path:
+    """Execute one notebook with papermill into the run folder; raise StageFailed naming the cell on error."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    output = run.notebooks_dir / stage.notebook
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(str(root / "notebooks" / stage.notebook), str(output), parameters=parameters,
+                            kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
+                            request_save_on_cell_execute=True)
+    except PapermillExecutionError as err:
+        raise StageFailed(_failure_message(stage, output, err)) from None
+    return output
+
+
+def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: str | None = None,
+                 echo=print, progress: bool = False) -> list[Path]:
+    """Run the stages from `start` (default: the first) to `stop` (default: the last); return the executed notebooks."""
+    root = project_root()
+    kernel = ensure_kernel()
+    first = stage_index(start) if start else 0
+    last = stage_index(stop) if stop else len(STAGES) - 1
+    if first > 0:
+        missing = [s.notebook for s in STAGES[:first] if not (run.notebooks_dir / s.notebook).exists()]
+        if missing:
+            raise StageFailed(f"cannot resume at '{STAGES[first].name}': earlier stages have not run in {run.root} "
+                              f"({', '.join(missing)} missing)")
+    cfg.save(run.config_file)
+    outputs = []
+    for i in range(first, last + 1):
+        stage = STAGES[i]
+        echo(f"[{i + 1}/{len(STAGES)}] {stage.name:<15} {stage.notebook} ...", end="", flush=True)
+        t0 = time.perf_counter()
+        params = {"run_dir": str(run.root)}
+        if i == 0:
+            params |= {"config": str(run.config_file), "overrides": {}}
+        try:
+            outputs.append(run_stage(stage, run, root, kernel, params, progress))
+        except StageFailed:
+            echo(" failed")
+            raise
+        echo(f" done in {time.perf_counter() - t0:.1f} s")
+    return outputs

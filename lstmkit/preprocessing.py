@@ -1,0 +1,207 @@
+"""Preprocessing stage: chronological splits, a scaler fitted on training rows, and leak-free windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from lstmkit.config import Config, ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitBounds:
+    """Row ranges [start, stop) of the three chronological parts."""
+
+    train: tuple[int, int]
+    val: tuple[int, int]
+    test: tuple[int, int]
+
+    def __getitem__(self, split: str) -> tuple[int, int]:
+        if split not in SPLITS:
+            raise KeyError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return getattr(self, split)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {s: list(self[s]) for s in SPLITS}
+
+
+def split_bounds(n_rows: int, train: float, val: float, test: float) -> SplitBounds:
+    """Chronological train/val/test row ranges from fractions (< 1) or row counts (integers)."""
+    sizes = []
+    for name, v in (("train", train), ("val", val), ("test", test)):
+        if isinstance(v, float) and v < 1:
+            sizes.append(int(round(v * n_rows)))
+        elif float(v) == int(v) and v >= 1:
+            sizes.append(int(v))
+        else:
+            raise ConfigError(f"split.{name}: {v!r} is neither a fraction below 1 nor a whole row count")
+    if sum(sizes) > n_rows:
+        raise ConfigError(f"split sizes {sizes} add up to {sum(sizes)} rows but the series has only {n_rows}")
+    a, b = sizes[0], sizes[0] + sizes[1]
+    return SplitBounds(train=(0, a), val=(a, b), test=(b, b + sizes[2]))
+
+
+def make_scaler(method: str) -> StandardScaler | MinMaxScaler:
+    """An unfitted sklearn scaler by name."""
+    return {"standard": StandardScaler, "minmax": MinMaxScaler}[method]()
+
+
+def window_count(bounds: tuple[int, int], lookback: int, horizon: int) -> int:
+    """Number of windows whose targets lie entirely inside the given rows."""
+    return max(0, bounds[1] - _first_window_start(bounds, lookback) - (lookback + horizon) + 1)
+
+
+def _first_window_start(bounds: tuple[int, int], lookback: int) -> int:
+    """First row of the earliest window: its inputs may reach back into the previous split."""
+    return max(0, bounds[0] - lookback)
+
+
+@dataclass
+class Prepared:
+    """A scaled series with its split, ready to be cut into (lookback, horizon) windows."""
+
+    index: pd.DatetimeIndex
+    columns: list[str]          # model input channels; the target is the last one
+    target: str
+    bounds: SplitBounds
+    scaler: StandardScaler | MinMaxScaler
+    target_scaler: StandardScaler | MinMaxScaler
+    scaled: np.ndarray          # (rows, channels) float32
+    original: np.ndarray        # (rows, channels) float64
+    lookback: int
+    horizon: int
+
+    @property
+    def target_index(self) -> int:
+        """Column of the target among the input channels."""
+        return self.columns.index(self.target)
+
+    def n_windows(self, split: str) -> int:
+        """Number of windows of a split (stride 1)."""
+        return window_count(self.bounds[split], self.lookback, self.horizon)
+
+    def origins(self, split: str) -> np.ndarray:
+        """Row of the last observed input of each window of a split (the forecast origin)."""
+        first = _first_window_start(self.bounds[split], self.lookback) + self.lookback - 1
+        return np.arange(first, first + self.n_windows(split))
+
+    def dataset(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int | None = None):
+        """Batched tf.data pipeline of (inputs, targets) windows, gathered lazily from the scaled series.
+
+        Only window start positions are shuffled (reshuffled each epoch, deterministically for a seed);
+        each batch's windows are sliced from the series when the batch is requested.
+        """
+        import tensorflow as tf
+
+        n = self.n_windows(split)
+        if n == 0:
+            raise ValueError(self._too_short(split))
+        series = tf.constant(self.scaled)
+        in_offsets = tf.range(self.lookback)
+        out_offsets = tf.range(self.lookback, self.lookback + self.horizon)
+        tgt = self.target_index
+
+        def cut(starts):
+            inputs = tf.gather(series, starts[:, None] + in_offsets[None, :])
+            targets = tf.gather(series[:, tgt], starts[:, None] + out_offsets[None, :])
+            return inputs, targets
+
+        starts = tf.data.Dataset.range(n).map(lambda i: tf.cast(i, tf.int32) + _first_window_start(self.bounds[split], self.lookback))
+        if shuffle:
+            starts = starts.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        return starts.batch(batch_size).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """All windows of a split as arrays: inputs (n, lookback, channels), targets (n, horizon)."""
+        n = self.n_windows(split)
+        if n == 0:
+            raise ValueError(self._too_short(split))
+        start = _first_window_start(self.bounds[split], self.lookback)
+        view = np.lib.stride_tricks.sliding_window_view(self.scaled, self.lookback + self.horizon, axis=0)
+        windows = view[start:start + n].transpose(0, 2, 1)  # (n, lookback + horizon, channels)
+        return np.ascontiguousarray(windows[:, :self.lookback]), np.ascontiguousarray(windows[:, self.lookback:, self.target_index])
+
+    def target_rows(self, split: str) -> np.ndarray:
+        """Row numbers of each window's targets: (n, horizon)."""
+        return self.origins(split)[:, None] + np.arange(1, self.horizon + 1)[None, :]
+
+    def to_original(self, y_scaled: np.ndarray) -> np.ndarray:
+        """Target values from scaled back to original units (any shape)."""
+        y = np.asarray(y_scaled, dtype=float)
+        return self.target_scaler.inverse_transform(y.reshape(-1, 1)).reshape(y.shape)
+
+    def _too_short(self, split: str) -> str:
+        a, b = self.bounds[split]
+        return (f"the {split} split (rows {a}-{b - 1}, {b - a} rows) is too short for one window of "
+                f"horizon {self.horizon}; enlarge it or shorten window.horizon")
+
+
+def fit_scalers(frame: pd.DataFrame, columns: list[str], target: str, bounds: SplitBounds, method: str):
+    """Scaler for all channels and one for the target alone, both fitted on the training rows only."""
+    train = frame.iloc[bounds.train[0]:bounds.train[1]]
+    scaler = make_scaler(method).fit(train[columns].to_numpy(dtype=float))
+    target_scaler = clone(scaler).fit(train[[target]].to_numpy(dtype=float))
+    return scaler, target_scaler
+
+
+def prepare(frame: pd.DataFrame, cfg: Config, scaler=None) -> Prepared:
+    """Split, scale (fitting on training rows unless a fitted scaler is given) and describe the windows."""
+    from lstmkit.data import input_columns
+
+    columns = input_columns(cfg)
+    bounds = split_bounds(len(frame), cfg.split.train, cfg.split.val, cfg.split.test)
+    lookback, horizon = cfg.window.lookback, cfg.window.horizon
+    if bounds.train[1] - bounds.train[0] < lookback + horizon:
+        raise ConfigError(f"the training split has {bounds.train[1]} rows, fewer than window.lookback + window.horizon "
+                          f"= {lookback + horizon}")
+    fitted = fit_scalers(frame, columns, cfg.data.target, bounds, cfg.scaling.method)
+    if scaler is not None:
+        fitted = (scaler, fitted[1])
+    original = frame[columns].to_numpy(dtype=float)
+    prepared = Prepared(index=frame.index, columns=columns, target=cfg.data.target, bounds=bounds,
+                        scaler=fitted[0], target_scaler=fitted[1],
+                        scaled=fitted[0].transform(original).astype(np.float32), original=original,
+                        lookback=lookback, horizon=horizon)
+    for split in SPLITS:
+        if prepared.n_windows(split) == 0:
+            raise ConfigError(prepared._too_short(split))
+    return prepared
+
+
+def save_scaler(prepared: Prepared, path: Path) -> None:
+    """Persist the fitted scalers atomically."""
+    tmp = path.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"scaler": prepared.scaler, "target_scaler": prepared.target_scaler, "columns": prepared.columns}, tmp)
+    tmp.replace(path)
+
+
+def load_prepared(run) -> Prepared:
+    """Rebuild the prepared series of a run from its data and saved scaler (no refitting)."""
+    from lstmkit.data import read_series
+
+    cfg = run.config()
+    frame = read_series(run.require(run.series_file, "data (01_data)"))
+    saved = joblib.load(run.require(run.scaler_file, "preprocessing (02_preprocessing)"))
+    prepared = prepare(frame, cfg, scaler=saved["scaler"])
+    prepared.target_scaler = saved["target_scaler"]
+    return prepared
+
+
+def split_table(prepared: Prepared) -> pd.DataFrame:
+    """One row per split: its rows, dates and number of windows."""
+    rows = []
+    for s in SPLITS:
+        a, b = prepared.bounds[s]
+        rows.append({"split": s, "first row": a, "last row": b - 1, "rows": b - a,
+                     "from": prepared.index[a], "to": prepared.index[b - 1], "windows": prepared.n_windows(s)})
+    return pd.DataFrame(rows).set_index("split")

@@ -1,0 +1,147 @@
+"""Report: publish a run's executed notebooks as the Jupyter Book at the project root and build it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from lstmkit.config import describe_keys
+from lstmkit.evaluation import METRICS
+from lstmkit.pipeline import STAGES, project_root
+from lstmkit.runfolder import RunFolder, atomic_write_text, read_json
+
+BOOK_DIR = "book"  # sources of the book, referenced by _toc.yml; rewritten from a run folder
+
+
+class ReportError(RuntimeError):
+    """The report cannot be built from this run folder."""
+
+
+def _markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A pipe table for MyST from a small frame."""
+    cols = [df.index.name or ""] + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for idx, row in df.iterrows():
+        cells = [f"{v:{floatfmt}}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join([f"**{idx}**" if idx == "lstm" else str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def metrics_table(metrics: dict, units: str) -> pd.DataFrame:
+    """Overall test metrics of the model and each baseline in the given units."""
+    rows = {"lstm": metrics["model"][units]} | {k: v[units] for k, v in metrics["baselines"].items()}
+    df = pd.DataFrame(rows).T[list(METRICS)]
+    df.index.name = "forecaster"
+    return df
+
+
+def intro_page(run: RunFolder) -> str:
+    """The book's first page: what was run, the headline metrics beside the baselines, and the chapters."""
+    cfg = run.config()
+    metrics = read_json(run.require(run.metrics_file, "evaluation (05_evaluation)"))
+    meta = metrics.get("meta", {})
+    scaled, original = metrics_table(metrics, "scaled"), metrics_table(metrics, "original")
+    best_baseline = original.drop(index="lstm")["rmse"].idxmin()
+    ratio = original.loc["lstm", "rmse"] / original.loc[best_baseline, "rmse"]
+    verdict = "beats" if ratio < 1 else "does not beat"
+    floor = ""
+    if "rmse_to_noise_floor" in meta:
+        floor = (f" The generator's irreducible noise has standard deviation {meta['noise_std']:.3g}, so no forecaster can "
+                 f"have an RMSE below it on average: the LSTM's test RMSE is **{meta['rmse_to_noise_floor']:.2f} times "
+                 f"this noise floor**.")
+    chapters = "\n".join(f"{i + 1}. [{s.title}]({Path(s.notebook).stem}.ipynb)" for i, s in enumerate(STAGES))
+    config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip()
+    return f"""# lstmkit forecasting report
+
+This report follows one run of the lstmkit pipeline from raw series to explained forecaster. Each chapter is a
+notebook executed by papermill; the numbers and figures in it were computed in this run, nothing is typed in.
+
+**Run folder:** `{run.root.name}` · **data:** `{cfg.data.source}` · **target:** `{cfg.data.target}` ·
+**look-back:** {cfg.window.lookback} steps · **horizon:** {cfg.window.horizon} steps · **seed:** {cfg.seed}
+
+## Headline: test accuracy beside the baselines
+
+All forecasters are scored on the same {meta.get('windows', '?')} test windows (stride 1, all of them) of the
+target column. The LSTM's test RMSE is {ratio:.2f} times that of the best baseline ({best_baseline}): it
+**{verdict}** every baseline.{floor}
+
+Original units:
+
+{_markdown_table(original)}
+
+Scaled units (training z-scores of the target):
+
+{_markdown_table(scaled)}
+
+MAPE and sMAPE are in percent; MASE divides MAE by the in-sample MAE of the seasonal-naive forecast (period
+{cfg.evaluation.seasonal_period}) on the training rows.
+
+## Chapters
+
+{chapters}
+
+The [configuration reference](configuration.md) documents every setting.
+
+## Configuration of this run
+
+```yaml
+{config_yaml}
+```
+"""
+
+
+def configuration_page() -> str:
+    """Reference of every configuration key, generated from the typed config."""
+    lines = ["# Configuration reference", "",
+             "Every setting of a run, as a dotted key usable in a YAML profile under `configs/` or as "
+             "`lstmkit run --set KEY=VALUE`. Unknown keys are rejected with the list of valid ones.", "",
+             "| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for row in describe_keys():
+        choices = ", ".join(f"`{c}`" for c in row["choices"]) if row["choices"] else ""
+        lines.append(f"| `{row['key']}` | `{row['default']}` | {choices} | {row['help']} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(run: RunFolder, root: Path | None = None) -> Path:
+    """Write the book sources (intro, configuration reference, executed notebooks) for a run."""
+    root = root or project_root()
+    missing = [s.notebook for s in STAGES if not (run.notebooks_dir / s.notebook).exists()]
+    if missing:
+        raise ReportError(f"{run.root} has no executed {', '.join(missing)}: run `lstmkit run` (or resume with --from) first")
+    book = root / BOOK_DIR
+    staging = root / f".{BOOK_DIR}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    atomic_write_text(staging / "intro.md", intro_page(run))
+    atomic_write_text(staging / "configuration.md", configuration_page())
+    for s in STAGES:
+        shutil.copy2(run.notebooks_dir / s.notebook, staging / s.notebook)
+    shutil.rmtree(book, ignore_errors=True)
+    staging.replace(book)
+    return book
+
+
+def build(root: Path | None = None, strict: bool = True) -> Path:
+    """Build the Jupyter Book at the project root into _build/html; raise ReportError with Sphinx's output on failure."""
+    root = root or project_root()
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--builder", "html"]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise ReportError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+    return root / "_build" / "html" / "index.html"
+
+
+def report(run: RunFolder, root: Path | None = None, strict: bool = True) -> Path:
+    """Publish a run and build its HTML report; returns the path of index.html."""
+    root = root or project_root()
+    publish(run, root)
+    return build(root, strict)

@@ -1,0 +1,84 @@
+"""Training stage: fit the LSTM with early stopping, checkpoints and a learning-rate schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from lstmkit.config import Config
+from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.preprocessing import Prepared
+from lstmkit.runfolder import RunFolder, atomic_write_json, read_json
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow so that a rerun repeats exactly."""
+    keras.utils.set_random_seed(seed)
+
+
+def spec_for_run(run: RunFolder, cfg: Config) -> tuple[LSTMSpec, str]:
+    """Hyperparameters to train with, and where they came from (tuning or the config)."""
+    if cfg.training.use_tuned and cfg.tuning.strategy != "none" and run.best_hyperparameters_file.exists():
+        return LSTMSpec.from_dict(read_json(run.best_hyperparameters_file)), "tuning"
+    return LSTMSpec.from_dict(vars(cfg.model)), "config"
+
+
+def callbacks(patience: int, reduce_lr_patience: int, checkpoint: Path | None = None) -> list:
+    """Early stopping with best weights restored, LR reduction on plateau, and an optional best checkpoint."""
+    cbs = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=reduce_lr_patience, min_lr=1e-6),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        cbs.append(keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True))
+    return cbs
+
+
+def fit(prepared: Prepared, spec: LSTMSpec, cfg: Config, checkpoint: Path | None = None) -> tuple[keras.Model, pd.DataFrame]:
+    """Build and train one LSTM; returns the model (best weights) and its per-epoch history."""
+    set_seed(cfg.seed)
+    model = build_lstm(prepared.lookback, len(prepared.columns), prepared.horizon, spec)
+    train = prepared.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed)
+    val = prepared.dataset("val", 1024)
+    hist = model.fit(train, validation_data=val, epochs=cfg.training.epochs, verbose=cfg.training.verbose, shuffle=False,
+                     callbacks=callbacks(cfg.training.patience, cfg.training.reduce_lr_patience, checkpoint))
+    history = pd.DataFrame(hist.history)
+    history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
+    if "learning_rate" in history:
+        history["learning_rate"] = history["learning_rate"].astype(float)
+    return model, history
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save a Keras model atomically (a crash never leaves a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a saved forecaster."""
+    return keras.models.load_model(path)
+
+
+def train_run(run: RunFolder, cfg: Config, prepared: Prepared) -> tuple[keras.Model, pd.DataFrame, LSTMSpec, str]:
+    """The training stage: fit with the chosen hyperparameters and save model, history and hyperparameters."""
+    spec, source = spec_for_run(run, cfg)
+    model, history = fit(prepared, spec, cfg, checkpoint=run.checkpoint_file)
+    save_model(model, run.model_file)
+    atomic_write_json(run.history_file, {"epochs": history.reset_index().to_dict(orient="list"),
+                                         "best_epoch": int(np.argmin(history["val_loss"].to_numpy())) + 1})
+    atomic_write_json(run.hyperparameters_file, {**spec.to_dict(), "source": source})
+    return model, history, spec, source
+
+
+def read_history(run: RunFolder) -> pd.DataFrame:
+    """Per-epoch training history saved by the training stage."""
+    h = read_json(run.require(run.history_file, "training (04_training)"))["epochs"]
+    return pd.DataFrame(h).set_index("epoch")
