@@ -31,6 +31,7 @@ class DataConfig:
     date_column: str = _opt("date", "Name of the timestamp column in the CSV file.")
     target: str = _opt("target", "Column to forecast.")
     features: list = _opt(["x1", "x2", "x3"], "Exogenous input columns fed to the model besides the target's own history; empty = target only.")
+    units: str = _opt("a.u.", "Unit of the target's original values, used in axis labels and tables (a.u. = arbitrary units).")
     length: int = _opt(5040, "Synthetic only: number of hourly rows to generate.")
     noise_std: float = _opt(0.3, "Synthetic only: standard deviation of the target's irreducible noise (the error floor).")
 

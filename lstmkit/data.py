@@ -156,6 +156,16 @@ def load_series(cfg: Config) -> tuple[pd.DataFrame, GroundTruth | None]:
     return load_csv(cfg.data), None
 
 
+def decompose(series: pd.Series, periods: tuple[int, ...] = (24, 168)):
+    """MSTL decomposition (trend, one seasonal component per period that fits twice, remainder)."""
+    from statsmodels.tsa.seasonal import MSTL
+
+    usable = tuple(p for p in periods if len(series) >= 2 * p)
+    if not usable:
+        raise DataError(f"series of {len(series)} rows is too short for a seasonal decomposition with periods {periods}")
+    return MSTL(series, periods=usable).fit()
+
+
 def input_columns(cfg: Config) -> list[str]:
     """Model input channels: the exogenous features followed by the target's own history."""
     return [c for c in cfg.data.features if c != cfg.data.target] + [cfg.data.target]

@@ -215,3 +215,9 @@ def residual_frame(ev: Evaluation, prepared: Prepared, step: int = 1) -> pd.Data
     actual = prepared.to_original(ev.actual[:, step - 1])
     pred = prepared.to_original(ev.forecasts["lstm"][:, step - 1])
     return pd.DataFrame({"actual": actual, "forecast": pred, "residual": actual - pred}, index=prepared.index[rows])
+
+
+def styled(table: pd.DataFrame):
+    """A metrics table for display: 4 significant digits, the best value of each metric highlighted."""
+    return (table.style.format("{:.4g}").highlight_min(axis=0, props="font-weight: bold; background-color: #d4f4d4")
+            .set_table_styles([{"selector": "th, td", "props": "padding: 2px 12px; text-align: right"}]))

@@ -128,3 +128,42 @@ def ground_truth_table(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFram
                      "IG top lag": int(col.idxmax()), "rank of true lag": rank,
                      "share of feature mass at true lag": float(col.loc[true_lag] / col.sum()) if rank else None})
     return pd.DataFrame(rows).set_index("feature")
+
+
+def explain_test_windows(model, prepared, cfg) -> tuple[np.ndarray, Attribution]:
+    """IG of the configured horizon step for an even sample of test windows, against the all-zero (training mean) baseline."""
+    x, _ = prepared.arrays("test")
+    positions = sample_windows(len(x), cfg.explain.windows)
+    attr = integrated_gradients(model, x[positions], steps=cfg.explain.steps,
+                                output_index=cfg.explain.horizon_step - 1, batch_size=cfg.explain.batch_size)
+    return positions, attr
+
+
+def completeness_table(attr: Attribution) -> pd.DataFrame:
+    """Summary of the per-window completeness check."""
+    gap, delta = attr.completeness_gap, np.abs(attr.delta)
+    rel = gap / np.maximum(delta, 1e-12)
+    return pd.DataFrame({"value": [len(gap), float(delta.mean()), float(gap.mean()), float(gap.max()),
+                                   float(np.median(rel)), attr.relative_gap()]},
+                        index=pd.Index(["windows explained", "mean |f(x) - f(baseline)|", "mean gap", "largest gap",
+                                        "median relative gap", "total gap / total |f(x) - f(baseline)|"], name="check"))
+
+
+def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.DataFrame, columns: list[str],
+                     truth_table: pd.DataFrame | None = None) -> None:
+    """Write the raw attributions (npz) and a JSON summary of the explanation atomically."""
+    from lstmkit.runfolder import atomic_write_json
+
+    path = run.attributions_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".attributions.tmp.npz")
+    np.savez(tmp, window=positions, attributions=attr.values, prediction=attr.prediction,
+             baseline_prediction=attr.baseline_prediction, lags=heatmap.index.to_numpy()[::-1], columns=np.array(columns))
+    tmp.replace(path)
+    summary = {"windows": len(positions), "relative_completeness_gap": attr.relative_gap(),
+               "mean_completeness_gap": float(attr.completeness_gap.mean()),
+               "feature_share": feature_importance(heatmap).to_dict(),
+               "top_lag_per_feature": {c: int(heatmap[c].idxmax()) for c in heatmap.columns}}
+    if truth_table is not None:
+        summary["ground_truth"] = truth_table.reset_index().to_dict(orient="records")
+    atomic_write_json(run.explanation_file, summary)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -84,6 +86,27 @@ def _failure_message(stage: Stage, output: Path, err) -> str:
             f"The partly executed notebook is kept at {output}")
 
 
+@contextlib.contextmanager
+def kernel_stderr_to(path: Path):
+    """Send the stderr of kernel processes started inside the block to a log file, keeping ours on the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    ours = os.fdopen(os.dup(saved), "w", buffering=1)
+    previous = sys.stderr
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        sys.stderr = ours
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sys.stderr = previous
+            ours.close()
+
+
 def run_stage(stage: Stage, run: RunFolder, root: Path, kernel: str, parameters: dict, progress: bool = False) -> Path:
     """Execute one notebook with papermill into the run folder; raise StageFailed naming the cell on error."""
     import papermill as pm
@@ -92,9 +115,10 @@ def run_stage(stage: Stage, run: RunFolder, root: Path, kernel: str, parameters:
     output = run.notebooks_dir / stage.notebook
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(str(root / "notebooks" / stage.notebook), str(output), parameters=parameters,
-                            kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
-                            request_save_on_cell_execute=True)
+        with kernel_stderr_to(run.log_file(stage.name)):
+            pm.execute_notebook(str(root / "notebooks" / stage.notebook), str(output), parameters=parameters,
+                                kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
+                                request_save_on_cell_execute=True)
     except PapermillExecutionError as err:
         raise StageFailed(_failure_message(stage, output, err)) from None
     return output

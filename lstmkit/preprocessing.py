@@ -177,12 +177,27 @@ def prepare(frame: pd.DataFrame, cfg: Config, scaler=None) -> Prepared:
     return prepared
 
 
-def save_scaler(prepared: Prepared, path: Path) -> None:
-    """Persist the fitted scalers atomically."""
-    tmp = path.with_suffix(".tmp")
+def save_prepared(prepared: Prepared, run) -> None:
+    """Persist the fitted scalers and the split boundaries atomically (the preprocessing stage's outputs)."""
+    from lstmkit.runfolder import atomic_write_json
+
+    path = run.scaler_file
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
     joblib.dump({"scaler": prepared.scaler, "target_scaler": prepared.target_scaler, "columns": prepared.columns}, tmp)
     tmp.replace(path)
+    atomic_write_json(run.splits_file, {"rows": prepared.bounds.to_dict(), "columns": prepared.columns,
+                                        "target": prepared.target, "lookback": prepared.lookback,
+                                        "horizon": prepared.horizon,
+                                        "windows": {s: prepared.n_windows(s) for s in SPLITS}})
+
+
+def scaler_table(prepared: Prepared) -> pd.DataFrame:
+    """Statistics the scaler learned from the training rows, one row per channel."""
+    s = prepared.scaler
+    if isinstance(s, StandardScaler):
+        return pd.DataFrame({"training mean": s.mean_, "training std": s.scale_}, index=pd.Index(prepared.columns, name="channel"))
+    return pd.DataFrame({"training min": s.data_min_, "training max": s.data_max_}, index=pd.Index(prepared.columns, name="channel"))
 
 
 def load_prepared(run) -> Prepared:

@@ -107,6 +107,18 @@ def configuration_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _publish_notebook(source: Path, target: Path) -> None:
+    """Copy an executed notebook for the book, dropping the default-parameters cell that papermill's injected cell overrides."""
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, target)
+
+
 def publish(run: RunFolder, root: Path | None = None) -> Path:
     """Write the book sources (intro, configuration reference, executed notebooks) for a run."""
     root = root or project_root()
@@ -120,7 +132,7 @@ def publish(run: RunFolder, root: Path | None = None) -> Path:
     atomic_write_text(staging / "intro.md", intro_page(run))
     atomic_write_text(staging / "configuration.md", configuration_page())
     for s in STAGES:
-        shutil.copy2(run.notebooks_dir / s.notebook, staging / s.notebook)
+        _publish_notebook(run.notebooks_dir / s.notebook, staging / s.notebook)
     shutil.rmtree(book, ignore_errors=True)
     staging.replace(book)
     return book

@@ -130,6 +130,10 @@ class RunFolder:
     def figures_dir(self) -> Path:
         return self.root / "figures"
 
+    def log_file(self, stage: str) -> Path:
+        """Where the kernel's own log lines (TensorFlow start-up messages and the like) of a stage go."""
+        return self.root / "logs" / f"{stage}.log"
+
     def figure_file(self, name: str) -> Path:
         """Where a named figure of the report is saved as PNG."""
         return self.figures_dir / f"{name}.png"

@@ -1,0 +1,174 @@
+"""End to end: the quick profile through papermill and the CLI, the Jupyter Book report, and the built HTML."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parent.parent
+LSTMKIT = [sys.executable, "-m", "lstmkit.cli"]
+STAGE_NOTEBOOKS = ["01_data", "02_preprocessing", "03_tuning", "04_training", "05_evaluation", "06_explainability"]
+
+
+def lstmkit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the lstmkit CLI in a project folder."""
+    proc = subprocess.run([*LSTMKIT, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lstmkit {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project's notebooks, profiles and book configuration, so that runs and builds stay out of the checkout."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("notebooks", "configs"):
+        shutil.copytree(REPO / name, root / name)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO / name, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def quick_run(project: Path) -> Path:
+    """The quick profile run end to end with one training epoch, then its report built."""
+    proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--set", "training.epochs=1")
+    assert "[6/6] explainability" in proc.stdout
+    lstmkit(project, "report", "--run-dir", "runs/quick")
+    return project / "runs" / "quick"
+
+
+def test_run_writes_every_stage_output(quick_run: Path):
+    for nb in STAGE_NOTEBOOKS:
+        executed = json.loads((quick_run / "notebooks" / f"{nb}.ipynb").read_text())
+        code = [c for c in executed["cells"] if c["cell_type"] == "code"]
+        assert all(c.get("execution_count") for c in code), f"{nb}: not every cell ran"
+        assert any("injected-parameters" in c["metadata"].get("tags", []) for c in code), f"{nb}: parameters not injected"
+    for artifact in ("config.yaml", "data/series.csv", "data/ground_truth.json", "preprocessing/scaler.joblib",
+                     "tuning/best_hyperparameters.json", "tuning/trials.csv", "training/model.keras",
+                     "training/history.json", "evaluation/predictions.npz", "explainability/attributions.npz",
+                     "explainability/summary.json"):
+        assert (quick_run / artifact).is_file(), artifact
+    assert "epochs: 1" in (quick_run / "config.yaml").read_text()  # the --set override was recorded
+
+
+def test_metrics_json_follows_the_schema(quick_run: Path):
+    metrics = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
+    assert set(metrics["baselines"]) >= {"persistence", "seasonal_naive", "linear"}
+    horizon = metrics["meta"]["horizon"]
+    for name, m in [("model", metrics["model"]), *metrics["baselines"].items()]:
+        for units in ("scaled", "original"):
+            assert {"mse", "rmse", "mae", "mape", "smape", "mase"} <= set(m[units]), name
+            assert m[units]["rmse"] == pytest.approx(m[units]["mse"] ** 0.5)
+            assert len(m["per_horizon"][units]["rmse"]) == horizon
+    assert metrics["meta"]["rmse_to_noise_floor"] == pytest.approx(metrics["model"]["original"]["rmse"] / 0.3)
+
+
+def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
+    html = quick_run.parent.parent / "_build" / "html"
+    index = (html / "index.html").read_text()
+    intro = (html / "book" / "intro.html").read_text()
+    metrics = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
+    for name in ("lstm", "persistence", "seasonal_naive", "linear"):
+        assert name in intro
+    assert f"{metrics['model']['original']['rmse']:.4g}" in intro  # the table shows this run's numbers
+    assert "noise floor" in intro
+    for nb in STAGE_NOTEBOOKS:
+        assert f"book/{nb}.html" in index, f"{nb} missing from the navigation"
+        page = (html / "book" / f"{nb}.html").read_text()
+        assert "Traceback" not in page and "cuda_platform" not in page, nb
+        images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+        assert images, f"{nb} has no figure"
+        for src in images:
+            assert (html / "book" / src).resolve().is_file(), f"{nb}: missing image {src}"
+    assert "window.lookback" in (html / "book" / "configuration.html").read_text()
+
+
+def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
+    project = quick_run.parent.parent
+    exe = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(exe), "build", ".", "-W"], cwd=project, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_resume_from_training_reproduces_the_metrics(quick_run: Path):
+    project = quick_run.parent.parent
+    before = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
+    first_data = (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime
+    proc = lstmkit(project, "run", "--from", "training", "--run-dir", "runs/quick")
+    assert "[1/6]" not in proc.stdout and "[4/6] training" in proc.stdout
+    assert (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime == first_data
+    after = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
+    assert after["model"] == before["model"]  # same config and seed: the same model and the same test metrics
+
+
+def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(project: Path):
+    proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/broken",
+                   "--set", "data.source=csv", "--set", "data.path=does-not-exist.csv", check=False)
+    assert proc.returncode == 1
+    assert re.search(r"failed in notebook 01_data\.ipynb, cell \d+", proc.stderr), proc.stderr
+    assert "does-not-exist.csv: file not found" in proc.stderr
+    assert (project / "runs" / "broken" / "notebooks" / "01_data.ipynb").is_file()
+    assert not (project / "runs" / "broken" / "notebooks" / "02_preprocessing.ipynb").exists()
+
+
+def test_bad_config_key_lists_valid_keys(project: Path):
+    proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--set", "training.epoch=1", check=False)
+    assert proc.returncode == 2
+    assert "unknown config key 'training.epoch'" in proc.stderr and "training.epochs" in proc.stderr
+
+
+def _browser() -> str | None:
+    """Path of a Chromium the browser test can drive, or None."""
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or ""):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def test_report_renders_in_headless_chromium(quick_run: Path):
+    browser = _browser()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if browser is None or sync_playwright is None:
+        reason = "no Chromium at /usr/bin/chromium" if browser is None else "playwright is not installed"
+        if os.environ.get("LSTMKIT_REQUIRE_BROWSER"):
+            pytest.fail(f"browser test required but {reason}")
+        pytest.skip(f"{reason}: install Debian's chromium and `pip install playwright` to run the browser test")
+
+    from tests.http_server import serve
+
+    html = quick_run.parent.parent / "_build" / "html"
+    pages = ["index.html", *[f"book/{nb}.html" for nb in STAGE_NOTEBOOKS], "book/configuration.html"]
+    with serve(html) as base, sync_playwright() as p:
+        chrome = p.chromium.launch(executable_path=browser, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        for path in pages:
+            page = chrome.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+            page.on("requestfailed", lambda r: errors.append(f"failed request: {r.url}") if r.url.startswith(base) else None)
+            response = page.goto(f"{base}/{path}", wait_until="load")
+            assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
+            broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+            assert not broken, f"{path}: images not rendered: {broken}"
+            assert page.locator("h1").count() >= 1, f"{path}: no title"
+            assert page.locator(".output.traceback, .output.error, .output.stderr").count() == 0, f"{path}: error output"
+            assert not errors, f"{path}: {errors}"
+            if path.startswith("book/0"):
+                assert page.evaluate("() => document.images.length") >= 1, f"{path}: no figure"
+            page.close()
+        chrome.close()
