@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -162,6 +164,9 @@ def describe_keys(cls: type = Config, prefix: str = "") -> list[dict]:
     return rows
 
 
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Check and convert one leaf value to its declared type."""
     origin = typing.get_origin(typ)
@@ -174,13 +179,15 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ in (int, float) and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads `1e-3` (no dot) as text
+    if typ in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        raise ConfigError(f"{key}: expected {'an integer' if typ is int else 'a number'}, got {value!r}")
     if typ is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        if float(value) != int(value):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
         return value  # keep ints as ints: split sizes use int = row count
     if typ is str:
         if not isinstance(value, str):
@@ -258,7 +265,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form KEY=VALUE")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads `1e-3` (no dot) as text
+    return key.strip(), value
 
 
 def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:
@@ -271,7 +281,9 @@ def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:
         node = out
         *parents, leaf = key.split(".")
         for p in parents:
-            node = node.setdefault(p, {}) or {}
+            if node.get(p) is None:  # a section missing or left empty in the file
+                node[p] = {}
+            node = node[p]
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: parent is not a mapping")
         node[leaf] = value

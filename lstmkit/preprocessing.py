@@ -35,19 +35,25 @@ class SplitBounds:
 
 
 def split_bounds(n_rows: int, train: float, val: float, test: float) -> SplitBounds:
-    """Chronological train/val/test row ranges from fractions (< 1) or row counts (integers)."""
-    sizes = []
+    """Chronological train/val/test row ranges from fractions (< 1) or row counts (integers).
+
+    Fractions are turned into boundaries cumulatively, so fractions adding up to 1 cover every row exactly.
+    """
+    edges, used, position = [0], 0.0, 0
     for name, v in (("train", train), ("val", val), ("test", test)):
-        if isinstance(v, float) and v < 1:
-            sizes.append(int(round(v * n_rows)))
+        if isinstance(v, float) and 0 < v < 1:
+            used += v
+            position = int(round(used * n_rows))
         elif float(v) == int(v) and v >= 1:
-            sizes.append(int(v))
+            position = edges[-1] + int(v)
+            used = position / n_rows
         else:
             raise ConfigError(f"split.{name}: {v!r} is neither a fraction below 1 nor a whole row count")
-    if sum(sizes) > n_rows:
-        raise ConfigError(f"split sizes {sizes} add up to {sum(sizes)} rows but the series has only {n_rows}")
-    a, b = sizes[0], sizes[0] + sizes[1]
-    return SplitBounds(train=(0, a), val=(a, b), test=(b, b + sizes[2]))
+        edges.append(position)
+    if edges[-1] > n_rows:
+        sizes = [b - a for a, b in zip(edges, edges[1:])]
+        raise ConfigError(f"split sizes {sizes} add up to {edges[-1]} rows but the series has only {n_rows}")
+    return SplitBounds(train=(edges[0], edges[1]), val=(edges[1], edges[2]), test=(edges[2], edges[3]))
 
 
 def make_scaler(method: str) -> StandardScaler | MinMaxScaler:

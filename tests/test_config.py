@@ -1,0 +1,297 @@
+"""Configuration: defaults, YAML files, dotted overrides, validation and key documentation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lstmkit.config import (Config, ConfigError, config_keys, describe_keys, from_dict, load_config,
+                            parse_override)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "profile.yaml"
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ loading
+
+
+def test_defaults_without_a_file():
+    cfg = load_config()
+    assert cfg == Config()
+    assert (cfg.seed, cfg.window.lookback, cfg.window.horizon) == (42, 48, 6)
+    assert cfg.data.features == ["x1", "x2", "x3"]
+    assert cfg.split.train == 0.7 and cfg.scaling.method == "standard"
+
+
+def test_default_list_values_are_not_shared_between_instances():
+    a, b = Config(), Config()
+    a.data.features.append("x9")
+    assert b.data.features == ["x1", "x2", "x3"]
+
+
+def test_yaml_file_values_replace_defaults_and_keep_the_rest(tmp_path):
+    path = write_yaml(tmp_path, "seed: 3\nwindow: {lookback: 12}\ndata:\n  features: [x1]\n  length: 600\n")
+    cfg = load_config(path)
+    assert cfg.seed == 3
+    assert cfg.window.lookback == 12 and cfg.window.horizon == 6
+    assert cfg.data.features == ["x1"] and cfg.data.length == 600
+    assert cfg.model == Config().model
+
+
+def test_overrides_take_precedence_over_the_file(tmp_path):
+    path = write_yaml(tmp_path, "window: {lookback: 12, horizon: 3}\ntraining: {epochs: 9}\n")
+    cfg = load_config(path, {"window.horizon": 2, "training.epochs": 5, "seed": 8})
+    assert (cfg.window.lookback, cfg.window.horizon) == (12, 2)
+    assert cfg.training.epochs == 5 and cfg.seed == 8
+
+
+def test_override_applies_when_the_section_is_absent_from_the_file():
+    assert load_config(None, {"window.lookback": 10}).window.lookback == 10
+
+
+def test_override_applies_when_the_section_is_empty_in_the_file(tmp_path):
+    path = write_yaml(tmp_path, "seed: 1\nscaling:\n")
+    assert load_config(path, {"scaling.method": "minmax"}).scaling.method == "minmax"
+
+
+def test_shipped_profiles_load():
+    quick = load_config(REPO / "configs" / "quick.yaml")
+    default = load_config(REPO / "configs" / "default.yaml")
+    assert quick.data.length == 1200 and quick.window.lookback == 24 and quick.tuning.strategy == "random"
+    assert default.tuning.strategy == "bayesian" and default.data.length == 5040
+
+
+def test_save_and_load_round_trip(tmp_path):
+    cfg = from_dict({"seed": 5, "window": {"lookback": 10, "horizon": 2}, "split": {"train": 300, "val": 0.2, "test": 50}})
+    cfg.save(tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert isinstance(again.split.train, int) and isinstance(again.split.val, float)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    path = write_yaml(tmp_path, "window: {lookback: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+# ------------------------------------------------------------------ unknown keys
+
+
+def test_unknown_override_key_lists_every_valid_key():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {"window.lookbak": 3})
+    message = str(err.value)
+    assert "unknown config key 'window.lookbak'" in message
+    for key in config_keys():
+        assert key in message
+
+
+def test_unknown_nested_key_in_file_names_file_and_key(tmp_path):
+    path = write_yaml(tmp_path, "training:\n  epoch: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and "'training.epoch'" in message
+    assert "training.epochs" in message and "explain.batch_size" in message
+
+
+def test_unknown_top_level_key_in_file(tmp_path):
+    path = write_yaml(tmp_path, "seeds: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'seeds'"):
+        load_config(path)
+
+
+def test_section_that_is_not_a_mapping(tmp_path):
+    path = write_yaml(tmp_path, "window: 12\n")
+    with pytest.raises(ConfigError, match="window: expected a mapping"):
+        load_config(path)
+
+
+# ------------------------------------------------------------------ types and choices
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"window": {"lookback": "abc"}}, "window.lookback: expected an integer, got 'abc'"),
+    ({"window": {"lookback": 1.5}}, "window.lookback: expected an integer, got 1.5"),
+    ({"window": {"lookback": True}}, "window.lookback: expected an integer, got True"),
+    ({"model": {"dropout": "high"}}, "model.dropout: expected a number, got 'high'"),
+    ({"training": {"use_tuned": "yes"}}, "training.use_tuned: expected true or false, got 'yes'"),
+    ({"data": {"target": 3}}, "data.target: expected a string, got 3"),
+    ({"data": {"features": "x1"}}, "data.features: expected a list, got 'x1'"),
+])
+def test_type_errors_name_the_key(values, message):
+    with pytest.raises(ConfigError) as err:
+        from_dict(values)
+    assert str(err.value) == message
+
+
+def test_type_error_from_a_file(tmp_path):
+    path = write_yaml(tmp_path, "window:\n  lookback: abc\n")
+    with pytest.raises(ConfigError, match=r"profile.yaml: window.lookback: expected an integer, got 'abc'"):
+        load_config(path)
+
+
+def test_whole_float_is_accepted_as_integer():
+    cfg = from_dict({"window": {"lookback": 12.0}})
+    assert cfg.window.lookback == 12 and isinstance(cfg.window.lookback, int)
+
+
+def test_integer_is_accepted_for_a_number_and_kept_integer():
+    cfg = from_dict({"split": {"train": 300, "val": 60, "test": 60}, "model": {"learning_rate": 1}})
+    assert cfg.split.train == 300 and isinstance(cfg.split.train, int)
+    assert cfg.model.learning_rate == 1
+
+
+def test_null_list_becomes_empty():
+    assert from_dict({"data": {"features": None}}).data.features == []
+
+
+def test_infinite_integer_is_a_config_error():
+    with pytest.raises(ConfigError, match="window.lookback"):
+        from_dict({"window": {"lookback": math.inf}})
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"scaling": {"method": "robust"}}, "scaling.method: 'robust' is not one of standard, minmax"),
+    ({"training": {"verbose": 3}}, "training.verbose: 3 is not one of 0, 1, 2"),
+    ({"tuning": {"strategy": "grid"}}, "tuning.strategy: 'grid' is not one of random, bayesian, hyperband, none"),
+    ({"data": {"source": "parquet"}}, "data.source: 'parquet' is not one of synthetic, csv"),
+])
+def test_values_outside_choices_are_rejected(values, message):
+    with pytest.raises(ConfigError) as err:
+        from_dict(values)
+    assert str(err.value) == message
+
+
+def test_every_declared_choice_is_accepted():
+    for row in describe_keys():
+        for choice in row["choices"] or ():
+            section, name = row["key"].split(".")
+            extra = {"path": "series.csv"} if row["key"] == "data.source" else {}
+            cfg = from_dict({section: {name: choice, **extra}})
+            assert getattr(getattr(cfg, section), name) == choice
+
+
+# ------------------------------------------------------------------ cross-field validation
+
+
+@pytest.mark.parametrize("name,lo,hi", [("layers", 4, 3), ("units", 200, 160), ("dropout", 0.6, 0.5),
+                                        ("learning_rate", 0.5, 0.1)])
+def test_tuning_min_above_max_is_rejected(name, lo, hi):
+    with pytest.raises(ConfigError) as err:
+        from_dict({"tuning": {f"min_{name}": lo}})
+    assert str(err.value) == f"tuning.min_{name} ({lo}) is greater than tuning.max_{name} ({hi})"
+
+
+def test_tuning_min_equal_to_max_is_allowed():
+    cfg = from_dict({"tuning": {"min_layers": 2, "max_layers": 2}})
+    assert cfg.tuning.min_layers == cfg.tuning.max_layers == 2
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"window": {"lookback": 0}}, "window.lookback: must be at least 1, got 0"),
+    ({"split": {"val": -0.1}}, "split.val: must be positive"),
+    ({"model": {"dropout": 1.0}}, r"model.dropout: must be in \[0, 1\)"),
+    ({"tuning": {"batch_sizes": []}}, "must not be empty"),
+    ({"explain": {"horizon_step": 7}}, r"explain.horizon_step: must be between 1 and window.horizon \(6\)"),
+    ({"evaluation": {"plot_step": 0}}, "evaluation.plot_step"),
+    ({"data": {"source": "csv"}}, "data.path: required when data.source is csv"),
+])
+def test_cross_field_validation(values, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(values)
+
+
+# ------------------------------------------------------------------ overrides
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("training.epochs=5", ("training.epochs", 5)),
+    ("model.dropout=0.25", ("model.dropout", 0.25)),
+    ("data.features=[x1, x2]", ("data.features", ["x1", "x2"])),
+    ("training.use_tuned=false", ("training.use_tuned", False)),
+    ("data.path=", ("data.path", None)),
+    ("data.path=null", ("data.path", None)),
+    ("data.target=load", ("data.target", "load")),
+    (" window.lookback = 24", ("window.lookback", 24)),
+    ("data.path=a=b.csv", ("data.path", "a=b.csv")),
+])
+def test_parse_override_reads_yaml_values(text, expected):
+    key, value = parse_override(text)
+    assert (key, value) == expected
+    assert type(value) is type(expected[1])
+
+
+def test_parse_override_reads_exponent_notation_as_a_number():
+    assert parse_override("model.learning_rate=1e-3") == ("model.learning_rate", 1e-3)
+
+
+def test_parse_override_requires_an_equals_sign():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("training.epochs")
+
+
+def test_parsed_overrides_apply_through_from_dict():
+    base = Config().to_dict()
+    cfg = from_dict(base, dict(map(parse_override, ["data.features=[x2]", "window.horizon=2", "explain.horizon_step=2"])))
+    assert cfg.data.features == ["x2"] and cfg.window.horizon == 2 and cfg.explain.horizon_step == 2
+
+
+def test_overrides_do_not_mutate_the_input_dict():
+    base = Config().to_dict()
+    from_dict(base, {"window.lookback": 7})
+    assert base["window"]["lookback"] == 48
+
+
+# ------------------------------------------------------------------ key listing and documentation
+
+
+def test_config_keys_are_dotted_leaves_of_the_tree():
+    keys = config_keys()
+    assert len(keys) == len(set(keys))
+    assert keys[0] == "seed"
+    assert {"window.lookback", "split.train", "tuning.batch_sizes", "explain.batch_size"} <= set(keys)
+    assert "window" not in keys and "data" not in keys
+    tree = Config().to_dict()
+    assert len(keys) == sum(len(v) if isinstance(v, dict) else 1 for v in tree.values())
+
+
+def test_every_key_is_documented():
+    rows = describe_keys()
+    assert [r["key"] for r in rows] == config_keys()
+    for row in rows:
+        assert isinstance(row["help"], str) and row["help"].strip(), row["key"]
+
+
+def test_described_defaults_match_the_default_config():
+    defaults = Config().to_dict()
+    for row in describe_keys():
+        node = defaults
+        for part in row["key"].split("."):
+            node = node[part]
+        assert row["default"] == node, row["key"]
+
+
+def test_described_choices_include_the_default():
+    for row in describe_keys():
+        if row["choices"]:
+            assert row["default"] in row["choices"], row["key"]
+
+
+def test_to_dict_is_yaml_safe():
+    text = yaml.safe_dump(Config().to_dict())
+    assert yaml.safe_load(text) == Config().to_dict()
