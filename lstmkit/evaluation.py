@@ -217,6 +217,23 @@ def residual_frame(ev: Evaluation, prepared: Prepared, step: int = 1) -> pd.Data
     return pd.DataFrame({"actual": actual, "forecast": pred, "residual": actual - pred}, index=prepared.index[rows])
 
 
+def headline(metrics: dict, units: str) -> str:
+    """One paragraph (Markdown) saying how the model's test RMSE compares with the best baseline and the noise floor."""
+    meta = metrics["meta"]
+    rmse = metrics["model"]["original"]["rmse"]
+    baseline_rmse = {k: v["original"]["rmse"] for k, v in metrics["baselines"].items()}
+    best = min(baseline_rmse, key=baseline_rmse.get)
+    ratio = rmse / baseline_rmse[best]
+    text = (f"On {meta['windows']:,} test windows the LSTM's RMSE is **{rmse:.4g} {units}**, {ratio:.2f} times that of "
+            f"the best baseline ({best}, {baseline_rmse[best]:.4g} {units}): it "
+            f"**{'beats' if ratio < 1 else 'does not beat'}** every baseline.")
+    if "rmse_to_noise_floor" in meta:
+        text += (f" The generator's noise has standard deviation {meta['noise_std']:.3g} {units}, the floor below which "
+                 f"no forecaster's RMSE can go on average: the LSTM's RMSE is **{meta['rmse_to_noise_floor']:.2f} times "
+                 f"the noise floor**.")
+    return text
+
+
 def styled(table: pd.DataFrame):
     """A metrics table for display: 4 significant digits, the best value of each metric highlighted."""
     return (table.style.format("{:.4g}").highlight_min(axis=0, props="font-weight: bold; background-color: #d4f4d4")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -17,7 +18,12 @@ sns.set_theme(style="whitegrid", context="notebook")
 
 
 def _save(fig: plt.Figure, path) -> plt.Figure:
-    """Also write the figure as PNG when a path is given."""
+    """Tidy date axes, lay out, and also write the figure as PNG when a path is given."""
+    for ax in fig.axes:
+        if isinstance(ax.xaxis.get_major_formatter(), (mdates.AutoDateFormatter, mdates.ConciseDateFormatter)):
+            locator = mdates.AutoDateLocator(maxticks=8)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.tight_layout()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -112,19 +112,19 @@ class Prepared:
         if n == 0:
             raise ValueError(self._too_short(split))
         series = tf.constant(self.scaled)
-        in_offsets = tf.range(self.lookback)
-        out_offsets = tf.range(self.lookback, self.lookback + self.horizon)
-        tgt = self.target_index
+        target = tf.constant(self.scaled[:, self.target_index])
+        offset = _first_window_start(self.bounds[split], self.lookback)
+        in_offsets = tf.range(self.lookback)[None, :]
+        out_offsets = tf.range(self.lookback, self.lookback + self.horizon)[None, :]
 
-        def cut(starts):
-            inputs = tf.gather(series, starts[:, None] + in_offsets[None, :])
-            targets = tf.gather(series[:, tgt], starts[:, None] + out_offsets[None, :])
-            return inputs, targets
+        def cut(positions):
+            starts = tf.cast(positions, tf.int32)[:, None] + offset
+            return tf.gather(series, starts + in_offsets), tf.gather(target, starts + out_offsets)
 
-        starts = tf.data.Dataset.range(n).map(lambda i: tf.cast(i, tf.int32) + _first_window_start(self.bounds[split], self.lookback))
+        positions = tf.data.Dataset.range(n)
         if shuffle:
-            starts = starts.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        return starts.batch(batch_size).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+            positions = positions.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        return positions.batch(batch_size).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """All windows of a split as arrays: inputs (n, lookback, channels), targets (n, horizon)."""

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from lstmkit.config import describe_keys
-from lstmkit.evaluation import METRICS
+from lstmkit.evaluation import METRICS, headline
 from lstmkit.pipeline import STAGES, project_root
 from lstmkit.runfolder import RunFolder, atomic_write_text, read_json
 
@@ -44,16 +44,7 @@ def intro_page(run: RunFolder) -> str:
     """The book's first page: what was run, the headline metrics beside the baselines, and the chapters."""
     cfg = run.config()
     metrics = read_json(run.require(run.metrics_file, "evaluation (05_evaluation)"))
-    meta = metrics.get("meta", {})
     scaled, original = metrics_table(metrics, "scaled"), metrics_table(metrics, "original")
-    best_baseline = original.drop(index="lstm")["rmse"].idxmin()
-    ratio = original.loc["lstm", "rmse"] / original.loc[best_baseline, "rmse"]
-    verdict = "beats" if ratio < 1 else "does not beat"
-    floor = ""
-    if "rmse_to_noise_floor" in meta:
-        floor = (f" The generator's irreducible noise has standard deviation {meta['noise_std']:.3g}, so no forecaster can "
-                 f"have an RMSE below it on average: the LSTM's test RMSE is **{meta['rmse_to_noise_floor']:.2f} times "
-                 f"this noise floor**.")
     chapters = "\n".join(f"{i + 1}. [{s.title}]({Path(s.notebook).stem}.ipynb)" for i, s in enumerate(STAGES))
     config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip()
     return f"""# lstmkit forecasting report
@@ -66,9 +57,8 @@ notebook executed by papermill; the numbers and figures in it were computed in t
 
 ## Headline: test accuracy beside the baselines
 
-All forecasters are scored on the same {meta.get('windows', '?')} test windows (stride 1, all of them) of the
-target column. The LSTM's test RMSE is {ratio:.2f} times that of the best baseline ({best_baseline}): it
-**{verdict}** every baseline.{floor}
+All forecasters are scored on the same test windows (stride 1, all of them) of the target column.
+{headline(metrics, cfg.data.units)}
 
 Original units:
 

@@ -24,7 +24,7 @@ def spec_from_hp(hp: kt.HyperParameters, cfg: Config) -> LSTMSpec:
     return LSTMSpec(
         layers=hp.Int("layers", t.min_layers, t.max_layers),
         units=hp.Int("units", t.min_units, t.max_units, step=t.units_step),
-        dropout=hp.Float("dropout", t.min_dropout, t.max_dropout, step=0.05),
+        dropout=round(hp.Float("dropout", t.min_dropout, t.max_dropout, step=0.05), 4),
         learning_rate=hp.Float("learning_rate", t.min_learning_rate, t.max_learning_rate, sampling="log"),
         optimizer=hp.Choice("optimizer", list(t.optimizers)),
         batch_size=hp.Choice("batch_size", [int(b) for b in t.batch_sizes]),
@@ -78,8 +78,11 @@ def trials_table(tuner: kt.Tuner) -> pd.DataFrame:
     rows = []
     for trial in tuner.oracle.trials.values():
         values = {k: v for k, v in trial.hyperparameters.values.items() if k in HYPERPARAMETERS}
+        if "dropout" in values:
+            values["dropout"] = round(values["dropout"], 4)  # grid values like 0.30000000000000004
         epochs = trial.hyperparameters.values.get("tuner/epochs")
-        rows.append({"trial": trial.trial_id, **values, "val_loss": trial.score, "best_epoch": trial.best_step,
+        best_epoch = None if trial.best_step is None or trial.score is None else int(trial.best_step) + 1
+        rows.append({"trial": int(trial.trial_id), **values, "val_loss": trial.score, "best_epoch": best_epoch,
                      "budget_epochs": epochs, "status": trial.status})
     table = pd.DataFrame(rows)
     if not table.empty:
@@ -99,11 +102,11 @@ def tune(prepared: Prepared, cfg: Config, run: RunFolder) -> tuple[LSTMSpec, pd.
     table = trials_table(tuner)
     best = table["val_loss"].idxmin()
     atomic_write_json(run.best_hyperparameters_file, {**spec.to_dict(), "val_loss": float(table.loc[best, "val_loss"]),
-                                                      "trial": best, "strategy": cfg.tuning.strategy})
+                                                      "trial": int(best), "strategy": cfg.tuning.strategy})
     atomic_write_text(run.trials_file, table.to_csv())
     return spec, table
 
 
 def read_trials(run: RunFolder) -> pd.DataFrame:
     """The trials table saved by the tuning stage."""
-    return pd.read_csv(run.require(run.trials_file, "tuning (03_tuning)"), index_col=0, dtype={"trial": str})
+    return pd.read_csv(run.require(run.trials_file, "tuning (03_tuning)"), index_col="trial")

@@ -1,0 +1,175 @@
+"""Integrated Gradients speed: lstmkit's batched implementation vs the per-step Python loop reference.
+
+Times ``lstmkit.explain.integrated_gradients`` (all integration steps of a chunk of windows differentiated in one
+gradient call) and ``lstmkit.explain.integrated_gradients_loop`` (one eager gradient call per window and step) on the
+same test windows of a profile's synthetic series, explaining the first forecast step of a 1x64 LSTM built with
+``lstmkit.models.build_lstm``. The model is trained for ``--train-epochs`` epochs first (default 1; 0 = untrained):
+the timing does not depend on the weights, training only makes the completeness figures realistic.
+
+The loop is slow, so by default it runs on a subset of the windows (``--loop-windows``) and its time is extrapolated
+linearly to the full count (its cost is exactly proportional to windows x steps). Both functions get one untimed
+warm-up call. Run from the repository root:
+
+    python benchmarks/integrated_gradients.py [--windows 256] [--steps 64] [--loop-windows 16] [--config configs/default.yaml]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ logging; must precede the TF import
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hide native stderr (TF logs printed before absl logging is initialised ignore TF_CPP_MIN_LOG_LEVEL); replay it on error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            buf.seek(0)
+            sys.stderr.write(buf.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+with quiet_stderr():
+    import keras
+    import tensorflow as tf
+
+    tf.config.list_physical_devices()  # device discovery logs (e.g. cuInit failures on CPU-only hosts) happen here
+
+from lstmkit.config import Config, ConfigError, load_config
+from lstmkit.data import load_series
+from lstmkit.explain import integrated_gradients, integrated_gradients_loop, sample_windows
+from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.preprocessing import Prepared, prepare
+from lstmkit.training import set_seed
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML profile giving the data and windows (default: configs/default.yaml)")
+    p.add_argument("--windows", type=int, default=256, help="test windows explained, evenly spaced over the test span (default: 256)")
+    p.add_argument("--steps", type=int, default=64, help="integration steps (default: 64)")
+    p.add_argument("--loop-windows", type=int, default=16,
+                   help="windows the loop reference is actually timed on, extrapolated linearly to --windows "
+                        "(default: 16; 0 or >= --windows times it on all of them)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="interpolated inputs per gradient call of the batched IG (default: the profile's explain.batch_size)")
+    p.add_argument("--train-epochs", type=int, default=1, help="epochs of training before timing (default: 1; 0 = untrained)")
+    p.add_argument("--units", type=int, default=64, help="LSTM units (default: 64; one layer)")
+    args = p.parse_args(argv)
+    if args.windows < 1 or args.steps < 1 or args.units < 1 or args.loop_windows < 0 or args.train_epochs < 0:
+        p.error("--windows, --steps and --units must be at least 1; --loop-windows and --train-epochs at least 0")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error("--batch-size must be at least 1")
+    return args
+
+
+def prepare_data(config: str) -> tuple[Config, Prepared]:
+    """The profile's series, split, scaled and ready to be cut into windows (lstmkit's data + preprocessing stages)."""
+    cfg = load_config(config)
+    frame, _ = load_series(cfg)
+    return cfg, prepare(frame, cfg)
+
+
+def trained_model(prepared: Prepared, units: int, epochs: int, seed: int) -> keras.Model:
+    """A 1-layer LSTM built by lstmkit, trained for `epochs` epochs on the training windows (untrained if 0)."""
+    set_seed(seed)
+    spec = LSTMSpec(layers=1, units=units)
+    model = build_lstm(prepared.lookback, len(prepared.columns), prepared.horizon, spec)
+    if epochs:
+        model.fit(prepared.dataset("train", spec.batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=0, shuffle=False)
+    return model
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Wall seconds of one call, and its result."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned first column, right-aligned others, with a rule under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time both implementations and print seconds, windows/s, the speed-up and the completeness gap."""
+    args = parse_args(argv)
+    try:
+        cfg, prepared = prepare_data(args.config)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    batch_size = args.batch_size or cfg.explain.batch_size
+    x_test, _ = prepared.arrays("test")
+    x = x_test[sample_windows(len(x_test), args.windows)]
+    n = len(x)
+    n_loop = n if args.loop_windows == 0 else min(args.loop_windows, n)
+    model = trained_model(prepared, args.units, args.train_epochs, cfg.seed)
+    trained = f"trained {args.train_epochs} epoch{'s' if args.train_epochs != 1 else ''}" if args.train_epochs else "untrained"
+    print(f"config {Path(args.config).name}: {n} test windows of shape {x.shape[1:]} (lookback x channels) "
+          f"out of {len(x_test)}{' (fewer than asked: all of them)' if n < args.windows else ''}; "
+          f"IG of forecast step 1, {args.steps} steps, zero baseline")
+    print(f"model: LSTM 1x{args.units} ({trained}); batched IG chunks of {batch_size} interpolated inputs "
+          f"({max(1, batch_size // args.steps)} windows); TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores visible")
+
+    # warm-up: first-call costs (kernel selection, allocations) of both code paths
+    integrated_gradients(model, x[:2], steps=args.steps, batch_size=batch_size)
+    integrated_gradients_loop(model, x[:1], steps=2)
+
+    t_vec, attr = timed(lambda: integrated_gradients(model, x, steps=args.steps, batch_size=batch_size))
+    t_loop_measured, loop_values = timed(lambda: integrated_gradients_loop(model, x[:n_loop], steps=args.steps))
+    t_loop = t_loop_measured * n / n_loop
+    extrapolated = n_loop < n
+
+    loop_label = f"loop ({'extrapolated' if extrapolated else 'measured'})"
+    rows = [("implementation", "windows timed", f"seconds for {n}", "windows/s", "speed-up")]
+    rows.append(("batched integrated_gradients", str(n), f"{t_vec:.2f}", f"{n / t_vec:,.1f}", f"{t_loop / t_vec:.1f}x"))
+    rows.append((f"integrated_gradients_{loop_label}", str(n_loop), f"{t_loop:.2f}" + ("*" if extrapolated else ""),
+                 f"{n / t_loop:,.2f}", "1.0x"))
+    print()
+    print(format_table(rows))
+    if extrapolated:
+        print(f"* the loop was timed on {n_loop} of the {n} windows ({t_loop_measured:.2f} s) and extrapolated linearly "
+              f"x{n / n_loop:g} to {n}")
+    gap = attr.completeness_gap
+    diff = float(np.abs(attr.values[:n_loop] - loop_values).max())
+    print(f"\nbatched IG completeness gap |sum(attr) - (f(x) - f(0))|: mean {gap.mean():.3g}, max {gap.max():.3g} "
+          f"(scaled target units; mean |f(x) - f(0)| = {np.abs(attr.delta).mean():.3g}, relative gap {attr.relative_gap():.3g})")
+    print(f"max |batched - loop| attribution on the {n_loop} common windows: {diff:.2g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

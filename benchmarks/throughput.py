@@ -1,0 +1,188 @@
+"""Training throughput: lstmkit's lazy tf.data windows vs a bare `model.fit` on materialised numpy windows.
+
+Both sides train the same 1x64 LSTM (lstmkit.models.build_lstm, same seed, same initial weights) on the same
+training windows of a profile's synthetic series, with the same batch size and number of epochs:
+
+* pipeline: ``Prepared.dataset("train", batch, shuffle=True, seed)`` fed to ``model.fit`` exactly as
+  ``lstmkit.training.fit`` does (window start positions shuffled, each batch gathered from the series on demand);
+* bare: ``Prepared.arrays("train")`` (all windows copied into one array) fed to ``model.fit(x, y, shuffle=True)``.
+
+One ``fit`` call runs the warm-up epochs (graph tracing, first-batch costs) followed by the timed epochs; a callback
+times each epoch, and only the timed ones count. No validation data is passed on either side, so the figures are pure
+training throughput. Run from the repository root:
+
+    python benchmarks/throughput.py [--epochs 3] [--warmup 1] [--batch-size 256] [--config configs/default.yaml]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ logging; must precede the TF import
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hide native stderr (TF logs printed before absl logging is initialised ignore TF_CPP_MIN_LOG_LEVEL); replay it on error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            buf.seek(0)
+            sys.stderr.write(buf.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+with quiet_stderr():
+    import keras
+    import tensorflow as tf
+
+    tf.config.list_physical_devices()  # device discovery logs (e.g. cuInit failures on CPU-only hosts) happen here
+
+from lstmkit.config import Config, ConfigError, load_config
+from lstmkit.data import load_series
+from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.preprocessing import Prepared, prepare
+from lstmkit.training import set_seed
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML profile giving the data and windows (default: configs/default.yaml)")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per side (default: 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs before them (default: 1)")
+    p.add_argument("--batch-size", type=int, default=256, help="training batch size (default: 256)")
+    p.add_argument("--units", type=int, default=64, help="LSTM units (default: 64; one layer)")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.warmup < 0 or args.batch_size < 1 or args.units < 1:
+        p.error("--epochs, --batch-size and --units must be at least 1, --warmup at least 0")
+    return args
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Keras callback recording the wall time of every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Start the epoch's clock."""
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Record the epoch's seconds."""
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+def prepare_data(config: str) -> tuple[Config, Prepared]:
+    """The profile's series, split, scaled and ready to be cut into windows (lstmkit's data + preprocessing stages)."""
+    cfg = load_config(config)
+    frame, _ = load_series(cfg)
+    return cfg, prepare(frame, cfg)
+
+
+def same_windows(prepared: Prepared, batch_size: int) -> bool:
+    """Whether the tf.data pipeline (unshuffled) yields exactly the windows of Prepared.arrays."""
+    x, y = prepared.arrays("train")
+    xs, ys = zip(*[(a.numpy(), b.numpy()) for a, b in prepared.dataset("train", batch_size)])
+    return np.array_equal(np.concatenate(xs), x) and np.array_equal(np.concatenate(ys), y)
+
+
+def new_model(prepared: Prepared, units: int, batch_size: int, seed: int) -> keras.Model:
+    """A freshly initialised 1-layer LSTM built by lstmkit (same seed -> same initial weights)."""
+    set_seed(seed)
+    return build_lstm(prepared.lookback, len(prepared.columns), prepared.horizon,
+                      LSTMSpec(layers=1, units=units, batch_size=batch_size))
+
+
+def time_pipeline(prepared: Prepared, units: int, batch_size: int, seed: int, warmup: int, epochs: int) -> list[float]:
+    """Seconds of each timed epoch when training from Prepared.dataset, as lstmkit.training.fit does."""
+    model = new_model(prepared, units, batch_size, seed)
+    train = prepared.dataset("train", batch_size, shuffle=True, seed=seed)
+    timer = EpochTimer()
+    model.fit(train, epochs=warmup + epochs, verbose=0, shuffle=False, callbacks=[timer])
+    return timer.seconds[warmup:]
+
+
+def time_bare(prepared: Prepared, units: int, batch_size: int, seed: int, warmup: int, epochs: int) -> list[float]:
+    """Seconds of each timed epoch when training from all windows materialised as numpy arrays."""
+    model = new_model(prepared, units, batch_size, seed)
+    x, y = prepared.arrays("train")
+    timer = EpochTimer()
+    model.fit(x, y, batch_size=batch_size, epochs=warmup + epochs, verbose=0, shuffle=True, callbacks=[timer])
+    return timer.seconds[warmup:]
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned first column, right-aligned others, one space-padded line per row."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        lines.append("  ".join(cells))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both sides and print windows/s and the pipeline/bare ratio."""
+    args = parse_args(argv)
+    try:
+        cfg, prepared = prepare_data(args.config)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n = prepared.n_windows("train")
+    x, _ = prepared.arrays("train")
+    print(f"config {Path(args.config).name}: {n} training windows of shape {x.shape[1:]} (lookback x channels), "
+          f"horizon {prepared.horizon}; LSTM 1x{args.units}, batch {args.batch_size}, "
+          f"{args.warmup} warm-up + {args.epochs} timed epochs, no validation")
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores visible")
+    print(f"pipeline and arrays yield identical windows: {'yes' if same_windows(prepared, args.batch_size) else 'NO'}")
+
+    results = {}
+    for name, fn in (("pipeline", time_pipeline), ("bare", time_bare)):
+        secs = fn(prepared, args.units, args.batch_size, cfg.seed, args.warmup, args.epochs)
+        results[name] = secs
+
+    rows = [("source", "epochs", "s/epoch (mean)", "s/epoch (min)", "windows/s (mean)", "windows/s (best)")]
+    for name, secs in results.items():
+        mean = statistics.fmean(secs)
+        rows.append((name, str(len(secs)), f"{mean:.3f}", f"{min(secs):.3f}", f"{n / mean:,.0f}", f"{n / min(secs):,.0f}"))
+    print()
+    print(format_table(rows))
+    ratio = statistics.fmean(results["bare"]) / statistics.fmean(results["pipeline"])
+    ratio_best = min(results["bare"]) / min(results["pipeline"])
+    print(f"\nthroughput ratio pipeline/bare: {ratio:.3f} (mean epochs), {ratio_best:.3f} (best epochs); "
+          f">1 means lstmkit's pipeline is faster")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
