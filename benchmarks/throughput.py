@@ -23,34 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ l
 import argparse
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-
-
-@contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Hide native stderr (TF logs printed before absl logging is initialised ignore TF_CPP_MIN_LOG_LEVEL); replay it on error."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as buf:
-        os.dup2(buf.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            buf.seek(0)
-            sys.stderr.write(buf.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
+from common import quiet_stderr  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
 
 with quiet_stderr():
     import keras

@@ -98,7 +98,7 @@ def tune(prepared: Prepared, cfg: Config, run: RunFolder) -> tuple[LSTMSpec, pd.
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.tuning.patience, restore_best_weights=True)
     tuner.search(epochs=cfg.tuning.epochs, callbacks=[stop], verbose=1 if cfg.training.verbose else 0)
     best_hp = tuner.get_best_hyperparameters(1)[0]
-    spec = LSTMSpec.from_dict(best_hp.values)
+    spec = spec_from_hp(best_hp, cfg)
     table = trials_table(tuner)
     best = table["val_loss"].idxmin()
     atomic_write_json(run.best_hyperparameters_file, {**spec.to_dict(), "val_loss": float(table.loc[best, "val_loss"]),

@@ -112,6 +112,20 @@ def test_resume_from_training_reproduces_the_metrics(quick_run: Path):
     assert after["model"] == before["model"]  # same config and seed: the same model and the same test metrics
 
 
+def test_notebooks_run_directly_with_papermill_and_their_default_parameters(project: Path):
+    """As in JupyterLab: no injected parameters, working directory notebooks/, defaults point at runs/interactive."""
+    import papermill as pm
+
+    out = project / "executed"
+    out.mkdir()
+    for nb in ("01_data", "02_preprocessing"):
+        pm.execute_notebook(str(project / "notebooks" / f"{nb}.ipynb"), str(out / f"{nb}.ipynb"),
+                            kernel_name="lstmkit", cwd=str(project / "notebooks"), progress_bar=False)
+    run = project / "runs" / "interactive"
+    assert "length: 1200" in (run / "config.yaml").read_text()  # the quick profile, the notebooks' default
+    assert (run / "data" / "series.csv").is_file() and (run / "preprocessing" / "splits.json").is_file()
+
+
 def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(project: Path):
     proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/broken",
                    "--set", "data.source=csv", "--set", "data.path=does-not-exist.csv", check=False)
