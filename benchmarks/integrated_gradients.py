@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare_data(config: str) -> tuple[Config, Prepared]:
     """The profile's series, split, scaled and ready to be cut into windows (lstmkit's data + preprocessing stages)."""
     cfg = load_config(config)
-    frame, _ = load_series(cfg)
+    frame = load_series(cfg).frame
     return cfg, prepare(frame, cfg)
 
 

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ValueError) as e:  # DataError and DatasetError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,11 +28,14 @@ def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
 
 @dataclass
 class DataConfig:
-    source: str = _opt("synthetic", "Where the series comes from: `synthetic` (generated with known ground truth) or `csv`.", ("synthetic", "csv"))
+    source: str = _opt("synthetic", "Where the series comes from: `synthetic` (generated with known ground truth), `csv` (`data.path`), or a named dataset: `etth2` (bundled), `etth1`, `ettm1`, `ettm2` (downloaded on first use).")
     path: str | None = _opt(None, "CSV file to read when `source` is `csv` (relative to the working directory).")
     date_column: str = _opt("date", "Name of the timestamp column in the CSV file.")
     target: str = _opt("target", "Column to forecast.")
     features: list = _opt(["x1", "x2", "x3"], "Exogenous input columns fed to the model besides the target's own history; empty = target only.")
+    fill_missing: str = _opt("error", "Missing or infinite values in a CSV: `error` (name the first), or fill them by `interpolate` (in time) or `ffill`; fills are reported in the data chapter.", ("error", "interpolate", "ffill"))
+    on_gaps: str = _opt("error", "Gaps in the regular time grid of a CSV: `error` (name the first), or `resample` to insert the missing rows (then filled by `data.fill_missing`).", ("error", "resample"))
+    frequency: str | None = _opt(None, "Time step of a CSV as a pandas offset alias (`h`, `15min`); empty = the most common step in the file.")
     units: str = _opt("a.u.", "Unit of the target's original values, used in axis labels and tables (a.u. = arbitrary units).")
     length: int = _opt(5040, "Synthetic only: number of hourly rows to generate.")
     noise_std: float = _opt(0.3, "Synthetic only: standard deviation of the target's irreducible noise (the error floor).")
@@ -255,6 +258,11 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"explain.horizon_step: must be between 1 and window.horizon ({cfg.window.horizon})")
     if not 1 <= cfg.evaluation.plot_step <= cfg.window.horizon:
         raise ConfigError(f"evaluation.plot_step: must be between 1 and window.horizon ({cfg.window.horizon})")
+    from lstmkit.datasets import REGISTRY
+
+    sources = ("synthetic", "csv", *REGISTRY)
+    if cfg.data.source not in sources:
+        raise ConfigError(f"data.source: {cfg.data.source!r} is not one of {', '.join(sources)}")
     if cfg.data.source == "csv" and not cfg.data.path:
         raise ConfigError("data.path: required when data.source is csv")
     return cfg

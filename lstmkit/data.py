@@ -110,50 +110,163 @@ def make_synthetic(length: int = 5040, noise_std: float = 0.3, seed: int = 42,
     return frame, truth
 
 
-def load_csv(cfg: DataConfig) -> pd.DataFrame:
-    """Read a series from CSV with a timestamp index and the configured numeric columns."""
-    path = Path(cfg.path or "")
-    if not path.is_file():
+@dataclass
+class SeriesData:
+    """A loaded series with what is known about it."""
+
+    frame: pd.DataFrame
+    truth: GroundTruth | None = None
+    notes: list[str] = field(default_factory=list)  # what loading did to the data: filled values, inserted rows
+    origin: str = ""                                # where it came from, in words
+
+
+def _first(mask: np.ndarray) -> int:
+    """Position of the first True."""
+    return int(np.argmax(mask))
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """The raw CSV as text columns, or a DataError naming the file."""
+    if not path.exists():
         raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
     try:
-        raw = pd.read_csv(path)
-    except Exception as e:  # parser errors of every kind become one clear line
-        raise DataError(f"{path}: cannot be read as CSV ({e})") from None
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: cannot be read as CSV ({str(e).strip().splitlines()[0]})") from None
+    if raw.empty:
+        raise DataError(f"{path}: has a header but no data rows")
+    return raw
+
+
+def _timestamps(path: Path, raw: pd.DataFrame, column: str) -> pd.DatetimeIndex:
+    """Parse the timestamp column, naming the first row that is not a timestamp."""
+    text = raw[column].str.strip()
+    parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = _first(bad)
+        raise DataError(f"{path}: row {row + 2} of column '{column}' is not a timestamp: {raw[column].iloc[row]!r}")
+    index = pd.DatetimeIndex(parsed, name=column)
+    later = index[1:] < index[:-1]
+    if later.any():
+        row = _first(later) + 1
+        raise DataError(f"{path}: timestamps in '{column}' are not sorted: row {row + 2} ({index[row]}) comes "
+                        f"before row {row + 1} ({index[row - 1]})")
+    dup = index.duplicated()
+    if dup.any():
+        row = _first(dup)
+        raise DataError(f"{path}: duplicate timestamp {index[row]} in '{column}' at rows {row + 1} and {row + 2}")
+    return index
+
+
+MISSING_TEXT = {"", "nan", "NaN", "NA", "N/A", "null", "NULL", "None", "inf", "-inf", "Inf", "-Inf", "infinity", "-infinity"}
+
+
+def _numeric(path: Path, raw: pd.DataFrame, column: str) -> pd.Series:
+    """A column as floats; non-numeric text is an error naming the row, missing and infinite values become NaN."""
+    text = raw[column].str.strip()
+    values = pd.to_numeric(text.where(~text.isin(MISSING_TEXT)), errors="coerce")
+    bad = (values.isna() & ~text.isin(MISSING_TEXT)).to_numpy()
+    if bad.any():
+        row = _first(bad)
+        raise DataError(f"{path}: column '{column}' row {row + 2} has non-numeric value {raw[column].iloc[row]!r}")
+    return values.astype(float).replace([np.inf, -np.inf], np.nan)
+
+
+def _fill_missing(path: Path, frame: pd.DataFrame, how: str, notes: list[str], rows_of: pd.Index) -> pd.DataFrame:
+    """Apply the configured treatment of missing values: an error naming the first one, or a fill that is reported."""
+    missing = frame.isna()
+    if not missing.any().any():
+        return frame
+    if how == "error":
+        col = missing.any().idxmax()
+        pos = _first(missing[col].to_numpy())
+        where = f"row {rows_of[pos]}" if rows_of is not None else f"at {frame.index[pos]}"
+        raise DataError(f"{path}: column '{col}' {where} is missing or not finite "
+                        f"({int(missing.to_numpy().sum())} such cells in all); set data.fill_missing to interpolate or ffill")
+    filled = frame.interpolate(method="time", limit_direction="both") if how == "interpolate" else frame.ffill().bfill()
+    for col in frame.columns[missing.any()]:
+        notes.append(f"{int(missing[col].sum())} missing or infinite value(s) in '{col}' filled by {how}")
+    return filled
+
+
+def _step_text(step: pd.Timedelta) -> str:
+    """A time step in words, e.g. `1-hour` or `15-minute`."""
+    seconds = int(step.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}-{unit}"
+    return f"{seconds}-second"
+
+
+def _regular_grid(path: Path, frame: pd.DataFrame, frequency: str | None, on_gaps: str, notes: list[str]) -> pd.DataFrame:
+    """Check the timestamps lie on a regular grid; gaps are an error or, on request, inserted as empty rows."""
+    if len(frame) < 3:
+        return frame
+    steps = frame.index.to_series().diff().dropna()
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(frequency)) if frequency else steps.mode().iloc[0]
+    off = ((frame.index - frame.index[0]) % step) != pd.Timedelta(0)
+    if off.any():
+        row = _first(np.asarray(off))
+        raise DataError(f"{path}: timestamp {frame.index[row]} (row {row + 2}) is off the regular {_step_text(step)} grid "
+                        f"that starts at {frame.index[0]}")
+    gaps = steps[steps > step]
+    if gaps.empty:
+        frame.index.freq = pd.tseries.frequencies.to_offset(step)
+        return frame
+    first = gaps.index[0]
+    row = frame.index.get_loc(first)
+    missing_rows = int(sum(g // step - 1 for g in gaps))
+    if on_gaps == "error":
+        raise DataError(f"{path}: {len(gaps)} gap(s) in the {_step_text(step)} timestamps, {missing_rows} missing row(s); the first "
+                        f"after row {row + 1} ({frame.index[row - 1]} -> {first}); set data.on_gaps: resample to insert "
+                        f"the missing rows (filled by data.fill_missing)")
+    notes.append(f"{len(gaps)} gap(s) in the {_step_text(step)} grid: {missing_rows} missing row(s) inserted, first after "
+                 f"{frame.index[row - 1]}")
+    return frame.asfreq(step)
+
+
+def load_csv(cfg: DataConfig, path: str | Path | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Read and validate a series from CSV; returns the frame (DatetimeIndex) and notes on what was repaired."""
+    path = Path(path or cfg.path or "")
+    raw = _read_table(path)
     wanted = [cfg.date_column, *cfg.features, cfg.target]
-    for col in wanted:
+    for col in dict.fromkeys(wanted):
         if col not in raw.columns:
             raise DataError(f"{path}: no column '{col}'; available columns: {', '.join(map(str, raw.columns))}")
-    try:
-        index = pd.DatetimeIndex(pd.to_datetime(raw[cfg.date_column]), name=cfg.date_column)
-    except (ValueError, TypeError) as e:
-        raise DataError(f"{path}: column '{cfg.date_column}' has values that are not timestamps ({e})") from None
-    frame = raw[[*cfg.features, cfg.target]].set_axis(index)
+    index = _timestamps(path, raw, cfg.date_column)
+    columns = list(dict.fromkeys([c for c in cfg.features if c != cfg.target] + [cfg.target]))
+    frame = pd.DataFrame({c: _numeric(path, raw, c).to_numpy() for c in columns}, index=index)
+    notes: list[str] = []
+    frame = _fill_missing(path, frame, cfg.fill_missing, notes, pd.RangeIndex(2, len(frame) + 2))
+    frame = _regular_grid(path, frame, cfg.frequency, cfg.on_gaps, notes)
+    if frame.isna().any().any():  # rows inserted for gaps
+        frame = _fill_missing(path, frame, cfg.fill_missing if cfg.fill_missing != "error" else "error", notes, None)
     for col in frame.columns:
-        numeric = pd.to_numeric(frame[col], errors="coerce")
-        bad = numeric.isna() & frame[col].notna()
-        if bad.any():
-            row = int(np.argmax(bad.to_numpy()))
-            raise DataError(f"{path}: column '{col}' row {row + 2} has non-numeric value {frame[col].iloc[row]!r}")
-        if not np.isfinite(numeric.to_numpy(dtype=float)).all():
-            row = int(np.argmax(~np.isfinite(numeric.to_numpy(dtype=float))))
-            raise DataError(f"{path}: column '{col}' row {row + 2} is missing or not finite")
-        frame[col] = numeric.astype(float)
-    if not frame.index.is_monotonic_increasing:
-        raise DataError(f"{path}: timestamps in '{cfg.date_column}' are not sorted")
-    if frame.index.has_duplicates:
-        raise DataError(f"{path}: duplicate timestamp {frame.index[frame.index.duplicated()][0]}")
-    return frame
+        if frame[col].nunique() <= 1:
+            raise DataError(f"{path}: column '{col}' is constant ({frame[col].iloc[0]:g} in every row): it carries "
+                            f"no information and cannot be scaled")
+    return frame, notes
 
 
-def load_series(cfg: Config) -> tuple[pd.DataFrame, GroundTruth | None]:
-    """The configured series and, for synthetic data, its ground truth."""
+def load_series(cfg: Config) -> SeriesData:
+    """The configured series: synthetic (with its ground truth), a CSV file, or a named dataset."""
     if cfg.data.source == "synthetic":
         frame, truth = make_synthetic(cfg.data.length, cfg.data.noise_std, cfg.seed)
         missing = [c for c in [*cfg.data.features, cfg.data.target] if c not in frame.columns]
         if missing:
             raise DataError(f"synthetic data has no column '{missing[0]}'; available columns: {', '.join(frame.columns)}")
-        return frame[[*cfg.data.features, cfg.data.target]], truth
-    return load_csv(cfg.data), None
+        return SeriesData(frame[input_columns(cfg)], truth, [], f"synthetic generator (seed {cfg.seed})")
+    if cfg.data.source == "csv":
+        frame, notes = load_csv(cfg.data)
+        return SeriesData(frame, None, notes, f"CSV file {cfg.data.path}")
+    from lstmkit.datasets import dataset_path
+
+    path = dataset_path(cfg.data.source)
+    frame, notes = load_csv(cfg.data, path)
+    return SeriesData(frame, None, notes, f"named dataset {cfg.data.source} ({path.name})")
 
 
 def decompose(series: pd.Series, periods: tuple[int, ...] = (24, 168)):

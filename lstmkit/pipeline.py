@@ -124,6 +124,14 @@ def run_stage(stage: Stage, run: RunFolder, root: Path, kernel: str, parameters:
     return output
 
 
+def check_inputs(cfg: Config) -> None:
+    """Load and validate the configured data and splits before anything is written (raises DataError/ConfigError)."""
+    from lstmkit.data import load_series
+    from lstmkit.preprocessing import check_splits
+
+    check_splits(len(load_series(cfg).frame), cfg)
+
+
 def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: str | None = None,
                  echo=print, progress: bool = False) -> list[Path]:
     """Run the stages from `start` (default: the first) to `stop` (default: the last); return the executed notebooks."""
@@ -136,6 +144,8 @@ def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: st
         if missing:
             raise StageFailed(f"cannot resume at '{STAGES[first].name}': earlier stages have not run in {run.root} "
                               f"({', '.join(missing)} missing)")
+    if first == 0:
+        check_inputs(cfg)
     cfg.save(run.config_file)
     outputs = []
     for i in range(first, last + 1):

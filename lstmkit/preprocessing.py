@@ -159,28 +159,36 @@ def fit_scalers(frame: pd.DataFrame, columns: list[str], target: str, bounds: Sp
     return scaler, target_scaler
 
 
+def check_splits(n_rows: int, cfg: Config) -> SplitBounds:
+    """Split boundaries for a series of n_rows, or a ConfigError if a split cannot hold one window."""
+    bounds = split_bounds(n_rows, cfg.split.train, cfg.split.val, cfg.split.test)
+    lookback, horizon = cfg.window.lookback, cfg.window.horizon
+    a, b = bounds.train
+    if b - a < lookback + horizon:
+        raise ConfigError(f"the training split (rows {a}-{b - 1}, {b - a} rows) is shorter than window.lookback + "
+                          f"window.horizon = {lookback + horizon}: the series ({n_rows} rows) is too short for this window")
+    for split in ("val", "test"):
+        if window_count(bounds[split], lookback, horizon) == 0:
+            a, b = bounds[split]
+            raise ConfigError(f"the {split} split (rows {a}-{b - 1}, {b - a} rows) is too short for one window of "
+                              f"horizon {horizon}; enlarge it or shorten window.horizon")
+    return bounds
+
+
 def prepare(frame: pd.DataFrame, cfg: Config, scaler=None) -> Prepared:
     """Split, scale (fitting on training rows unless a fitted scaler is given) and describe the windows."""
     from lstmkit.data import input_columns
 
     columns = input_columns(cfg)
-    bounds = split_bounds(len(frame), cfg.split.train, cfg.split.val, cfg.split.test)
-    lookback, horizon = cfg.window.lookback, cfg.window.horizon
-    if bounds.train[1] - bounds.train[0] < lookback + horizon:
-        raise ConfigError(f"the training split has {bounds.train[1]} rows, fewer than window.lookback + window.horizon "
-                          f"= {lookback + horizon}")
+    bounds = check_splits(len(frame), cfg)
     fitted = fit_scalers(frame, columns, cfg.data.target, bounds, cfg.scaling.method)
     if scaler is not None:
         fitted = (scaler, fitted[1])
     original = frame[columns].to_numpy(dtype=float)
-    prepared = Prepared(index=frame.index, columns=columns, target=cfg.data.target, bounds=bounds,
-                        scaler=fitted[0], target_scaler=fitted[1],
-                        scaled=fitted[0].transform(original).astype(np.float32), original=original,
-                        lookback=lookback, horizon=horizon)
-    for split in SPLITS:
-        if prepared.n_windows(split) == 0:
-            raise ConfigError(prepared._too_short(split))
-    return prepared
+    return Prepared(index=frame.index, columns=columns, target=cfg.data.target, bounds=bounds,
+                    scaler=fitted[0], target_scaler=fitted[1],
+                    scaled=fitted[0].transform(original).astype(np.float32), original=original,
+                    lookback=cfg.window.lookback, horizon=cfg.window.horizon)
 
 
 def save_prepared(prepared: Prepared, run) -> None:

@@ -150,13 +150,12 @@ class RunFolder:
         return load_config(self.config_file)
 
 
-def start_run(run_dir: str | Path, config: str | Path | None = None, overrides: dict | None = None) -> tuple[RunFolder, Config]:
+def start_run(run_dir: str | Path, cfg: Config) -> RunFolder:
     """Create (or reuse) a run folder and record the configuration it runs with."""
     run = RunFolder(Path(run_dir).resolve())
-    cfg = load_config(config, overrides)
     run.root.mkdir(parents=True, exist_ok=True)
     cfg.save(run.config_file)
-    return run, cfg
+    return run
 
 
 def open_run(run_dir: str | Path, overrides: dict | None = None) -> tuple[RunFolder, Config]:

@@ -169,7 +169,7 @@ def test_infinite_integer_is_a_config_error():
     ({"scaling": {"method": "robust"}}, "scaling.method: 'robust' is not one of standard, minmax"),
     ({"training": {"verbose": 3}}, "training.verbose: 3 is not one of 0, 1, 2"),
     ({"tuning": {"strategy": "grid"}}, "tuning.strategy: 'grid' is not one of random, bayesian, hyperband, none"),
-    ({"data": {"source": "parquet"}}, "data.source: 'parquet' is not one of synthetic, csv"),
+    ({"data": {"source": "parquet"}}, "data.source: 'parquet' is not one of synthetic, csv, etth1, etth2, ettm1, ettm2"),
 ])
 def test_values_outside_choices_are_rejected(values, message):
     with pytest.raises(ConfigError) as err:

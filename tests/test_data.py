@@ -139,7 +139,8 @@ def test_distractor_has_no_effect(synthetic):
 
 def test_load_series_selects_configured_columns():
     cfg = from_dict({"seed": 4, "data": {"features": ["x2"], "length": 300}})
-    frame, truth = load_series(cfg)
+    series = load_series(cfg)
+    frame, truth = series.frame, series.truth
     assert list(frame.columns) == ["x2", "target"]
     pd.testing.assert_frame_equal(frame, make_synthetic(300, 0.3, seed=4)[0][["x2", "target"]])
     assert truth is not None
@@ -166,7 +167,8 @@ def csv_config(path, features=("a",)):
 def test_load_csv_reads_numeric_columns_with_timestamp_index(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("date,a,y,unused\n2024-01-01 00:00,1,2.5,x\n2024-01-01 01:00,3,4.5,y\n")
-    frame = load_csv(csv_config(path))
+    frame, notes = load_csv(csv_config(path))
+    assert notes == []
     assert list(frame.columns) == ["a", "y"]
     assert frame["a"].dtype == float and frame["y"].tolist() == [2.5, 4.5]
     assert frame.index[1] == pd.Timestamp("2024-01-01 01:00")
@@ -189,7 +191,7 @@ def test_load_csv_non_numeric_value_names_the_file_line(tmp_path):
 def test_load_csv_missing_value(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("date,a,y\n2024-01-01 00:00,1,2\n2024-01-01 01:00,1,\n")
-    with pytest.raises(DataError, match=r"column 'y' row 3 is missing or not finite"):
+    with pytest.raises(DataError, match=r"column 'y' row 3 is missing or not finite .*data.fill_missing"):
         load_csv(csv_config(path))
 
 

@@ -308,7 +308,7 @@ def test_prepare_with_given_scaler_does_not_refit():
 def test_prepare_rejects_training_split_shorter_than_one_window():
     cfg = from_dict({"data": {"features": ["x1"]}, "split": {"train": 7, "val": 20, "test": 20},
                      "window": {"lookback": 6, "horizon": 2}})
-    with pytest.raises(ConfigError, match="fewer than window.lookback"):
+    with pytest.raises(ConfigError, match=r"training split \(rows 0-6, 7 rows\) is shorter than window.lookback \+ window.horizon = 8"):
         prepare(toy_frame(), cfg)
 
 

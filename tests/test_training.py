@@ -206,7 +206,8 @@ def test_run_folder_require_names_the_stage(tmp_path):
 
 
 def test_start_and_open_run_record_the_config(tmp_path):
-    run, cfg = start_run(tmp_path / "r", overrides={"seed": 9})
+    cfg = from_dict({}, {"seed": 9})
+    run = start_run(tmp_path / "r", cfg)
     assert run.config_file.exists() and cfg.seed == 9
     reopened, cfg2 = open_run(tmp_path / "r", overrides={"window.horizon": 2})
     assert cfg2.seed == 9 and cfg2.window.horizon == 2
