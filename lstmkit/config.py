@@ -67,6 +67,8 @@ class ModelConfig:
     learning_rate: float = _opt(1e-3, "Optimizer learning rate.")
     optimizer: str = _opt("adam", "Optimizer: `adam`, `rmsprop` or `sgd`.", ("adam", "rmsprop", "sgd"))
     batch_size: int = _opt(64, "Training batch size.")
+    highway: int = _opt(0, "Autoregressive highway as in LSTNet: a linear map from the last N target values (after per-window normalisation) added to the LSTM's forecast; 0 = off, at most window.lookback.")
+    normalization: str = _opt("none", "Per-window normalisation inside the model: `none`; `last` subtracts each channel's last observed value and adds the target's back to the forecast; `revin` uses each window's own mean and standard deviation (reversible instance normalisation).", ("none", "last", "revin"))
 
 
 @dataclass
@@ -95,6 +97,7 @@ class TuningConfig:
     max_learning_rate: float = _opt(1e-1, "Search space: highest learning rate.")
     batch_sizes: list = _opt([32, 64, 128], "Search space: batch sizes.")
     optimizers: list = _opt(["adam", "rmsprop", "sgd"], "Search space: optimizers.")
+    normalizations: list = _opt(["none"], "Search space: per-window normalisations (`none`, `last`, `revin`; see `model.normalization`).")
 
 
 @dataclass
@@ -245,6 +248,8 @@ def _validate(cfg: Config) -> Config:
     for key, v in {"split.train": cfg.split.train, "split.val": cfg.split.val, "split.test": cfg.split.test}.items():
         if v <= 0:
             raise ConfigError(f"{key}: must be positive, got {v}")
+    if not 0 <= cfg.model.highway <= cfg.window.lookback:
+        raise ConfigError(f"model.highway: must be between 0 and window.lookback ({cfg.window.lookback}), got {cfg.model.highway}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     t = cfg.tuning
@@ -252,8 +257,13 @@ def _validate(cfg: Config) -> Config:
                          (t.min_dropout, t.max_dropout, "dropout"), (t.min_learning_rate, t.max_learning_rate, "learning_rate")]:
         if lo > hi:
             raise ConfigError(f"tuning.min_{name} ({lo}) is greater than tuning.max_{name} ({hi})")
-    if not t.batch_sizes or not t.optimizers:
-        raise ConfigError("tuning.batch_sizes and tuning.optimizers must not be empty")
+    if not t.batch_sizes or not t.optimizers or not t.normalizations:
+        raise ConfigError("tuning.batch_sizes, tuning.optimizers and tuning.normalizations must not be empty")
+    for key, values, allowed in (("tuning.optimizers", t.optimizers, ("adam", "rmsprop", "sgd")),
+                                 ("tuning.normalizations", t.normalizations, ("none", "last", "revin"))):
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            raise ConfigError(f"{key}: {unknown[0]!r} is not one of {', '.join(allowed)}")
     if not 1 <= cfg.explain.horizon_step <= cfg.window.horizon:
         raise ConfigError(f"explain.horizon_step: must be between 1 and window.horizon ({cfg.window.horizon})")
     if not 1 <= cfg.evaluation.plot_step <= cfg.window.horizon:

@@ -12,7 +12,8 @@ from lstmkit.preprocessing import SPLITS, Prepared
 
 SPLIT_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
 FORECASTER_STYLE = {"lstm": dict(color="tab:red", lw=1.6), "persistence": dict(color="tab:gray", ls=":"),
-                    "seasonal_naive": dict(color="tab:purple", ls="--"), "linear": dict(color="tab:olive", ls="-.")}
+                    "seasonal_naive": dict(color="tab:purple", ls="--"), "linear": dict(color="tab:olive", ls="-."),
+                    "nlinear": dict(color="tab:cyan", ls="-."), "autoreg": dict(color="tab:brown", ls=":")}
 
 sns.set_theme(style="whitegrid", context="notebook")
 

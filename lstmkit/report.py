@@ -45,6 +45,13 @@ def intro_page(run: RunFolder) -> str:
     cfg = run.config()
     metrics = read_json(run.require(run.metrics_file, "evaluation (05_evaluation)"))
     scaled, original = metrics_table(metrics, "scaled"), metrics_table(metrics, "original")
+    data_note = ""
+    if cfg.data.source not in ("synthetic", "csv"):
+        from lstmkit.datasets import describe
+
+        info = describe(cfg.data.source)
+        data_note = (f"\n**Data:** {info['description']}. Source: <{info['source']}>. Licence: {info['licence']}; "
+                     f"shipped unmodified. Cite: {info['citation']}.\n")
     chapters = "\n".join(f"{i + 1}. [{s.title}]({Path(s.notebook).stem}.ipynb)" for i, s in enumerate(STAGES))
     config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip()
     return f"""# lstmkit forecasting report
@@ -54,7 +61,7 @@ notebook executed by papermill; the numbers and figures in it were computed in t
 
 **Run folder:** `{run.root.name}` · **data:** `{cfg.data.source}` · **target:** `{cfg.data.target}` ·
 **look-back:** {cfg.window.lookback} steps · **horizon:** {cfg.window.horizon} steps · **seed:** {cfg.seed}
-
+{data_note}
 ## Headline: test accuracy beside the baselines
 
 All forecasters are scored on the same test windows (stride 1, all of them) of the target column.

@@ -15,7 +15,7 @@ from lstmkit.preprocessing import Prepared
 from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text
 from lstmkit.training import set_seed
 
-HYPERPARAMETERS = ("layers", "units", "dropout", "learning_rate", "optimizer", "batch_size")
+HYPERPARAMETERS = ("layers", "units", "dropout", "learning_rate", "optimizer", "batch_size", "normalization")
 
 
 def spec_from_hp(hp: kt.HyperParameters, cfg: Config) -> LSTMSpec:
@@ -28,6 +28,8 @@ def spec_from_hp(hp: kt.HyperParameters, cfg: Config) -> LSTMSpec:
         learning_rate=hp.Float("learning_rate", t.min_learning_rate, t.max_learning_rate, sampling="log"),
         optimizer=hp.Choice("optimizer", list(t.optimizers)),
         batch_size=hp.Choice("batch_size", [int(b) for b in t.batch_sizes]),
+        normalization=hp.Choice("normalization", list(t.normalizations)) if len(t.normalizations) > 1 else t.normalizations[0],
+        highway=cfg.model.highway,  # fixed by the configuration, not searched
     )
 
 

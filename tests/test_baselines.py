@@ -1,0 +1,55 @@
+"""The stronger baselines: NLinear-style ridge and the statsmodels autoregression rolled over windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lstmkit.evaluation import AutoRegressive, LinearWindow
+
+
+def test_nlinear_is_immune_to_a_level_shift_that_breaks_plain_ridge(row_prepared):
+    # a random walk: tomorrow's value is today's, whatever the level; test sits far above the training range
+    rng = np.random.default_rng(1)
+    walk = np.cumsum(rng.normal(size=300))
+    walk[200:] += 50.0
+    p = row_prepared(n=300, train=150, val=50, lookback=6, horizon=2, target_values=walk)
+    _, y = p.arrays("test")
+    nlinear = LinearWindow([0.1, 1.0, 10.0], last_value=True).fit(p).predict(p, "test")
+    plain = LinearWindow([0.1, 1.0, 10.0]).fit(p).predict(p, "test")
+    persistence_mse = np.mean((y - p.arrays("test")[0][:, -1:, 1]) ** 2)
+    assert np.mean((y - nlinear) ** 2) < 1.2 * persistence_mse  # as good as the last value on a random walk
+    assert np.mean((y - plain) ** 2) > 5 * np.mean((y - nlinear) ** 2)
+
+
+def test_nlinear_adds_the_last_target_value_back(row_prepared):
+    p = row_prepared(n=120, train=70, val=25, lookback=5, horizon=3)  # target = row number: a perfect ramp
+    forecast = LinearWindow([1e-6], last_value=True).fit(p).predict(p, "test")
+    np.testing.assert_allclose(forecast, p.target_rows("test"), atol=1e-3)
+
+
+def test_autoreg_recovers_an_ar2_process_and_rolls_its_forecasts(row_prepared):
+    rng = np.random.default_rng(2)
+    y = np.zeros(3000)
+    for t in range(2, len(y)):
+        y[t] = 0.3 + 0.6 * y[t - 1] - 0.2 * y[t - 2] + rng.normal(scale=0.1)
+    p = row_prepared(n=3000, train=2000, val=500, lookback=10, horizon=3, target_values=y)
+    ar = AutoRegressive(max_lag=10).fit(p)
+    assert ar.lags_ == 2
+    np.testing.assert_allclose(ar.params_, [0.3, 0.6, -0.2], atol=0.03)
+    f = ar.predict(p, "test")
+    x, _ = p.arrays("test")
+    c, a1, a2 = ar.params_
+    one = c + a1 * x[:, -1, 1] + a2 * x[:, -2, 1]     # iterated by hand from each window's own past
+    two = c + a1 * one + a2 * x[:, -1, 1]
+    three = c + a1 * two + a2 * one
+    np.testing.assert_allclose(f, np.stack([one, two, three], axis=1), rtol=1e-10)
+
+
+def test_autoreg_uses_training_rows_only(row_prepared):
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=600)
+    y[400:] = 1000.0 + np.arange(200)  # wild test part must not influence the fitted parameters
+    p = row_prepared(n=600, train=300, val=100, lookback=8, horizon=2, target_values=y)
+    clean = row_prepared(n=600, train=300, val=100, lookback=8, horizon=2, target_values=np.r_[y[:400], np.zeros(200)])
+    assert AutoRegressive(max_lag=8).fit(p).params_ == pytest.approx(AutoRegressive(max_lag=8).fit(clean).params_)
