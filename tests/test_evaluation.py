@@ -237,8 +237,9 @@ def test_linear_window_picks_alpha_on_validation(row_prepared):
 def test_baselines_follow_the_config():
     cfg = from_dict({"evaluation": {"seasonal_period": 12, "ridge_alphas": [0.5, 5.0]}})
     names = [b.name for b in baselines(cfg)]
-    assert names == ["persistence", "seasonal_naive", "linear"]
-    assert baselines(cfg)[1].period == 12 and baselines(cfg)[2].alphas == [0.5, 5.0]
+    assert names == ["persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
+    assert baselines(cfg)[1].period == 12 and baselines(cfg)[2].alphas == baselines(cfg)[3].alphas == [0.5, 5.0]
+    assert baselines(cfg)[3].last_value and not baselines(cfg)[2].last_value and baselines(cfg)[4].max_lag == 24
 
 
 # ------------------------------------------------------------------ the evaluation stage
