@@ -264,7 +264,7 @@ def evaluation(row_prepared):
 
 def test_evaluate_scores_model_and_baselines_on_the_same_windows(evaluation):
     ev, p = evaluation
-    assert list(ev.forecasts) == ["lstm", "persistence", "seasonal_naive", "linear"]
+    assert list(ev.forecasts) == ["lstm", "persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
     np.testing.assert_array_equal(ev.actual, p.arrays("test")[1])
     np.testing.assert_allclose(ev.forecasts["lstm"], ev.forecasts["persistence"])
     assert ev.metrics["model"]["original"] == pytest.approx(ev.metrics["baselines"]["persistence"]["original"])
@@ -284,7 +284,7 @@ def test_evaluate_meta(evaluation):
 def test_evaluation_tables(evaluation):
     ev, _ = evaluation
     table = ev.table()
-    assert list(table.index) == ["lstm", "persistence", "seasonal_naive", "linear"]
+    assert list(table.index) == ["lstm", "persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
     assert list(table.columns) == list(METRICS)
     per = ev.per_horizon("mae")
     assert list(per.index) == [1, 2, 3]
