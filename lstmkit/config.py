@@ -67,7 +67,6 @@ class ModelConfig:
     learning_rate: float = _opt(1e-3, "Optimizer learning rate.")
     optimizer: str = _opt("adam", "Optimizer: `adam`, `rmsprop` or `sgd`.", ("adam", "rmsprop", "sgd"))
     batch_size: int = _opt(64, "Training batch size.")
-    highway: int = _opt(0, "Autoregressive highway as in LSTNet: a linear map from the last N target values (after per-window normalisation) added to the LSTM's forecast; 0 = off, at most window.lookback.")
     normalization: str = _opt("none", "Per-window normalisation inside the model: `none`; `last` subtracts each channel's last observed value and adds the target's back to the forecast; `revin` uses each window's own mean and standard deviation (reversible instance normalisation).", ("none", "last", "revin"))
 
 
@@ -248,8 +247,6 @@ def _validate(cfg: Config) -> Config:
     for key, v in {"split.train": cfg.split.train, "split.val": cfg.split.val, "split.test": cfg.split.test}.items():
         if v <= 0:
             raise ConfigError(f"{key}: must be positive, got {v}")
-    if not 0 <= cfg.model.highway <= cfg.window.lookback:
-        raise ConfigError(f"model.highway: must be between 0 and window.lookback ({cfg.window.lookback}), got {cfg.model.highway}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
     t = cfg.tuning

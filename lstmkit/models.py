@@ -20,7 +20,6 @@ class LSTMSpec:
     optimizer: str = "adam"
     batch_size: int = 64
     normalization: str = "none"
-    highway: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -62,37 +61,18 @@ class WindowDenormalization(keras.layers.Layer):
         return y * scale + shift
 
 
-@keras.saving.register_keras_serializable(package="lstmkit")
-class RecentTarget(keras.layers.Layer):
-    """The last `steps` values of the target channel of each window: (batch, steps)."""
-
-    def __init__(self, steps: int, target_index: int = -1, **kwargs):
-        super().__init__(**kwargs)
-        self.steps, self.target_index = steps, target_index
-
-    def call(self, x):
-        return x[:, -self.steps:, self.target_index]
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "steps": self.steps, "target_index": self.target_index}
-
-
 def build_lstm(lookback: int, channels: int, horizon: int, spec: LSTMSpec, target_index: int = -1) -> keras.Model:
     """Compiled stacked LSTM: (batch, lookback, channels) -> (batch, horizon), cuDNN-compatible."""
     inputs = keras.Input(shape=(lookback, channels), name="window")
     x = inputs
     if spec.normalization != "none":
         x, shift, scale = WindowNormalization(spec.normalization, target_index, name="window_norm")(x)
-    normalized = x
     for i in range(spec.layers):
         # default activations and no recurrent dropout keep the fused cuDNN kernel eligible on GPU
         x = keras.layers.LSTM(spec.units, return_sequences=i < spec.layers - 1, name=f"lstm_{i + 1}")(x)
         if spec.dropout > 0:
             x = keras.layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
     outputs = keras.layers.Dense(horizon, name="forecast")(x)
-    if spec.highway:
-        recent = RecentTarget(spec.highway, target_index, name="recent_target")(normalized)
-        outputs = keras.layers.Add(name="lstm_plus_highway")([outputs, keras.layers.Dense(horizon, name="highway")(recent)])
     if spec.normalization != "none":
         outputs = WindowDenormalization(name="denorm")([outputs, shift, scale])
     model = keras.Model(inputs, outputs, name="lstm_forecaster")

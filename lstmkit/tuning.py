@@ -29,7 +29,6 @@ def spec_from_hp(hp: kt.HyperParameters, cfg: Config) -> LSTMSpec:
         optimizer=hp.Choice("optimizer", list(t.optimizers)),
         batch_size=hp.Choice("batch_size", [int(b) for b in t.batch_sizes]),
         normalization=hp.Choice("normalization", list(t.normalizations)) if len(t.normalizations) > 1 else t.normalizations[0],
-        highway=cfg.model.highway,  # fixed by the configuration, not searched
     )
 
 

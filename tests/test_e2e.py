@@ -27,16 +27,20 @@ def lstmkit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A copy of the project's notebooks, profiles and book configuration, so that runs and builds stay out of the checkout."""
-    root = tmp_path_factory.mktemp("project")
+def copy_project(root: Path) -> Path:
+    """Copy the project's notebooks, profiles and book configuration into root."""
     for name in ("notebooks", "configs"):
         shutil.copytree(REPO / name, root / name)
     for name in ("_config.yml", "_toc.yml", "docs/favicon.svg"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, root / name)
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project, so that runs and builds stay out of the checkout."""
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +144,23 @@ def test_bad_config_key_lists_valid_keys(project: Path):
     proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--set", "training.epoch=1", check=False)
     assert proc.returncode == 2
     assert "unknown config key 'training.epoch'" in proc.stderr and "training.epochs" in proc.stderr
+
+
+def test_bundled_etth2_profile_runs_offline_with_published_figures(tmp_path):
+    """The real-data profile end to end, shrunk (short look-back, tiny model, one epoch) to keep the suite fast."""
+    project = copy_project(tmp_path / "project")
+    lstmkit(project, "run", "--config", "configs/etth2.yaml", "--set", "window.lookback=48", "--set", "model.units=8",
+            "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=8")
+    run = project / "runs" / "etth2"
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert metrics["meta"]["windows"] == 2785  # every test window of the protocol at horizon 96
+    assert metrics["baselines"]["persistence"]["scaled"]["mse"] == pytest.approx(0.2955, abs=5e-5)
+    assert metrics["baselines"]["persistence"]["scaled"]["mae"] == pytest.approx(0.4232, abs=5e-5)
+    lstmkit(project, "report", "--run-dir", "runs/etth2")
+    html = project / "_build" / "html" / "book"
+    evaluation = (html / "05_evaluation.html").read_text()
+    assert "NLinear (published)" in evaluation and "Zeng et al." in evaluation
+    assert "CC BY-ND 4.0" in (html / "01_data.html").read_text() and "CC BY-ND 4.0" in (html / "intro.html").read_text()
 
 
 def _browser() -> str | None:
