@@ -202,12 +202,14 @@ def forecast(prepared: Prepared, forecasts: dict[str, np.ndarray], actual: np.nd
 def per_horizon(errors: pd.DataFrame, metric: str, units: str, path=None) -> plt.Figure:
     """One error metric per horizon step for the model and each baseline."""
     fig, ax = plt.subplots(figsize=(8, 3.8))
+    few = len(errors) <= 24
     for name in errors.columns:
-        ax.plot(errors.index, errors[name], marker="o", label=name, **FORECASTER_STYLE.get(name, {}))
+        ax.plot(errors.index, errors[name], marker="o" if few else None, label=name, **FORECASTER_STYLE.get(name, {}))
     ax.set_title(f"Test {metric.upper()} by forecast step")
-    ax.set_xlabel("horizon step (hours ahead)")
+    ax.set_xlabel("horizon step (steps ahead)")
     ax.set_ylabel(f"{metric.upper()} ({units})")
-    ax.set_xticks(errors.index)
+    if few:
+        ax.set_xticks(errors.index)
     ax.legend()
     return _save(fig, path)
 

@@ -130,14 +130,20 @@ def test_notebooks_run_directly_with_papermill_and_their_default_parameters(proj
     assert (run / "data" / "series.csv").is_file() and (run / "preprocessing" / "splits.json").is_file()
 
 
-def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(project: Path):
-    proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/broken",
-                   "--set", "data.source=csv", "--set", "data.path=does-not-exist.csv", check=False)
+def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(quick_run: Path):
+    project = quick_run.parent.parent
+    broken = project / "runs" / "broken"
+    shutil.copytree(quick_run, broken)
+    (broken / "training" / "model.keras").unlink()  # the evaluation notebook's input is gone
+    explained = (broken / "notebooks" / "06_explainability.ipynb").stat().st_mtime_ns
+    proc = lstmkit(project, "run", "--from", "evaluation", "--run-dir", "runs/broken", check=False)
     assert proc.returncode == 1
-    assert re.search(r"failed in notebook 01_data\.ipynb, cell \d+", proc.stderr), proc.stderr
-    assert "does-not-exist.csv: file not found" in proc.stderr
-    assert (project / "runs" / "broken" / "notebooks" / "01_data.ipynb").is_file()
-    assert not (project / "runs" / "broken" / "notebooks" / "02_preprocessing.ipynb").exists()
+    assert re.search(r"stage 'evaluation' failed in notebook 05_evaluation\.ipynb, cell \d+", proc.stderr), proc.stderr
+    assert "model.keras is missing: run the training (04_training) stage" in proc.stderr
+    partial = json.loads((broken / "notebooks" / "05_evaluation.ipynb").read_text())
+    errors = [o for c in partial["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors and errors[0]["ename"] == "FileNotFoundError"  # the partly executed notebook, with the error
+    assert (broken / "notebooks" / "06_explainability.ipynb").stat().st_mtime_ns == explained  # later stages not run
 
 
 def test_bad_config_key_lists_valid_keys(project: Path):
