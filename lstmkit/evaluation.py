@@ -186,6 +186,14 @@ def baselines(cfg: Config) -> list[Forecaster]:
 # ---------------------------------------------------------------- the stage
 
 
+def metrics_table(metrics: dict, units: str) -> pd.DataFrame:
+    """Overall test metrics of a metrics.json document, one row per forecaster (model first)."""
+    rows = {"lstm": metrics["model"][units]} | {k: v[units] for k, v in metrics["baselines"].items()}
+    table = pd.DataFrame(rows).T[list(METRICS)]
+    table.index.name = "forecaster"
+    return table
+
+
 @dataclass
 class Evaluation:
     """Test-split forecasts of the model and baselines, and their metrics."""
@@ -196,8 +204,7 @@ class Evaluation:
 
     def table(self, units: str = "original") -> pd.DataFrame:
         """Overall metrics, one row per forecaster (model first)."""
-        rows = {"lstm": self.metrics["model"][units]} | {k: v[units] for k, v in self.metrics["baselines"].items()}
-        return pd.DataFrame(rows).T[list(METRICS)]
+        return metrics_table(self.metrics, units)
 
     def per_horizon(self, metric: str = "rmse", units: str = "original") -> pd.DataFrame:
         """One metric per horizon step (rows) and forecaster (columns)."""

@@ -245,7 +245,8 @@ def attribution_heatmap(heatmap: pd.DataFrame, horizon_step: int, path=None) -> 
     """Mean |IG attribution| per lag and feature."""
     fig, ax = plt.subplots(figsize=(11, 3.2))
     data = heatmap.T
-    sns.heatmap(data, cmap="magma", ax=ax, cbar_kws={"label": "mean |attribution| (scaled units)"})
+    sns.heatmap(data, cmap="magma", robust=True, ax=ax,  # colours clipped at the 2nd/98th percentile: one hot cell
+                cbar_kws={"label": "mean |attribution| (scaled units)"})  # must not hide the rest
     step = max(1, len(data.columns) // 16)
     ax.set_xticks(np.arange(0, len(data.columns), step) + 0.5)
     ax.set_xticklabels(data.columns[::step], rotation=0)

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from lstmkit.config import describe_keys
-from lstmkit.evaluation import METRICS, headline
+from lstmkit.evaluation import headline, metrics_table
 from lstmkit.pipeline import STAGES, project_root
 from lstmkit.runfolder import RunFolder, atomic_write_text, read_json
 
@@ -30,14 +30,6 @@ def _markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
         cells = [f"{v:{floatfmt}}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join([f"**{idx}**" if idx == "lstm" else str(idx), *cells]) + " |")
     return "\n".join(lines)
-
-
-def metrics_table(metrics: dict, units: str) -> pd.DataFrame:
-    """Overall test metrics of the model and each baseline in the given units."""
-    rows = {"lstm": metrics["model"][units]} | {k: v[units] for k, v in metrics["baselines"].items()}
-    df = pd.DataFrame(rows).T[list(METRICS)]
-    df.index.name = "forecaster"
-    return df
 
 
 def intro_page(run: RunFolder) -> str:
