@@ -7,6 +7,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 @contextmanager
@@ -27,3 +28,36 @@ def quiet_stderr() -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and discover devices with its start-up log lines hidden (call before importing lstmkit)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device discovery logs (e.g. cuInit failures on CPU-only hosts) happen here
+
+
+def base_parser(description: str) -> "argparse.ArgumentParser":
+    """An argument parser with the options every benchmark shares: --config and --units."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML profile giving the data and windows (default: configs/default.yaml)")
+    p.add_argument("--units", type=int, default=64, help="LSTM units (default: 64; one layer)")
+    return p
+
+
+def prepare_data(config: str):
+    """The profile's config and its series split, scaled and ready to be cut into windows (lstmkit's stages 1-2)."""
+    from lstmkit.config import load_config
+    from lstmkit.data import load_series
+    from lstmkit.preprocessing import prepare
+
+    cfg = load_config(config)
+    return cfg, prepare(load_series(cfg).frame, cfg)

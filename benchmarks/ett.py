@@ -10,20 +10,12 @@ plus wall time. Run from the repository root:
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ logging; must precede the TF import
-
 import argparse
 import time
-from pathlib import Path
 
-from common import quiet_stderr  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
+from common import REPO, import_tensorflow  # noqa: E402 (benchmarks/ is on sys.path)
 
-with quiet_stderr():
-    import tensorflow as tf
-
-    tf.config.list_physical_devices()
+import_tensorflow()
 
 from lstmkit.config import load_config, parse_override
 from lstmkit.data import load_series
@@ -32,9 +24,6 @@ from lstmkit.models import LSTMSpec
 from lstmkit.preprocessing import prepare
 from lstmkit.reference import ETT_LOADS, published_for
 from lstmkit.training import fit
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 def run_setting(config: str, mode: str, horizon: int, overrides: dict) -> tuple[list[tuple[str, float, float]], float]:
     """Train and evaluate one (mode, horizon); rows of (forecaster, mse, mae) and the wall time in seconds."""

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ logging; must precede the TF import
-
 import argparse
 import sys
 import time
@@ -26,29 +24,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import quiet_stderr  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
+from common import base_parser, import_tensorflow, prepare_data  # noqa: E402 (benchmarks/ is on sys.path)
 
-with quiet_stderr():
-    import keras
-    import tensorflow as tf
+import_tensorflow()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-    tf.config.list_physical_devices()  # device discovery logs (e.g. cuInit failures on CPU-only hosts) happen here
-
-from lstmkit.config import Config, ConfigError, load_config
-from lstmkit.data import load_series
+from lstmkit.config import ConfigError
 from lstmkit.explain import integrated_gradients, integrated_gradients_loop, sample_windows
 from lstmkit.models import LSTMSpec, build_lstm
-from lstmkit.preprocessing import Prepared, prepare
+from lstmkit.preprocessing import Prepared
 from lstmkit.training import set_seed
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML profile giving the data and windows (default: configs/default.yaml)")
+    p = base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--windows", type=int, default=256, help="test windows explained, evenly spaced over the test span (default: 256)")
     p.add_argument("--steps", type=int, default=64, help="integration steps (default: 64)")
     p.add_argument("--loop-windows", type=int, default=16,
@@ -57,20 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None,
                    help="interpolated inputs per gradient call of the batched IG (default: the profile's explain.batch_size)")
     p.add_argument("--train-epochs", type=int, default=1, help="epochs of training before timing (default: 1; 0 = untrained)")
-    p.add_argument("--units", type=int, default=64, help="LSTM units (default: 64; one layer)")
     args = p.parse_args(argv)
     if args.windows < 1 or args.steps < 1 or args.units < 1 or args.loop_windows < 0 or args.train_epochs < 0:
         p.error("--windows, --steps and --units must be at least 1; --loop-windows and --train-epochs at least 0")
     if args.batch_size is not None and args.batch_size < 1:
         p.error("--batch-size must be at least 1")
     return args
-
-
-def prepare_data(config: str) -> tuple[Config, Prepared]:
-    """The profile's series, split, scaled and ready to be cut into windows (lstmkit's data + preprocessing stages)."""
-    cfg = load_config(config)
-    frame = load_series(cfg).frame
-    return cfg, prepare(frame, cfg)
 
 
 def trained_model(prepared: Prepared, units: int, epochs: int, seed: int) -> keras.Model:

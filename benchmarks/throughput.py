@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TensorFlow's C++ logging; must precede the TF import
-
 import argparse
 import statistics
 import sys
@@ -27,32 +25,23 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import quiet_stderr  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
+from common import base_parser, import_tensorflow, prepare_data  # noqa: E402 (benchmarks/ is on sys.path)
 
-with quiet_stderr():
-    import keras
-    import tensorflow as tf
+import_tensorflow()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-    tf.config.list_physical_devices()  # device discovery logs (e.g. cuInit failures on CPU-only hosts) happen here
-
-from lstmkit.config import Config, ConfigError, load_config
-from lstmkit.data import load_series
+from lstmkit.config import ConfigError
 from lstmkit.models import LSTMSpec, build_lstm
-from lstmkit.preprocessing import Prepared, prepare
+from lstmkit.preprocessing import Prepared
 from lstmkit.training import set_seed
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML profile giving the data and windows (default: configs/default.yaml)")
+    p = base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per side (default: 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs before them (default: 1)")
     p.add_argument("--batch-size", type=int, default=256, help="training batch size (default: 256)")
-    p.add_argument("--units", type=int, default=64, help="LSTM units (default: 64; one layer)")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.warmup < 0 or args.batch_size < 1 or args.units < 1:
         p.error("--epochs, --batch-size and --units must be at least 1, --warmup at least 0")
@@ -74,13 +63,6 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Record the epoch's seconds."""
         self.seconds.append(time.perf_counter() - self._t0)
-
-
-def prepare_data(config: str) -> tuple[Config, Prepared]:
-    """The profile's series, split, scaled and ready to be cut into windows (lstmkit's data + preprocessing stages)."""
-    cfg = load_config(config)
-    frame, _ = load_series(cfg)
-    return cfg, prepare(frame, cfg)
 
 
 def same_windows(prepared: Prepared, batch_size: int) -> bool:
