@@ -63,3 +63,15 @@ def test_search_space_follows_the_config():
     spec = spec_from_hp(kt.HyperParameters(), cfg)
     assert (spec.units, spec.optimizer, spec.layers) == (48, "sgd", 3)
     assert 0.2 <= spec.dropout <= 0.5 and 1e-4 <= spec.learning_rate <= 1e-1 and spec.batch_size in (32, 64, 128)
+
+
+def test_the_tuner_can_choose_the_per_window_normalisation():
+    cfg = from_dict({}, {"tuning.normalizations": ["last", "revin"]})
+    hp = kt.HyperParameters()
+    assert spec_from_hp(hp, cfg).normalization == "last"  # the first choice is the default value
+    assert hp.get("normalization") == "last" and "normalization" in [p.name for p in hp.space]
+    hp.values["normalization"] = "revin"
+    assert spec_from_hp(hp, cfg).normalization == "revin"
+    fixed = kt.HyperParameters()
+    assert spec_from_hp(fixed, from_dict({})).normalization == "none"
+    assert "normalization" not in [p.name for p in fixed.space]  # one choice: not a hyperparameter, the space stays classic
