@@ -243,7 +243,7 @@ def load_csv(cfg: DataConfig, path: str | Path | None = None) -> tuple[pd.DataFr
     frame = _fill_missing(path, frame, cfg.fill_missing, notes, pd.RangeIndex(2, len(frame) + 2))
     frame = _regular_grid(path, frame, cfg.frequency, cfg.on_gaps, notes)
     if frame.isna().any().any():  # rows inserted for gaps
-        frame = _fill_missing(path, frame, cfg.fill_missing if cfg.fill_missing != "error" else "error", notes, None)
+        frame = _fill_missing(path, frame, cfg.fill_missing, notes, None)
     for col in frame.columns:
         if frame[col].nunique() <= 1:
             raise DataError(f"{path}: column '{col}' is constant ({frame[col].iloc[0]:g} in every row): it carries "

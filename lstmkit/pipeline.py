@@ -61,7 +61,7 @@ def ensure_kernel() -> str:
     ksm = KernelSpecManager()
     try:
         spec = ksm.get_kernel_spec(KERNEL_NAME)
-        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve() or spec.argv[0] in ("python", "python3"):
+        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
             return KERNEL_NAME
     except NoSuchKernel:
         pass

@@ -175,15 +175,13 @@ def check_splits(n_rows: int, cfg: Config) -> SplitBounds:
     return bounds
 
 
-def prepare(frame: pd.DataFrame, cfg: Config, scaler=None) -> Prepared:
-    """Split, scale (fitting on training rows unless a fitted scaler is given) and describe the windows."""
+def prepare(frame: pd.DataFrame, cfg: Config, scalers: tuple | None = None) -> Prepared:
+    """Split, scale (fitting on training rows unless fitted (scaler, target_scaler) are given) and describe the windows."""
     from lstmkit.data import input_columns
 
     columns = input_columns(cfg)
     bounds = check_splits(len(frame), cfg)
-    fitted = fit_scalers(frame, columns, cfg.data.target, bounds, cfg.scaling.method)
-    if scaler is not None:
-        fitted = (scaler, fitted[1])
+    fitted = scalers or fit_scalers(frame, columns, cfg.data.target, bounds, cfg.scaling.method)
     original = frame[columns].to_numpy(dtype=float)
     return Prepared(index=frame.index, columns=columns, target=cfg.data.target, bounds=bounds,
                     scaler=fitted[0], target_scaler=fitted[1],
@@ -221,9 +219,7 @@ def load_prepared(run) -> Prepared:
     cfg = run.config()
     frame = read_series(run.require(run.series_file, "data (01_data)"))
     saved = joblib.load(run.require(run.scaler_file, "preprocessing (02_preprocessing)"))
-    prepared = prepare(frame, cfg, scaler=saved["scaler"])
-    prepared.target_scaler = saved["target_scaler"]
-    return prepared
+    return prepare(frame, cfg, scalers=(saved["scaler"], saved["target_scaler"]))
 
 
 def split_table(prepared: Prepared) -> pd.DataFrame:

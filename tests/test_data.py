@@ -174,34 +174,6 @@ def test_load_csv_reads_numeric_columns_with_timestamp_index(tmp_path):
     assert frame.index[1] == pd.Timestamp("2024-01-01 01:00")
 
 
-def test_load_csv_missing_column_lists_available(tmp_path):
-    path = tmp_path / "s.csv"
-    path.write_text("date,a,target\n2024-01-01,1,2\n")
-    with pytest.raises(DataError, match="no column 'y'; available columns: date, a, target"):
-        load_csv(csv_config(path))
-
-
-def test_load_csv_non_numeric_value_names_the_file_line(tmp_path):
-    path = tmp_path / "s.csv"
-    path.write_text("date,a,y\n2024-01-01 00:00,1,2\n2024-01-01 01:00,1,2\n2024-01-01 02:00,oops,2\n")
-    with pytest.raises(DataError, match=r"column 'a' row 4 has non-numeric value 'oops'"):
-        load_csv(csv_config(path))
-
-
-def test_load_csv_missing_value(tmp_path):
-    path = tmp_path / "s.csv"
-    path.write_text("date,a,y\n2024-01-01 00:00,1,2\n2024-01-01 01:00,1,\n")
-    with pytest.raises(DataError, match=r"column 'y' row 3 is missing or not finite .*data.fill_missing"):
-        load_csv(csv_config(path))
-
-
-def test_load_csv_unsorted_timestamps(tmp_path):
-    path = tmp_path / "s.csv"
-    path.write_text("date,a,y\n2024-01-01 01:00,1,2\n2024-01-01 00:00,1,2\n")
-    with pytest.raises(DataError, match="not sorted"):
-        load_csv(csv_config(path))
-
-
 def test_save_and_read_series_round_trip(tmp_path):
     frame, _ = make_synthetic(240, seed=1)
     path = tmp_path / "data" / "series.csv"

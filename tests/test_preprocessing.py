@@ -298,10 +298,11 @@ def test_prepared_window_targets_are_the_original_target_rows(split):
 
 def test_prepare_with_given_scaler_does_not_refit():
     frame = toy_frame()
-    fitted = prepare(frame, toy_config()).scaler
+    first = prepare(frame, toy_config())
+    fitted = first.scaler
     shifted = frame + 100.0
-    p = prepare(shifted, toy_config(), scaler=fitted)
-    assert p.scaler is fitted
+    p = prepare(shifted, toy_config(), scalers=(first.scaler, first.target_scaler))
+    assert p.scaler is fitted and p.target_scaler is first.target_scaler
     np.testing.assert_allclose(p.scaled[:, 0], fitted.transform(shifted[["x1", "target"]].to_numpy())[:, 0], rtol=1e-6)
 
 

@@ -51,7 +51,7 @@ def test_rerun_with_the_same_config_resumes_instead_of_repeating(prepared, tmp_p
     assert sorted(p.stat().st_mtime_ns for p in run.tuning_dir.rglob("trial.json")) == trial_files  # nothing re-ran
 
 
-def test_a_changed_config_starts_a_separate_search(prepared, tmp_path):
+def test_a_changed_config_starts_a_separate_search():
     a, b = tiny_config("random"), from_dict(TINY, {"tuning.strategy": "random", "tuning.max_units": 16})
     assert search_fingerprint(a) != search_fingerprint(b)
     assert search_fingerprint(a) == search_fingerprint(tiny_config("random"))
