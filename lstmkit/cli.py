@@ -1,8 +1,9 @@
-"""Command line: `lstmkit run`, `lstmkit report`, `lstmkit kernel`, `lstmkit config`."""
+"""Command line: `lstmkit run`, `lstmkit tune`, `lstmkit report`, `lstmkit kernel`, `lstmkit config`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.to is None:
         publish(run)
         print(f"done. Metrics: {run.metrics_file}\nBuild the report with: lstmkit report --run-dir {run_dir}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Run or resume the tuning search of a run folder (here, with local workers, or as a chief/worker process)."""
+    from lstmkit import distributed, preprocessing, tuning
+    from lstmkit.runfolder import open_run
+
+    run, cfg = open_run(Path(args.run_dir or _latest_run_dir()), _overrides(args.set))
+    prepared = preprocessing.load_prepared(run)
+    role = distributed.role()
+    workers = 0 if role else (cfg.tuning.workers if args.workers is None else args.workers)
+    where = f"as {os.environ['KERASTUNER_TUNER_ID']} of a distributed search" if role else \
+        f"with a chief and {workers} workers" if workers else "in one process"
+    print(f"lstmkit tune -> {run.root}: {cfg.tuning.strategy} search {where}", flush=True)
+    try:
+        spec, table = tuning.tune(prepared, cfg, run, workers=workers)
+    except tuning.TuningError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if spec is not None:
+        best = tuning.read_best(run)
+        print(f"{len(table)} trials; best val_loss {best['val_loss']:.5g} (trial {best['trial']}): "
+              + ", ".join(f"{k}={v}" for k, v in spec.to_dict().items()))
+        print(f"Train with it: lstmkit run --run-dir {args.run_dir or run.root} --from training")
     return 0
 
 
@@ -107,6 +133,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--to", metavar="STAGE", help="stop after this stage")
     r.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar")
     r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tune", help="run or resume the tuning search of a run folder, optionally with parallel workers",
+                       description="Run or resume the search of a run folder whose data and preprocessing stages have run. "
+                                   "With KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set, this "
+                                   "process is the chief (TUNER_ID=chief) or a worker of a distributed Keras Tuner search.")
+    t.add_argument("--run-dir", help="run folder (default: the most recent one under runs/)")
+    t.add_argument("--workers", type=int, help="start a chief and this many worker processes here (default: tuning.workers)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (recorded in the run folder)")
+    t.set_defaults(func=cmd_tune)
 
     b = sub.add_parser("report", help="build the Jupyter Book report of a run into _build/html")
     b.add_argument("--run-dir", help="run folder (default: the most recent one under runs/)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -18,11 +19,27 @@ class ConfigError(ValueError):
     """A configuration file or override that cannot be used as given."""
 
 
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+NORMALIZATIONS = ("none", "last", "revin")
+STRATEGIES = ("random", "grid", "bayesian", "hyperband", "optuna", "none")
+FIT_ON = ("train", "train+val")
+
+# The classic LSTM search space (see `tuning.space`); tunables left out are fixed at model.* / window.lookback.
+DEFAULT_SPACE: dict = {
+    "layers": {"min": 1, "max": 3},
+    "units": {"min": 32, "max": 160, "step": 32},
+    "dropout": {"min": 0.2, "max": 0.5, "step": 0.05},
+    "learning_rate": {"min": 1.0e-4, "max": 1.0e-1, "log": True},
+    "batch_size": {"choices": [32, 64, 128]},
+    "optimizer": {"choices": ["adam", "rmsprop", "sgd"]},
+}
+
+
 def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
     """Declare a config field with its documentation (and allowed values)."""
     meta = {"help": help, "choices": choices}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -65,9 +82,9 @@ class ModelConfig:
     units: int = _opt(64, "Units per LSTM layer.")
     dropout: float = _opt(0.2, "Dropout between layers (not recurrent dropout, so cuDNN kernels stay usable).")
     learning_rate: float = _opt(1e-3, "Optimizer learning rate.")
-    optimizer: str = _opt("adam", "Optimizer: `adam`, `rmsprop` or `sgd`.", ("adam", "rmsprop", "sgd"))
+    optimizer: str = _opt("adam", "Optimizer: `adam`, `rmsprop` or `sgd`.", OPTIMIZERS)
     batch_size: int = _opt(64, "Training batch size.")
-    normalization: str = _opt("none", "Per-window normalisation inside the model: `none`; `last` subtracts each channel's last observed value and adds the target's back to the forecast; `revin` uses each window's own mean and standard deviation (reversible instance normalisation).", ("none", "last", "revin"))
+    normalization: str = _opt("none", "Per-window normalisation inside the model: `none`; `last` subtracts each channel's last observed value and adds the target's back to the forecast; `revin` uses each window's own mean and standard deviation (reversible instance normalisation).", NORMALIZATIONS)
 
 
 @dataclass
@@ -76,27 +93,20 @@ class TrainingConfig:
     patience: int = _opt(8, "Epochs without validation improvement before early stopping (best weights restored).")
     reduce_lr_patience: int = _opt(4, "Epochs without improvement before the learning rate is halved.")
     use_tuned: bool = _opt(True, "Train with the tuning stage's best hyperparameters when they exist.")
+    fit_on: str = _opt("train", "Data of the final model: `train` (early stopping on validation; the default) or `train+val`: after the usual fit, refit from scratch on training and validation windows for the best epoch count found, so the model sees the most recent data before the test (validation metrics then become in-sample, and the baselines are refitted the same way).", FIT_ON)
     verbose: int = _opt(2, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.", (0, 1, 2))
 
 
 @dataclass
 class TuningConfig:
-    strategy: str = _opt("bayesian", "Search strategy: `random`, `bayesian`, `hyperband`, or `none` to skip tuning.", ("random", "bayesian", "hyperband", "none"))
-    max_trials: int = _opt(10, "Number of hyperparameter configurations tried (random and bayesian).")
-    epochs: int = _opt(20, "Maximum epochs per trial (hyperband: the largest budget).")
+    strategy: str = _opt("bayesian", "Search strategy: `random`, `grid`, `bayesian` (Gaussian process), `hyperband` (Keras Tuner), `optuna` (TPE sampler with a median pruner on per-epoch validation loss), or `none` to skip tuning.", STRATEGIES)
+    max_trials: int = _opt(10, "Most configurations tried (all strategies except hyperband, whose budget is `epochs`); raising it resumes a finished search with more trials.")
+    max_minutes: float = _opt(0, "Time budget of one tuning run in minutes (0 = none): no trial starts after it, the running ones finish, and at least one trial always runs.")
+    epochs: int = _opt(20, "Most epochs per trial (hyperband: the largest budget).")
     patience: int = _opt(4, "Early-stopping patience inside each trial.")
-    min_layers: int = _opt(1, "Search space: fewest LSTM layers.")
-    max_layers: int = _opt(3, "Search space: most LSTM layers.")
-    min_units: int = _opt(32, "Search space: fewest units per layer.")
-    max_units: int = _opt(160, "Search space: most units per layer.")
-    units_step: int = _opt(32, "Search space: step between unit counts.")
-    min_dropout: float = _opt(0.2, "Search space: lowest dropout.")
-    max_dropout: float = _opt(0.5, "Search space: highest dropout.")
-    min_learning_rate: float = _opt(1e-4, "Search space: lowest learning rate (sampled on a log scale).")
-    max_learning_rate: float = _opt(1e-1, "Search space: highest learning rate.")
-    batch_sizes: list = _opt([32, 64, 128], "Search space: batch sizes.")
-    optimizers: list = _opt(["adam", "rmsprop", "sgd"], "Search space: optimizers.")
-    normalizations: list = _opt(["none"], "Search space: per-window normalisations (`none`, `last`, `revin`; see `model.normalization`).")
+    cv_folds: int = _opt(1, "Objective: 1 = the validation loss on the run's validation split (fast); k >= 2 = walk-forward cross-validation: k expanding folds over the training+validation rows, each validated on the next block of `split.val` rows with the scaler refitted on the fold's training rows; the objective is the mean validation loss over the folds.")
+    workers: int = _opt(0, "Parallel tuning with Keras Tuner's chief/worker mode: 0 = one process; N = a chief oracle and N worker processes on this machine (not with `optuna`).")
+    space: dict = _opt(DEFAULT_SPACE, "Search space, one entry per hyperparameter (`layers`, `units`, `dropout`, `learning_rate`, `batch_size`, `optimizer`, `normalization`, `lookback`): a range `{min, max}` with an optional `step` or `log: true`, a list of `choices`, a single fixed value, or `null` to fix it at its `model.*`/`window.lookback` setting. Entries are laid over the classic space: layers 1-3, units 32-160 step 32, dropout 0.2-0.5 step 0.05, learning rate 1e-4 to 1e-1 (log), batch size 32/64/128, optimizer adam/rmsprop/sgd.")
 
 
 @dataclass
@@ -198,6 +208,12 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
+    if typ is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
     if typ is list:
         if value is None:
             return []
@@ -236,7 +252,7 @@ def _validate(cfg: Config) -> Config:
     """Cross-field checks that a single value cannot express."""
     positive = {"window.lookback": cfg.window.lookback, "window.horizon": cfg.window.horizon,
                 "training.epochs": cfg.training.epochs, "tuning.max_trials": cfg.tuning.max_trials,
-                "tuning.epochs": cfg.tuning.epochs, "model.layers": cfg.model.layers,
+                "tuning.epochs": cfg.tuning.epochs, "tuning.patience": cfg.tuning.patience, "model.layers": cfg.model.layers,
                 "model.units": cfg.model.units, "model.batch_size": cfg.model.batch_size,
                 "evaluation.seasonal_period": cfg.evaluation.seasonal_period,
                 "explain.windows": cfg.explain.windows, "explain.steps": cfg.explain.steps,
@@ -249,18 +265,19 @@ def _validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}: must be positive, got {v}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
-    t = cfg.tuning
-    for lo, hi, name in [(t.min_layers, t.max_layers, "layers"), (t.min_units, t.max_units, "units"),
-                         (t.min_dropout, t.max_dropout, "dropout"), (t.min_learning_rate, t.max_learning_rate, "learning_rate")]:
-        if lo > hi:
-            raise ConfigError(f"tuning.min_{name} ({lo}) is greater than tuning.max_{name} ({hi})")
-    if not t.batch_sizes or not t.optimizers or not t.normalizations:
-        raise ConfigError("tuning.batch_sizes, tuning.optimizers and tuning.normalizations must not be empty")
-    for key, values, allowed in (("tuning.optimizers", t.optimizers, ("adam", "rmsprop", "sgd")),
-                                 ("tuning.normalizations", t.normalizations, ("none", "last", "revin"))):
-        unknown = [v for v in values if v not in allowed]
-        if unknown:
-            raise ConfigError(f"{key}: {unknown[0]!r} is not one of {', '.join(allowed)}")
+    if cfg.tuning.max_minutes < 0:
+        raise ConfigError(f"tuning.max_minutes: must be 0 (no budget) or positive, got {cfg.tuning.max_minutes}")
+    if cfg.tuning.cv_folds < 1 or cfg.tuning.workers < 0:
+        raise ConfigError("tuning.cv_folds must be at least 1 and tuning.workers at least 0")
+    if cfg.tuning.workers and cfg.tuning.strategy == "optuna":
+        raise ConfigError("tuning.workers: distributed tuning uses Keras Tuner's chief/worker mode; "
+                          "choose random, grid, bayesian or hyperband, or set tuning.workers to 0")
+    from lstmkit.search_space import merge_space, parse_space
+
+    cfg.tuning.space = merge_space(cfg.tuning.space)
+    space = parse_space(cfg.tuning.space, cfg)
+    if cfg.tuning.strategy == "grid":
+        space.grid_size()
     if not 1 <= cfg.explain.horizon_step <= cfg.window.horizon:
         raise ConfigError(f"explain.horizon_step: must be between 1 and window.horizon ({cfg.window.horizon})")
     if not 1 <= cfg.evaluation.plot_step <= cfg.window.horizon:
@@ -289,9 +306,10 @@ def parse_override(text: str) -> tuple[str, Any]:
 def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:
     """Set dotted keys in a nested dict, rejecting keys that do not exist."""
     valid = set(config_keys())
+    mappings = tuple(f"{row['key']}." for row in describe_keys() if isinstance(row["default"], dict))
     out = yaml.safe_load(yaml.safe_dump(values))  # deep copy of plain data
     for key, value in overrides.items():
-        if key not in valid:
+        if key not in valid and not key.startswith(mappings):  # inside a mapping, e.g. tuning.space.units.max
             raise ConfigError(f"unknown config key '{key}'. Valid keys: " + ", ".join(config_keys()))
         node = out
         *parents, leaf = key.split(".")

@@ -66,6 +66,10 @@ class Forecaster:
         """Learn from the training (and, for model selection, validation) windows."""
         return self
 
+    def refit(self, prepared: Prepared) -> "Forecaster":
+        """Refit the choices made by `fit` on the training windows of `prepared` (e.g. training+validation)."""
+        return self
+
     def predict(self, prepared: Prepared, split: str) -> np.ndarray:
         """Scaled forecasts of shape (windows, horizon) for a split."""
         raise NotImplementedError
@@ -130,6 +134,12 @@ class LinearWindow(Forecaster):
             self.model_ = Ridge(alpha=self.alpha_).fit(xt, yt)
         return self
 
+    def refit(self, prepared: Prepared) -> "LinearWindow":
+        """Refit with the chosen alpha on the training windows of `prepared` (e.g. training+validation)."""
+        xt, yt, _ = self._design(prepared, "train")
+        self.model_ = Ridge(alpha=self.alpha_).fit(xt, yt)
+        return self
+
     def predict(self, prepared: Prepared, split: str) -> np.ndarray:
         x, _, level = self._design(prepared, split)
         return self.model_.predict(x) + level
@@ -146,12 +156,19 @@ class AutoRegressive(Forecaster):
     params_: np.ndarray | None = None
 
     def fit(self, prepared: Prepared) -> "AutoRegressive":
-        from statsmodels.tsa.ar_model import AutoReg, ar_select_order
+        from statsmodels.tsa.ar_model import ar_select_order
 
         y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index].astype(float)
         max_lag = min(self.max_lag, prepared.lookback, len(y) // 4)
         selected = ar_select_order(y, maxlag=max_lag, ic="bic", trend="c").ar_lags
         self.lags_ = int(max(selected)) if selected else 1
+        return self.refit(prepared)
+
+    def refit(self, prepared: Prepared) -> "AutoRegressive":
+        """Fit the parameters of the chosen order on the training rows of `prepared` (e.g. training+validation)."""
+        from statsmodels.tsa.ar_model import AutoReg
+
+        y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index].astype(float)
         self.params_ = np.asarray(AutoReg(y, lags=self.lags_, trend="c").fit().params)
         return self
 
@@ -223,7 +240,10 @@ def evaluate(model, prepared: Prepared, cfg: Config, noise_std: float | None = N
     forecasts = {"lstm": KerasForecaster(model).predict(prepared, "test")}
     extra = {}
     for b in baselines(cfg):
-        forecasts[b.name] = b.fit(prepared).predict(prepared, "test")
+        b.fit(prepared)
+        if cfg.training.fit_on == "train+val":  # the model saw the validation rows too: so do the baselines
+            b.refit(prepared.train_val())
+        forecasts[b.name] = b.predict(prepared, "test")
         if isinstance(b, LinearWindow):
             extra[f"{b.name}_alpha"] = b.alpha_
         if isinstance(b, AutoRegressive):
@@ -234,7 +254,7 @@ def evaluate(model, prepared: Prepared, cfg: Config, noise_std: float | None = N
         "baselines": reports,
         "meta": {
             "split": "test", "windows": int(len(actual)), "horizon": prepared.horizon, "lookback": prepared.lookback,
-            "target": prepared.target, "seasonal_period": period, "stride": 1,
+            "target": prepared.target, "seasonal_period": period, "stride": 1, "fit_on": cfg.training.fit_on,
             "first_origin": str(prepared.index[prepared.origins("test")[0]]),
             "last_origin": str(prepared.index[prepared.origins("test")[-1]]),
             **extra,

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import keras
 
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+OPTIMIZER_CLASSES = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
 
 
 @dataclass
@@ -20,6 +20,7 @@ class LSTMSpec:
     optimizer: str = "adam"
     batch_size: int = 64
     normalization: str = "none"
+    lookback: int | None = None  # None: the run's window.lookback
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -76,6 +77,6 @@ def build_lstm(lookback: int, channels: int, horizon: int, spec: LSTMSpec, targe
     if spec.normalization != "none":
         outputs = WindowDenormalization(name="denorm")([outputs, shift, scale])
     model = keras.Model(inputs, outputs, name="lstm_forecaster")
-    optimizer = OPTIMIZERS[spec.optimizer](learning_rate=spec.learning_rate)
+    optimizer = OPTIMIZER_CLASSES[spec.optimizer](learning_rate=spec.learning_rate)
     model.compile(optimizer=optimizer, loss="mse", metrics=["mae"])
     return model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import joblib
@@ -144,6 +144,27 @@ class Prepared:
         """Target values from scaled back to original units (any shape)."""
         y = np.asarray(y_scaled, dtype=float)
         return self.target_scaler.inverse_transform(y.reshape(-1, 1)).reshape(y.shape)
+
+    def with_lookback(self, lookback: int | None) -> "Prepared":
+        """The same split and scaling cut into windows of another look-back (None keeps this one)."""
+        if lookback is None or lookback == self.lookback:
+            return self
+        return replace(self, lookback=int(lookback))
+
+    def with_bounds(self, bounds: SplitBounds, refit_scaler: bool) -> "Prepared":
+        """The same series split at other rows; with refit_scaler the scalers are refitted on the new training rows."""
+        if not refit_scaler:
+            return replace(self, bounds=bounds)
+        train = self.original[bounds.train[0]:bounds.train[1]]
+        scaler = clone(self.scaler).fit(train)
+        target_scaler = clone(self.target_scaler).fit(train[:, [self.target_index]])
+        return replace(self, bounds=bounds, scaler=scaler, target_scaler=target_scaler,
+                       scaled=scaler.transform(self.original).astype(np.float32))
+
+    def train_val(self) -> "Prepared":
+        """Training windows extended over the validation rows (for a final refit); scaling stays as fitted."""
+        b = self.bounds
+        return self.with_bounds(SplitBounds(train=(b.train[0], b.val[1]), val=b.val, test=b.test), refit_scaler=False)
 
     def _too_short(self, split: str) -> str:
         a, b = self.bounds[split]

@@ -22,8 +22,9 @@ def set_seed(seed: int) -> None:
 def spec_for_run(run: RunFolder, cfg: Config) -> tuple[LSTMSpec, str]:
     """Hyperparameters to train with, and where they came from (tuning or the config)."""
     if cfg.training.use_tuned and cfg.tuning.strategy != "none" and run.best_hyperparameters_file.exists():
-        return LSTMSpec.from_dict(read_json(run.best_hyperparameters_file)), "tuning"
-    return LSTMSpec.from_dict(vars(cfg.model)), "config"
+        spec = LSTMSpec.from_dict(read_json(run.best_hyperparameters_file))
+        return LSTMSpec.from_dict({**spec.to_dict(), "lookback": spec.lookback or cfg.window.lookback}), "tuning"
+    return LSTMSpec.from_dict({**vars(cfg.model), "lookback": cfg.window.lookback}), "config"
 
 
 def callbacks(patience: int, reduce_lr_patience: int, checkpoint: Path | None = None) -> list:
@@ -41,6 +42,7 @@ def callbacks(patience: int, reduce_lr_patience: int, checkpoint: Path | None = 
 
 def fit(prepared: Prepared, spec: LSTMSpec, cfg: Config, checkpoint: Path | None = None) -> tuple[keras.Model, pd.DataFrame]:
     """Build and train one LSTM; returns the model (best weights) and its per-epoch history."""
+    prepared = prepared.with_lookback(spec.lookback)
     set_seed(cfg.seed)
     model = build_lstm(prepared.lookback, len(prepared.columns), prepared.horizon, spec)
     train = prepared.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed)
@@ -52,6 +54,20 @@ def fit(prepared: Prepared, spec: LSTMSpec, cfg: Config, checkpoint: Path | None
     if "learning_rate" in history:
         history["learning_rate"] = history["learning_rate"].astype(float)
     return model, history
+
+
+def refit_train_val(prepared: Prepared, spec: LSTMSpec, cfg: Config, epochs: int) -> keras.Model:
+    """Train the configuration from scratch on training+validation windows for a fixed number of epochs.
+
+    Nothing is held out, so there is no early stopping and no learning-rate schedule: the epoch count comes
+    from the validated fit. The scaler stays fitted on the training rows.
+    """
+    merged = prepared.with_lookback(spec.lookback).train_val()
+    set_seed(cfg.seed)
+    model = build_lstm(merged.lookback, len(merged.columns), merged.horizon, spec)
+    model.fit(merged.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed), epochs=epochs,
+              verbose=cfg.training.verbose, shuffle=False, callbacks=[keras.callbacks.TerminateOnNaN()])
+    return model
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -71,11 +87,22 @@ def train_run(run: RunFolder, cfg: Config, prepared: Prepared) -> tuple[keras.Mo
     """The training stage: fit with the chosen hyperparameters and save model, history and hyperparameters."""
     spec, source = spec_for_run(run, cfg)
     model, history = fit(prepared, spec, cfg, checkpoint=run.checkpoint_file)
+    best_epoch = int(np.argmin(history["val_loss"].to_numpy())) + 1
+    if cfg.training.fit_on == "train+val":
+        model = refit_train_val(prepared, spec, cfg, best_epoch)
     save_model(model, run.model_file)
-    atomic_write_json(run.history_file, {"epochs": history.reset_index().to_dict(orient="list"),
-                                         "best_epoch": int(np.argmin(history["val_loss"].to_numpy())) + 1})
-    atomic_write_json(run.hyperparameters_file, {**spec.to_dict(), "source": source})
+    atomic_write_json(run.history_file, {"epochs": history.reset_index().to_dict(orient="list"), "best_epoch": best_epoch,
+                                         "fit_on": cfg.training.fit_on})
+    atomic_write_json(run.hyperparameters_file, {**spec.to_dict(), "source": source, "fit_on": cfg.training.fit_on})
     return model, history, spec, source
+
+
+def load_trained(run: RunFolder) -> tuple[keras.Model, Prepared]:
+    """The run's trained model and its prepared series, cut at the look-back the model was trained with."""
+    from lstmkit.preprocessing import load_prepared
+
+    model = load_model(run.require(run.model_file, "training (04_training)"))
+    return model, load_prepared(run).with_lookback(int(model.input_shape[1]))
 
 
 def read_history(run: RunFolder) -> pd.DataFrame:

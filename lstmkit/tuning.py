@@ -1,113 +1,249 @@
-"""Tuning stage: Keras Tuner search over the LSTM's hyperparameters, trials kept in the run folder."""
+"""Tuning stage: search the LSTM's hyperparameters, scored on the validation split or on walk-forward folds.
+
+The strategies (Keras Tuner's random, grid, bayesian and hyperband; Optuna's TPE with a median pruner) live in
+`lstmkit.tuners`; chief/worker processes in `lstmkit.distributed`. This module is what they share: the objective
+(one trial trained and scored), the run folder's results, and the stage's entry point `tune`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
-import keras
-import keras_tuner as kt
+import numpy as np
 import pandas as pd
+from sklearn.model_selection import TimeSeriesSplit
 
-from lstmkit.config import Config
+from lstmkit.config import Config, ConfigError
 from lstmkit.models import LSTMSpec, build_lstm
-from lstmkit.preprocessing import Prepared
-from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text
-from lstmkit.training import set_seed
+from lstmkit.preprocessing import Prepared, SplitBounds, window_count
+from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text, read_json
+from lstmkit.search_space import SearchSpace, search_space
 
-HYPERPARAMETERS = ("layers", "units", "dropout", "learning_rate", "optimizer", "batch_size", "normalization")
-
-
-def spec_from_hp(hp: kt.HyperParameters, cfg: Config) -> LSTMSpec:
-    """Declare the search space on `hp` and return the sampled architecture."""
-    t = cfg.tuning
-    return LSTMSpec(
-        layers=hp.Int("layers", t.min_layers, t.max_layers),
-        units=hp.Int("units", t.min_units, t.max_units, step=t.units_step),
-        dropout=round(hp.Float("dropout", t.min_dropout, t.max_dropout, step=0.05), 4),
-        learning_rate=hp.Float("learning_rate", t.min_learning_rate, t.max_learning_rate, sampling="log"),
-        optimizer=hp.Choice("optimizer", list(t.optimizers)),
-        batch_size=hp.Choice("batch_size", [int(b) for b in t.batch_sizes]),
-        normalization=hp.Choice("normalization", list(t.normalizations)) if len(t.normalizations) > 1 else t.normalizations[0],
-    )
+KERAS_STRATEGIES = ("random", "grid", "bayesian", "hyperband")
 
 
-class LSTMHyperModel(kt.HyperModel):
-    """Builds an LSTM per trial and trains it on the run's windows with the trial's batch size."""
+class TuningError(RuntimeError):
+    """A search that could not produce a best configuration (every trial failed, a worker kept dying, ...)."""
 
-    def __init__(self, prepared: Prepared, cfg: Config):
-        super().__init__(name="lstm")
-        self.prepared, self.cfg = prepared, cfg
 
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
-        """Compiled model for one trial, initialised from the run's seed."""
-        set_seed(self.cfg.seed)
-        return build_lstm(self.prepared.lookback, len(self.prepared.columns), self.prepared.horizon, spec_from_hp(hp, self.cfg))
+# ---------------------------------------------------------------- the objective
 
-    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs):
-        """Train on the training windows, validate on the validation windows."""
-        batch = hp.get("batch_size")
-        train = self.prepared.dataset("train", batch, shuffle=True, seed=self.cfg.seed)
-        val = self.prepared.dataset("val", 1024)
-        kwargs["verbose"] = 0
-        return model.fit(train, validation_data=val, shuffle=False, **kwargs)
+
+def cv_folds(prepared: Prepared, k: int) -> list[Prepared]:
+    """Walk-forward folds over the training+validation rows, each validated on the next block of validation size.
+
+    Training rows expand from fold to fold; each fold's scaler is refitted on its own training rows only.
+    With k = 1 the run's own split is the only fold; the last of k folds always validates on the run's
+    validation split. Validation windows may look back into their fold's training rows, never forward.
+    """
+    if k == 1:
+        return [prepared]
+    end = prepared.bounds.val[1]
+    val_rows = prepared.bounds.val[1] - prepared.bounds.val[0]
+    first_train = end - k * val_rows
+    if first_train < prepared.lookback + prepared.horizon:
+        raise ConfigError(f"tuning.cv_folds: {k} folds of {val_rows} validation rows leave the first fold "
+                          f"{max(first_train, 0)} training rows, fewer than window.lookback + window.horizon = "
+                          f"{prepared.lookback + prepared.horizon}; use fewer folds")
+    folds = []
+    for train_idx, val_idx in TimeSeriesSplit(n_splits=k, test_size=val_rows).split(np.arange(end)):
+        bounds = SplitBounds(train=(0, int(train_idx[-1]) + 1), val=(int(val_idx[0]), int(val_idx[-1]) + 1), test=(end, end))
+        folds.append(prepared.with_bounds(bounds, refit_scaler=True))
+    return folds
+
+
+@dataclass
+class TrialResult:
+    """The score of one configuration: mean best validation loss over the folds, with the per-fold detail."""
+
+    fold_losses: list[float]
+    best_epochs: list[int]
+    seconds: float
+    val_loss: float = field(init=False)
+
+    def __post_init__(self):
+        self.val_loss = float(np.mean(self.fold_losses)) if self.fold_losses else float("nan")
+
+    def metrics(self) -> dict[str, float]:
+        """The values reported to the tuner; `best_epoch` is the last fold's (the one trained on most data)."""
+        out = {"val_loss": self.val_loss, "best_epoch": float(self.best_epochs[-1]), "seconds": self.seconds}
+        if len(self.fold_losses) > 1:
+            out |= {f"fold_{i + 1}": loss for i, loss in enumerate(self.fold_losses)}
+        return out
+
+
+def spec_from_values(values: dict, cfg: Config) -> LSTMSpec:
+    """The LSTM of one trial: sampled values over the fixed ones of the search space."""
+    return LSTMSpec.from_dict(search_space(cfg).values(values))
+
+
+def train_trial(values: dict, prepared: Prepared, cfg: Config, epochs: int,
+                report: Callable[[int, float], None] | None = None) -> TrialResult:
+    """Train one configuration on each fold (early stopping on the fold's validation windows) and score it.
+
+    `report(step, val_loss)` is called after every epoch (step = fold * epochs + epoch), e.g. for pruning.
+    A fold whose loss never became finite (divergence) makes the whole result NaN, i.e. a failed trial.
+    """
+    import keras
+
+    from lstmkit.training import set_seed
+
+    spec = spec_from_values(values, cfg)
+    losses, best_epochs, t0 = [], [], time.perf_counter()
+    for i, fold in enumerate(cv_folds(prepared.with_lookback(spec.lookback), cfg.tuning.cv_folds)):
+        keras.backend.clear_session()
+        set_seed(cfg.seed)
+        model = build_lstm(fold.lookback, len(fold.columns), fold.horizon, spec)
+        cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.tuning.patience),
+               keras.callbacks.TerminateOnNaN()]
+        if report is not None:
+            cbs.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs, i=i: report(i * epochs + epoch, float(logs["val_loss"]))))
+        hist = model.fit(fold.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed),
+                         validation_data=fold.dataset("val", 1024), epochs=epochs, verbose=0, shuffle=False,
+                         callbacks=cbs)
+        val = np.asarray(hist.history["val_loss"], dtype=float)
+        if not np.isfinite(val).any():
+            return TrialResult([float("nan")], [len(val)], time.perf_counter() - t0)
+        losses.append(float(np.nanmin(val)))
+        best_epochs.append(int(np.nanargmin(val)) + 1)
+    return TrialResult(losses, best_epochs, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- where a search lives
 
 
 def search_fingerprint(cfg: Config) -> str:
-    """Short hash of everything that makes one search comparable with another."""
-    relevant = {k: cfg.to_dict()[k] for k in ("seed", "data", "split", "scaling", "window", "tuning")}
+    """Short hash of everything that makes one search's trials comparable with another's.
+
+    The budget (`max_trials`, `max_minutes`) and the number of workers are left out: raising the budget
+    resumes and extends a search, and the same search can be spread over more or fewer processes.
+    """
+    tuning = {k: v for k, v in cfg.to_dict()["tuning"].items() if k not in ("max_trials", "max_minutes", "workers")}
+    relevant = {k: cfg.to_dict()[k] for k in ("seed", "data", "split", "scaling", "window", "model")} | {"tuning": tuning}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def make_tuner(prepared: Prepared, cfg: Config, run: RunFolder) -> kt.Tuner:
-    """The configured Keras Tuner; the same configuration resumes its earlier trials."""
-    t = cfg.tuning
-    common = dict(objective="val_loss", seed=cfg.seed, directory=str(run.tuning_dir),
-                  project_name=f"search-{t.strategy}-{search_fingerprint(cfg)}", overwrite=False)
-    hypermodel = LSTMHyperModel(prepared, cfg)
-    if t.strategy == "random":
-        return kt.RandomSearch(hypermodel, max_trials=t.max_trials, **common)
-    if t.strategy == "bayesian":
-        return kt.BayesianOptimization(hypermodel, max_trials=t.max_trials, num_initial_points=max(2, t.max_trials // 3), **common)
-    if t.strategy == "hyperband":
-        return kt.Hyperband(hypermodel, max_epochs=t.epochs, factor=3, **common)
-    raise ValueError(f"tuning.strategy {t.strategy!r} has no tuner")
+def project_name(cfg: Config) -> str:
+    """Folder name of the search under the run's tuning/ folder."""
+    return f"search-{cfg.tuning.strategy}-{search_fingerprint(cfg)}"
 
 
-def trials_table(tuner: kt.Tuner) -> pd.DataFrame:
-    """Every trial with its hyperparameters, validation loss and status, in the order they ran."""
-    rows = []
-    for trial in tuner.oracle.trials.values():
-        values = {k: v for k, v in trial.hyperparameters.values.items() if k in HYPERPARAMETERS}
-        if "dropout" in values:
-            values["dropout"] = round(values["dropout"], 4)  # grid values like 0.30000000000000004
-        epochs = trial.hyperparameters.values.get("tuner/epochs")
-        best_epoch = None if trial.best_step is None or trial.score is None else int(trial.best_step) + 1
-        rows.append({"trial": int(trial.trial_id), **values, "val_loss": trial.score, "best_epoch": best_epoch,
-                     "budget_epochs": epochs, "status": trial.status})
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.set_index("trial").sort_index()
-        if table["budget_epochs"].isna().all():
-            table = table.drop(columns="budget_epochs")
-    return table
+def check_space_fits(prepared: Prepared, space: SearchSpace) -> None:
+    """ConfigError if the longest look-back searched leaves no training window."""
+    longest = max([prepared.lookback, space.fixed.get("lookback") or 0]
+                  + [int(p.max if p.is_range else max(p.choices)) for p in space.params if p.name == "lookback"])
+    a, b = prepared.bounds.train
+    if window_count((a, b), longest, prepared.horizon) < 1:
+        raise ConfigError(f"tuning.space.lookback: a look-back of {longest} leaves no training window in the "
+                          f"{b - a} training rows; lower its maximum")
 
 
-def tune(prepared: Prepared, cfg: Config, run: RunFolder) -> tuple[LSTMSpec, pd.DataFrame]:
-    """Run (or resume) the search; save the best hyperparameters as JSON and the trials as CSV."""
-    tuner = make_tuner(prepared, cfg, run)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.tuning.patience, restore_best_weights=True)
-    tuner.search(epochs=cfg.tuning.epochs, callbacks=[stop], verbose=1 if cfg.training.verbose else 0)
-    best_hp = tuner.get_best_hyperparameters(1)[0]
-    spec = spec_from_hp(best_hp, cfg)
-    table = trials_table(tuner)
-    best = table["val_loss"].idxmin()
-    atomic_write_json(run.best_hyperparameters_file, {**spec.to_dict(), "val_loss": float(table.loc[best, "val_loss"]),
-                                                      "trial": int(best), "strategy": cfg.tuning.strategy})
-    atomic_write_text(run.trials_file, table.to_csv())
-    return spec, table
+# ---------------------------------------------------------------- results in the run folder
+
+
+def save_results(run: RunFolder, cfg: Config, table: pd.DataFrame) -> LSTMSpec:
+    """Write the trials table and the best configuration (for the training stage) atomically."""
+    done = table[(table["status"] == "COMPLETED") & np.isfinite(table["val_loss"].astype(float))]
+    if done.empty:
+        messages = table.get("message", pd.Series(dtype=str)).dropna()
+        detail = f": {messages.iloc[-1].strip().splitlines()[-1]}" if len(messages) else ""
+        raise TuningError(f"no trial of the {cfg.tuning.strategy} search in {run.tuning_dir} completed{detail}")
+    best = done["val_loss"].astype(float).idxmin()
+    values = {k: (v.item() if hasattr(v, "item") else v) for k, v in done.loc[best].items()
+              if k in search_space(cfg).names and pd.notna(v)}
+    spec = spec_from_values(values, cfg)
+    atomic_write_json(run.best_hyperparameters_file, {
+        **spec.to_dict(), "val_loss": float(done.loc[best, "val_loss"]), "trial": int(best),
+        "best_epoch": int(done.loc[best, "best_epoch"]), "strategy": cfg.tuning.strategy,
+        "cv_folds": cfg.tuning.cv_folds, "trials": int(len(done)), "search": project_name(cfg)})
+    atomic_write_text(run.trials_file, table.drop(columns="message", errors="ignore").to_csv())
+    return spec
 
 
 def read_trials(run: RunFolder) -> pd.DataFrame:
-    """The trials table saved by the tuning stage."""
+    """The trials table saved by the tuning stage, in the order the trials started."""
     return pd.read_csv(run.require(run.trials_file, "tuning (03_tuning)"), index_col="trial")
+
+
+def read_best(run: RunFolder) -> dict:
+    """The best configuration saved by the tuning stage, with its score and provenance."""
+    return read_json(run.require(run.best_hyperparameters_file, "tuning (03_tuning)"))
+
+
+def fold_table(prepared: Prepared, k: int) -> pd.DataFrame:
+    """Rows and dates of each walk-forward fold's training and validation parts (for the report)."""
+    rows = []
+    for i, fold in enumerate(cv_folds(prepared, k)):
+        (a, b), (c, d) = fold.bounds.train, fold.bounds.val
+        rows.append({"fold": i + 1, "training rows": f"{a}-{b - 1}", "validation rows": f"{c}-{d - 1}",
+                     "validation from": fold.index[c], "validation to": fold.index[d - 1],
+                     "training windows": fold.n_windows("train"), "validation windows": fold.n_windows("val")})
+    return pd.DataFrame(rows).set_index("fold")
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def tune(prepared: Prepared, cfg: Config, run: RunFolder, workers: int | None = None) -> tuple[LSTMSpec, pd.DataFrame]:
+    """Run or resume the configured search; save and return the best configuration and every trial.
+
+    With workers > 0 (default: `tuning.workers`) a Keras Tuner chief and that many worker processes on this
+    machine do the search; otherwise it runs here. Re-running the same configuration resumes its search.
+    """
+    from lstmkit import distributed, tuners
+
+    if cfg.tuning.strategy == "none":
+        raise ConfigError("tuning.strategy is none: there is nothing to tune")
+    space = search_space(cfg)
+    check_space_fits(prepared, space)
+    cv_folds(prepared, cfg.tuning.cv_folds)  # fails early when the folds do not fit
+    workers = cfg.tuning.workers if workers is None else workers
+    if workers and distributed.role() is None:
+        distributed.run_local(run, cfg, workers)
+        return spec_from_values(read_best(run), cfg), read_trials(run)
+    table = tuners.search(prepared, cfg, run, space)
+    if table is None:  # a worker: the chief keeps the results
+        return None, None
+    return save_results(run, cfg, table), table
+
+
+def param_importance(table: pd.DataFrame, space: SearchSpace) -> pd.Series | None:
+    """Share of the objective's variance explained by each tuned hyperparameter (Optuna's fANOVA), for any strategy.
+
+    None when fewer than three completed trials or no tuned hyperparameter varies.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    done = table[(table["status"] == "COMPLETED") & np.isfinite(table["val_loss"].astype(float))]
+    varying = [p for p in space.params if done[p.name].nunique() > 1]
+    if len(done) < 3 or not varying:
+        return None
+    dists = {}
+    for p in varying:
+        if not p.is_range:
+            dists[p.name] = CategoricalDistribution(list(p.choices))
+        elif p.type is int:
+            dists[p.name] = IntDistribution(int(p.min), int(p.max), log=p.log, step=1 if p.log else int(p.step or 1))
+        else:
+            dists[p.name] = FloatDistribution(p.min, p.max, log=p.log, step=p.step)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _, row in done.iterrows():
+        params = {p.name: (p.type(row[p.name]) if p.is_range else _choice(p, row[p.name])) for p in varying}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["val_loss"])))
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return pd.Series(optuna.importance.get_param_importances(study, evaluator=evaluator), name="importance")
+
+
+def _choice(param, value):
+    """A choice read back from CSV (e.g. '64') as the declared choice (64)."""
+    for c in param.choices:
+        if str(c) == str(value):
+            return c
+    raise ValueError(f"{param.name}: {value!r} is not one of the declared choices {list(param.choices)}")

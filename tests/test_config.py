@@ -168,7 +168,8 @@ def test_infinite_integer_is_a_config_error():
 @pytest.mark.parametrize("values,message", [
     ({"scaling": {"method": "robust"}}, "scaling.method: 'robust' is not one of standard, minmax"),
     ({"training": {"verbose": 3}}, "training.verbose: 3 is not one of 0, 1, 2"),
-    ({"tuning": {"strategy": "grid"}}, "tuning.strategy: 'grid' is not one of random, bayesian, hyperband, none"),
+    ({"tuning": {"strategy": "tpe"}}, "tuning.strategy: 'tpe' is not one of random, grid, bayesian, hyperband, optuna, none"),
+    ({"training": {"fit_on": "all"}}, "training.fit_on: 'all' is not one of train, train+val"),
     ({"data": {"source": "parquet"}}, "data.source: 'parquet' is not one of synthetic, csv, etth1, etth2, ettm1, ettm2"),
 ])
 def test_values_outside_choices_are_rejected(values, message):
@@ -178,12 +179,20 @@ def test_values_outside_choices_are_rejected(values, message):
 
 
 def test_every_declared_choice_is_accepted():
+    needs = {("data.source", "csv"): {"path": "series.csv"},
+             ("tuning.strategy", "grid"): {"space": {"learning_rate": {"step": 0.01, "min": 0.01}}}}  # a finite grid
     for row in describe_keys():
         for choice in row["choices"] or ():
             section, name = row["key"].split(".")
-            extra = {"path": "series.csv"} if row["key"] == "data.source" else {}
-            cfg = from_dict({section: {name: choice, **extra}})
+            cfg = from_dict({section: {name: choice, **needs.get((row["key"], choice), {})}})
             assert getattr(getattr(cfg, section), name) == choice
+
+
+def test_grid_strategy_with_the_default_space_names_the_continuous_range():
+    with pytest.raises(ConfigError) as err:
+        from_dict({"tuning": {"strategy": "grid"}})
+    assert str(err.value) == ("tuning.strategy grid needs a finite grid, but tuning.space.learning_rate is a continuous "
+                              "range; give it a `step` or a list of `choices`")
 
 
 # ------------------------------------------------------------------ cross-field validation
@@ -193,20 +202,25 @@ def test_every_declared_choice_is_accepted():
                                         ("learning_rate", 0.5, 0.1)])
 def test_tuning_min_above_max_is_rejected(name, lo, hi):
     with pytest.raises(ConfigError) as err:
-        from_dict({"tuning": {f"min_{name}": lo}})
-    assert str(err.value) == f"tuning.min_{name} ({lo}) is greater than tuning.max_{name} ({hi})"
+        from_dict({"tuning": {"space": {name: {"min": lo}}}})
+    assert str(err.value) == f"tuning.space.{name}: min ({lo}) is greater than max ({hi})"
 
 
 def test_tuning_min_equal_to_max_is_allowed():
-    cfg = from_dict({"tuning": {"min_layers": 2, "max_layers": 2}})
-    assert cfg.tuning.min_layers == cfg.tuning.max_layers == 2
+    cfg = from_dict({"tuning": {"space": {"layers": {"min": 2, "max": 2}}}})
+    assert cfg.tuning.space["layers"] == {"min": 2, "max": 2}
 
 
 @pytest.mark.parametrize("values,match", [
     ({"window": {"lookback": 0}}, "window.lookback: must be at least 1, got 0"),
     ({"split": {"val": -0.1}}, "split.val: must be positive"),
     ({"model": {"dropout": 1.0}}, r"model.dropout: must be in \[0, 1\)"),
-    ({"tuning": {"batch_sizes": []}}, "must not be empty"),
+    ({"tuning": {"space": {"batch_size": []}}}, r"tuning.space.batch_size.choices: must be a non-empty list, got \[\]"),
+    ({"tuning": {"max_minutes": -1}}, r"tuning.max_minutes: must be 0 \(no budget\) or positive, got -1"),
+    ({"tuning": {"cv_folds": 0}}, "tuning.cv_folds must be at least 1"),
+    ({"tuning": {"workers": -1}}, "tuning.workers at least 0"),
+    ({"tuning": {"strategy": "optuna", "workers": 2}}, "tuning.workers: distributed tuning uses Keras Tuner's chief/worker mode"),
+    ({"tuning": {"space": [1, 2]}}, r"tuning.space: expected a mapping, got \[1, 2\]"),
     ({"explain": {"horizon_step": 7}}, r"explain.horizon_step: must be between 1 and window.horizon \(6\)"),
     ({"evaluation": {"plot_step": 0}}, "evaluation.plot_step"),
     ({"data": {"source": "csv"}}, "data.path: required when data.source is csv"),
@@ -251,6 +265,13 @@ def test_parsed_overrides_apply_through_from_dict():
     assert cfg.data.features == ["x2"] and cfg.window.horizon == 2 and cfg.explain.horizon_step == 2
 
 
+def test_override_reaches_inside_the_space_mapping_but_not_beside_it():
+    cfg = from_dict(Config().to_dict(), dict(map(parse_override, ["tuning.space.units.max=64", "tuning.workers=2"])))
+    assert cfg.tuning.space["units"] == {"min": 32, "max": 64, "step": 32} and cfg.tuning.workers == 2
+    with pytest.raises(ConfigError, match="unknown config key 'tuning.spaces.units'"):
+        from_dict({}, {"tuning.spaces.units": 3})
+
+
 def test_overrides_do_not_mutate_the_input_dict():
     base = Config().to_dict()
     from_dict(base, {"window.lookback": 7})
@@ -264,7 +285,8 @@ def test_config_keys_are_dotted_leaves_of_the_tree():
     keys = config_keys()
     assert len(keys) == len(set(keys))
     assert keys[0] == "seed"
-    assert {"window.lookback", "split.train", "tuning.batch_sizes", "explain.batch_size"} <= set(keys)
+    assert {"window.lookback", "split.train", "tuning.space", "training.fit_on", "explain.batch_size"} <= set(keys)
+    assert not any(k.startswith("tuning.space.") or k.startswith("tuning.min_") for k in keys)
     assert "window" not in keys and "data" not in keys
     tree = Config().to_dict()
     assert len(keys) == sum(len(v) if isinstance(v, dict) else 1 for v in tree.values())

@@ -1,77 +1,329 @@
-"""Tuning: every strategy runs a real (tiny) Keras Tuner search, results land in the run folder, a rerun resumes."""
+"""Tuning: every strategy runs a real (tiny) search; folds, budget, reproducibility, and resume after a kill."""
 
 from __future__ import annotations
 
-import keras_tuner as kt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
 import pytest
 
-from lstmkit.config import from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.preprocessing import prepare
-from lstmkit.runfolder import RunFolder, read_json
+from lstmkit.cli import main
+from lstmkit.config import ConfigError, from_dict
+from lstmkit.data import make_synthetic, save_series
+from lstmkit.preprocessing import prepare, save_prepared
+from lstmkit.runfolder import RunFolder, start_run
 from lstmkit.training import spec_for_run
-from lstmkit.tuning import make_tuner, read_trials, search_fingerprint, spec_from_hp, tune
+from lstmkit.tuning import cv_folds, project_name, read_best, read_trials, search_fingerprint, train_trial, tune
 
-TINY = {"seed": 3, "data": {"features": ["x1"], "length": 300}, "window": {"lookback": 6, "horizon": 2},
+TINY = {"seed": 3, "data": {"features": ["x1"], "length": 400}, "window": {"lookback": 6, "horizon": 2},
         "training": {"verbose": 0},
-        "tuning": {"max_trials": 2, "epochs": 2, "patience": 1, "max_layers": 2, "max_units": 32,
-                   "units_step": 16, "min_units": 16, "batch_sizes": [64], "optimizers": ["adam", "rmsprop"]}}
+        "tuning": {"max_trials": 3, "epochs": 2, "patience": 1,
+                   "space": {"layers": {"max": 2}, "units": {"min": 8, "max": 16, "step": 8}, "batch_size": [64],
+                             "optimizer": ["adam", "rmsprop"], "dropout": {"min": 0.0, "max": 0.2, "step": 0.1},
+                             "learning_rate": {"min": 1e-3, "max": 1e-2, "log": True}}}}
 
 
-def tiny_config(strategy: str):
-    return from_dict(TINY, {"tuning.strategy": strategy})
+def tiny_config(strategy: str = "random", **overrides):
+    return from_dict(TINY, {"tuning.strategy": strategy, **overrides})
 
 
 @pytest.fixture(scope="module")
-def prepared():
-    frame, _ = make_synthetic(300, 0.3, seed=3)
-    return prepare(frame[["x1", "target"]], tiny_config("random"))
+def frame():
+    return make_synthetic(400, 0.3, seed=3)[0][["x1", "target"]]
 
 
-@pytest.mark.parametrize("strategy, tuner_class", [("random", kt.RandomSearch), ("bayesian", kt.BayesianOptimization),
-                                                    ("hyperband", kt.Hyperband)])
-def test_each_strategy_runs_a_search_and_saves_the_best(strategy, tuner_class, prepared, tmp_path):
-    cfg, run = tiny_config(strategy), RunFolder(tmp_path)
-    assert isinstance(make_tuner(prepared, cfg, run), tuner_class)
-    spec, table = tune(prepared, cfg, run)
-    assert len(table) >= 2 and (table["status"] == "COMPLETED").all()
-    best = read_json(run.best_hyperparameters_file)
-    assert best["val_loss"] == pytest.approx(table["val_loss"].min())
-    assert spec.units == best["units"] and spec.optimizer in ("adam", "rmsprop") and 16 <= spec.units <= 32
-    assert read_trials(run)["val_loss"].tolist() == pytest.approx(table["val_loss"].tolist())
+def run_folder(path: Path, cfg, frame) -> RunFolder:
+    """A run folder whose data and preprocessing stages are done, as worker processes need it."""
+    run = start_run(path, cfg)
+    save_series(frame, run.series_file)
+    save_prepared(prepare(frame, cfg), run)
+    return run
+
+
+def comparable(table: pd.DataFrame) -> pd.DataFrame:
+    """The parts of a trials table that a rerun must repeat (timings differ)."""
+    return table.drop(columns=["seconds"])
+
+
+@pytest.mark.parametrize("strategy", ["random", "grid", "bayesian", "hyperband", "optuna"])
+def test_each_strategy_runs_a_search_and_saves_the_best(strategy, frame, tmp_path):
+    overrides = {"tuning.space.learning_rate": [0.001, 0.01]} if strategy == "grid" else {}
+    cfg, run = tiny_config(strategy, **overrides), RunFolder(tmp_path)
+    spec, table = tune(prepare(frame, cfg), cfg, run)
+    assert len(table) >= (3 if strategy != "hyperband" else 2)
+    assert set(table["status"]) <= {"COMPLETED", "PRUNED"} and (table["status"] == "COMPLETED").any()
+    best = read_best(run)
+    completed = table[table["status"] == "COMPLETED"]
+    assert best["val_loss"] == pytest.approx(completed["val_loss"].min())
+    assert best["strategy"] == strategy and best["trial"] == completed["val_loss"].idxmin()
+    assert spec.units in (8, 16) and spec.optimizer in ("adam", "rmsprop") and spec.batch_size == 64
+    assert 1e-3 <= spec.learning_rate <= 1e-2 and spec.lookback == 6
+    assert read_trials(run)["val_loss"].tolist() == pytest.approx(table["val_loss"].tolist(), nan_ok=True)
     assert spec_for_run(run, cfg) == (spec, "tuning")  # the training stage picks the tuned hyperparameters up
+    if strategy == "hyperband":
+        assert table["budget_epochs"].max() == cfg.tuning.epochs
+    if strategy == "grid":  # grid order: the first trials step through the last declared parameter
+        assert sorted(table["learning_rate"].unique()) == [0.001, 0.01]
 
 
-def test_rerun_with_the_same_config_resumes_instead_of_repeating(prepared, tmp_path):
+def test_optuna_reports_every_epoch_to_its_pruner(frame, tmp_path):
+    cfg, run = tiny_config("optuna", **{"tuning.max_trials": 4, "tuning.epochs": 3}), RunFolder(tmp_path)
+    tune(prepare(frame, cfg), cfg, run)
+    study = _study(run, cfg)
+    assert len(study.trials) == 4
+    for t in study.trials:
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(len(steps))) and len(steps) >= 1
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.value == pytest.approx(min(t.intermediate_values.values()))
+
+
+def test_the_same_seed_gives_the_same_trials_and_best(frame, tmp_path):
+    cfg = tiny_config("random")
+    _, first = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path / "a"))
+    _, second = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path / "b"))
+    pd.testing.assert_frame_equal(comparable(first), comparable(second))
+    assert read_best(RunFolder(tmp_path / "a")) == read_best(RunFolder(tmp_path / "b"))
+    other = tiny_config("random", seed=4)
+    _, third = tune(prepare(frame, other), other, RunFolder(tmp_path / "c"))
+    assert not comparable(third).equals(comparable(first))
+
+
+def test_rerun_resumes_and_a_larger_budget_extends_the_search(frame, tmp_path):
     cfg, run = tiny_config("random"), RunFolder(tmp_path)
-    _, first = tune(prepared, cfg, run)
-    trial_files = sorted(p.stat().st_mtime_ns for p in run.tuning_dir.rglob("trial.json"))
-    _, again = tune(prepared, cfg, run)
-    assert again.equals(first)
-    assert sorted(p.stat().st_mtime_ns for p in run.tuning_dir.rglob("trial.json")) == trial_files  # nothing re-ran
+    _, first = tune(prepare(frame, cfg), cfg, run)
+    stamps = {p: p.stat().st_mtime_ns for p in run.tuning_dir.rglob("trial.json")}
+    _, again = tune(prepare(frame, cfg), cfg, run)
+    pd.testing.assert_frame_equal(again, first)
+    assert {p: p.stat().st_mtime_ns for p in run.tuning_dir.rglob("trial.json")} == stamps  # nothing re-ran
+    more = tiny_config("random", **{"tuning.max_trials": 5})
+    assert search_fingerprint(more) == search_fingerprint(cfg)
+    _, extended = tune(prepare(frame, more), more, run)
+    assert len(extended) == 5
+    pd.testing.assert_frame_equal(extended.iloc[:3], first)
 
 
-def test_a_changed_config_starts_a_separate_search():
-    a, b = tiny_config("random"), from_dict(TINY, {"tuning.strategy": "random", "tuning.max_units": 16})
-    assert search_fingerprint(a) != search_fingerprint(b)
-    assert search_fingerprint(a) == search_fingerprint(tiny_config("random"))
+def test_time_budget_stops_starting_trials_but_always_runs_one(frame, tmp_path):
+    cfg = tiny_config("random", **{"tuning.max_minutes": 1e-4, "tuning.max_trials": 5})
+    _, table = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path))
+    assert len(table) == 1 and table["status"].tolist() == ["COMPLETED"]
+    cfg = tiny_config("optuna", **{"tuning.max_minutes": 1e-4, "tuning.max_trials": 5})
+    _, table = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path / "optuna"))
+    assert len(table) == 1
 
 
-def test_search_space_follows_the_config():
-    cfg = from_dict({}, {"tuning.min_units": 48, "tuning.max_units": 48, "tuning.optimizers": ["sgd"],
-                         "tuning.min_layers": 3, "tuning.max_layers": 3})
-    spec = spec_from_hp(kt.HyperParameters(), cfg)
-    assert (spec.units, spec.optimizer, spec.layers) == (48, "sgd", 3)
-    assert 0.2 <= spec.dropout <= 0.5 and 1e-4 <= spec.learning_rate <= 1e-1 and spec.batch_size in (32, 64, 128)
+def test_walk_forward_folds_expand_refit_the_scaler_and_end_at_the_run_split(frame):
+    cfg = tiny_config()
+    prepared = prepare(frame, cfg)
+    folds = cv_folds(prepared, 3)
+    val_rows = prepared.bounds.val[1] - prepared.bounds.val[0]
+    assert [f.bounds.val for f in folds] == [(prepared.bounds.val[0] - 2 * val_rows, prepared.bounds.val[0] - val_rows),
+                                             (prepared.bounds.val[0] - val_rows, prepared.bounds.val[0]),
+                                             prepared.bounds.val]
+    for f in folds:
+        assert f.bounds.train == (0, f.bounds.val[0]) and f.n_windows("test") == 0
+        train_rows = prepared.original[: f.bounds.train[1]]
+        np.testing.assert_allclose(f.scaler.mean_, train_rows.mean(axis=0))  # fitted on the fold's training rows only
+        assert f.origins("val")[0] == f.bounds.val[0] - 1  # first validation window: inputs before, targets inside
+    np.testing.assert_allclose(folds[-1].scaled, prepared.scaled, rtol=1e-6)
+    with pytest.raises(ConfigError, match="tuning.cv_folds: 9 folds"):
+        cv_folds(prepared, 9)
 
 
-def test_the_tuner_can_choose_the_per_window_normalisation():
-    cfg = from_dict({}, {"tuning.normalizations": ["last", "revin"]})
-    hp = kt.HyperParameters()
-    assert spec_from_hp(hp, cfg).normalization == "last"  # the first choice is the default value
-    assert hp.get("normalization") == "last" and "normalization" in [p.name for p in hp.space]
-    hp.values["normalization"] = "revin"
-    assert spec_from_hp(hp, cfg).normalization == "revin"
-    fixed = kt.HyperParameters()
-    assert spec_from_hp(fixed, from_dict({})).normalization == "none"
-    assert "normalization" not in [p.name for p in fixed.space]  # one choice: not a hyperparameter, the space stays classic
+def test_cross_validated_objective_is_the_mean_over_folds(frame):
+    cfg, cv = tiny_config(), tiny_config(**{"tuning.cv_folds": 3})
+    values = {"layers": 1, "units": 8, "dropout": 0.0, "learning_rate": 0.01, "optimizer": "adam"}
+    single = train_trial(values, prepare(frame, cfg), cfg, epochs=2)
+    folded = train_trial(values, prepare(frame, cv), cv, epochs=2)
+    metrics = folded.metrics()
+    assert [metrics[f"fold_{i}"] for i in (1, 2, 3)] == folded.fold_losses
+    assert folded.val_loss == pytest.approx(np.mean(folded.fold_losses))
+    assert folded.fold_losses[-1] == pytest.approx(single.val_loss, rel=1e-5)  # the last fold is the run's split
+    assert len(set(np.round(folded.fold_losses, 6))) == 3
+
+
+def test_tuned_lookback_reaches_the_trials_and_the_training_stage(frame, tmp_path):
+    cfg = tiny_config("grid", **{"tuning.space": {"layers": 1, "units": 8, "dropout": 0.0, "learning_rate": 0.01,
+                                                  "optimizer": "adam", "batch_size": 64, "lookback": [6, 12]}})
+    run = RunFolder(tmp_path)
+    spec, table = tune(prepare(frame, cfg), cfg, run)
+    assert sorted(table["lookback"]) == [6, 12] and len(set(table["val_loss"])) == 2
+    assert spec.lookback == table.loc[table["val_loss"].idxmin(), "lookback"]
+    assert spec_for_run(run, cfg)[0].lookback == spec.lookback
+    too_long = tiny_config(**{"tuning.space.lookback": [6, 400]})
+    with pytest.raises(ConfigError, match="tuning.space.lookback: a look-back of 400"):
+        tune(prepare(frame, too_long), too_long, RunFolder(tmp_path / "long"))
+
+
+def test_an_interrupted_state_write_leaves_every_file_whole_and_the_search_resumes(frame, tmp_path, monkeypatch):
+    import lstmkit.runfolder as runfolder
+
+    cfg = tiny_config("random")
+    _, reference = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path / "reference"))
+    run, real_fsync, calls = RunFolder(tmp_path / "run"), os.fsync, []
+
+    def interrupted_fsync(fd):  # the 6th state write dies between writing and renaming
+        calls.append(fd)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(runfolder.os, "fsync", interrupted_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        tune(prepare(frame, cfg), cfg, run)
+    monkeypatch.setattr(runfolder.os, "fsync", real_fsync)
+    for path in run.tuning_dir.rglob("*.json"):
+        json.loads(path.read_text())  # whole, never truncated
+    assert not list(run.tuning_dir.rglob("*.tmp"))
+    _, resumed = tune(prepare(frame, cfg), cfg, run)
+    pd.testing.assert_frame_equal(comparable(resumed), comparable(reference))
+
+
+def _trial_states(run: RunFolder) -> dict[int, str]:
+    """Status of every Keras Tuner trial file on disk (tolerating a file being replaced while read)."""
+    states = {}
+    for path in run.tuning_dir.rglob("trial.json"):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        states[int(state["trial_id"])] = state["status"]
+    return states
+
+
+def _study(run: RunFolder, cfg) -> optuna.Study:
+    """The Optuna study of a run's search, loaded from its database."""
+    return optuna.load_study(study_name=project_name(cfg), storage=f"sqlite:///{run.tuning_dir / (project_name(cfg) + '.db')}")
+
+
+def _optuna_states(run: RunFolder, cfg) -> dict[int, str]:
+    """State of every Optuna trial, read straight from the study's SQLite file (RUNNING once it reported an epoch)."""
+    import sqlite3
+
+    db = run.tuning_dir / (project_name(cfg) + ".db")
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1) as con:
+            rows = con.execute("SELECT t.number, t.state, COUNT(v.step) FROM trials t LEFT JOIN "
+                               "trial_intermediate_values v ON v.trial_id = t.trial_id GROUP BY t.trial_id").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {n: "STARTING" if state == "RUNNING" and not steps else state for n, state, steps in rows}
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_a_search_killed_mid_trial_resumes_without_redoing_finished_trials(strategy, frame, tmp_path):
+    cfg = tiny_config(strategy, **{"tuning.max_trials": 4, "tuning.epochs": 4, "tuning.patience": 4})
+    tune(prepare(frame, cfg), cfg, RunFolder(tmp_path / "reference"))
+    run = run_folder(tmp_path / "run", cfg, frame)
+    states = (lambda: _trial_states(run)) if strategy == "random" else (lambda: _optuna_states(run, cfg))
+    running = "RUNNING"
+    proc = subprocess.Popen([sys.executable, "-m", "lstmkit.cli", "tune", "--run-dir", str(run.root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (states().get(2) == running and states().get(1) not in (None, running)):  # trial 2 under way
+        assert proc.poll() is None and time.monotonic() < deadline, "the search ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {k: v for k, v in states().items() if v != running}
+    assert len(finished) == 2 and states()[2] == running
+    stamps = {p: p.stat().st_mtime_ns for p in run.tuning_dir.rglob("trial.json") if json.loads(p.read_text())["status"] != running}
+    completed_at = [t.datetime_complete for t in _study(run, cfg).trials[:2]] if strategy == "optuna" else None
+
+    assert main(["tune", "--run-dir", str(run.root)]) == 0
+    resumed = read_trials(run)
+    assert len(resumed) == 4 and (resumed["status"].isin(["COMPLETED", "PRUNED"])).all()
+    if strategy == "random":  # the killed trial reran with its own hyperparameters: the same search, the same best
+        assert len(stamps) == 2 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+        pd.testing.assert_frame_equal(comparable(resumed), comparable(read_trials(RunFolder(tmp_path / "reference"))),
+                                      check_exact=False, rtol=1e-5)
+        assert read_best(run)["trial"] == read_best(RunFolder(tmp_path / "reference"))["trial"]
+    else:  # Optuna: the interrupted trial is marked failed and its parameters rerun as a new trial
+        db = _optuna_states(run, cfg)
+        assert db[2] == "FAIL" and sum(s in ("COMPLETE", "PRUNED") for s in db.values()) == 4
+        assert 2 not in resumed.index
+        study = _study(run, cfg)
+        retry = [t for t in study.trials if t.user_attrs.get("retry_of") == 2]
+        assert len(retry) == 1 and retry[0].params == study.trials[2].params and retry[0].number in resumed.index
+        assert [t.datetime_complete for t in study.trials[:2]] == completed_at  # finished trials were not redone
+
+
+def test_distributed_chief_and_two_workers_finish_the_search(frame, tmp_path):
+    cfg = tiny_config("random", **{"tuning.max_trials": 4, "tuning.workers": 2})
+    single = tiny_config("random", **{"tuning.max_trials": 4})
+    tune(prepare(frame, single), single, RunFolder(tmp_path / "single"))
+    run = run_folder(tmp_path / "run", cfg, frame)
+    t0 = time.monotonic()
+    spec, table = tune(prepare(frame, cfg), cfg, run)
+    assert time.monotonic() - t0 < 120  # the chief ends with the search (no hang)
+    assert len(table) == 4 and (table["status"] == "COMPLETED").all()
+    # the oracle lives in the chief: the same seed proposes the same trials, whichever worker ran them
+    pd.testing.assert_frame_equal(comparable(table), comparable(read_trials(RunFolder(tmp_path / "single"))),
+                                  check_exact=False, rtol=1e-5)
+    logs = run.tuning_dir / "logs"
+    assert {p.name for p in logs.iterdir()} == {"chief.log", "tuner0.log", "tuner1.log"}
+    assert "of a distributed search" in (logs / "tuner0.log").read_text()
+    assert spec_for_run(run, cfg)[0] == spec
+
+
+def _worker_pid(run: RunFolder, tuner_id: str) -> int | None:
+    """PID of the local worker process with this Keras Tuner id (Linux /proc)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd, env = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(run.root).encode() in cmd and f"KERASTUNER_TUNER_ID={tuner_id}".encode() in env.split(b"\0"):
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
+def test_a_worker_that_dies_mid_trial_is_restarted_and_the_search_completes(frame, tmp_path):
+    import threading
+
+    cfg = tiny_config("random", **{"tuning.max_trials": 4, "tuning.workers": 1, "tuning.epochs": 4, "tuning.patience": 4})
+    run = run_folder(tmp_path / "run", cfg, frame)
+    killed = []
+
+    def kill_worker_mid_trial():
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not killed:
+            if _trial_states(run).get(1) == "RUNNING" and (pid := _worker_pid(run, "tuner0")):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_worker_mid_trial)
+    watcher.start()
+    _, table = tune(prepare(frame, cfg), cfg, run)
+    watcher.join()
+    assert killed, "the worker was never caught mid-trial"
+    assert len(table) == 4 and (table["status"] == "COMPLETED").all()
+    assert (run.tuning_dir / "logs" / "tuner0.log").read_text().count("of a distributed search") == 2
+
+
+def test_tune_command_needs_the_earlier_stages(tmp_path, capsys):
+    run = start_run(tmp_path, tiny_config())
+    assert main(["tune", "--run-dir", str(run.root)]) == 2
+    assert "series.csv is missing: run the data (01_data) stage" in capsys.readouterr().err
+
+
+def test_workers_need_the_run_folder_to_hold_the_tuned_config(frame, tmp_path):
+    cfg = tiny_config("random", **{"tuning.workers": 2})
+    run = run_folder(tmp_path, tiny_config("random", **{"tuning.epochs": 3}), frame)
+    with pytest.raises(ConfigError, match="differs from the configuration being tuned"):
+        tune(prepare(frame, cfg), cfg, run)
+    assert not (run.tuning_dir / "logs").exists()  # refused before any process started

@@ -1,0 +1,207 @@
+"""The tuning search space: every tunable declared in YAML as a range, a list of choices or a fixed value."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lstmkit.config import _EXPONENT, DEFAULT_SPACE, NORMALIZATIONS, OPTIMIZERS, Config, ConfigError
+
+# name -> (type, check of one value, what the check demands)
+TUNABLES: dict[str, tuple[type, Any, str]] = {
+    "layers": (int, lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
+    "units": (int, lambda v: v >= 1, "an integer of at least 1"),
+    "dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "learning_rate": (float, lambda v: 0 < v < 10, "a number in (0, 10)"),
+    "batch_size": (int, lambda v: v >= 1, "an integer of at least 1"),
+    "optimizer": (str, lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+    "normalization": (str, lambda v: v in NORMALIZATIONS, "one of " + ", ".join(NORMALIZATIONS)),
+    "lookback": (int, lambda v: v >= 1, "an integer of at least 1"),
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tuned hyperparameter: a range (min, max, optional step or log scale) or a list of choices."""
+
+    name: str
+    type: type
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    log: bool = False
+
+    @property
+    def is_range(self) -> bool:
+        """True for a numeric range, False for a list of choices."""
+        return self.choices is None
+
+    def grid(self) -> list | None:
+        """Every value this parameter can take, or None when the range is continuous."""
+        if not self.is_range:
+            return list(self.choices)
+        if self.type is int and not self.log:
+            return list(range(int(self.min), int(self.max) + 1, int(self.step or 1)))
+        if self.step:
+            n = int(math.floor((self.max - self.min) / self.step + 1e-9))
+            return [round(self.min + i * self.step, 10) for i in range(n + 1)]
+        return None
+
+    def describe(self) -> str:
+        """Short human-readable form, e.g. `32..160 step 32` or `adam | rmsprop`."""
+        if not self.is_range:
+            return " | ".join(map(str, self.choices))
+        extra = " (log scale)" if self.log else f" step {self.step}" if self.step else ""
+        return f"{self.min:g}..{self.max:g}{extra}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The tuned parameters and the fixed values of the rest."""
+
+    params: tuple[Param, ...]
+    fixed: dict
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the tuned parameters, in declaration order."""
+        return [p.name for p in self.params]
+
+    def values(self, sampled: dict) -> dict:
+        """Every tunable's value for one trial: the sampled ones over the fixed ones."""
+        out = dict(self.fixed)
+        out.update({k: v for k, v in sampled.items() if k in TUNABLES})
+        if "dropout" in out:
+            out["dropout"] = round(float(out["dropout"]), 6)  # stepped floats like 0.30000000000000004
+        return out
+
+    def grid_size(self) -> int:
+        """Number of points of the full grid (a ConfigError naming the first continuous range if there is one)."""
+        size = 1
+        for p in self.params:
+            values = p.grid()
+            if values is None:
+                raise ConfigError(f"tuning.strategy grid needs a finite grid, but tuning.space.{p.name} is a continuous "
+                                  f"range; give it a `step` or a list of `choices`")
+            size *= len(values)
+        return size
+
+    def table(self) -> list[dict]:
+        """One row per tunable: tuned range or choices, or the fixed value (for the report)."""
+        rows = [{"hyperparameter": p.name, "searched": p.describe()} for p in self.params]
+        rows += [{"hyperparameter": k, "searched": f"fixed at {v}"} for k, v in self.fixed.items()]
+        return rows
+
+
+def merge_space(user: dict | None) -> dict:
+    """The default space with the user's entries laid over it, one parameter at a time.
+
+    A mapping with `choices` replaces the default entry; one with range keys updates the default range;
+    a scalar fixes the parameter; `null` takes it out of the search (fixed at its model/window setting).
+    Merging a merged space again changes nothing, so a saved run configuration reloads as it was.
+    """
+    merged = copy.deepcopy(DEFAULT_SPACE)
+    for name, entry in (user or {}).items():
+        default = merged.get(name)
+        if entry is None:
+            merged[name] = None
+        elif isinstance(entry, dict) and "choices" not in entry and isinstance(default, dict) and "choices" not in default:
+            base = {k: v for k, v in default.items() if not ("step" in entry and k == "log" or entry.get("log") and k == "step")}
+            merged[name] = {**base, **entry}
+        else:
+            merged[name] = copy.deepcopy(entry)
+    return merged
+
+
+def _check_value(name: str, value: Any, where: str) -> Any:
+    """One value of a tunable, converted to its type, or a ConfigError saying what is wrong."""
+    typ, ok, demand = TUNABLES[name]
+    if typ is not str and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads `1e-3` (no dot) as text
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if typ is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, typ) or isinstance(value, bool) or not ok(value):
+        raise ConfigError(f"{where}: {value!r} is not {demand}")
+    return value
+
+
+def _param(name: str, entry: Any) -> Param | Any:
+    """A Param for a range or choices entry, or the plain fixed value for a scalar entry."""
+    where = f"tuning.space.{name}"
+    typ = TUNABLES[name][0]
+    if isinstance(entry, list):
+        entry = {"choices": entry}
+    if not isinstance(entry, dict):
+        return _check_value(name, entry, where)
+    unknown = set(entry) - {"choices", "min", "max", "step", "log"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; use `choices`, or `min`, `max` and optional `step` or `log`")
+    if "choices" in entry:
+        if set(entry) != {"choices"}:
+            raise ConfigError(f"{where}: give either `choices` or a `min`/`max` range, not both")
+        choices = entry["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}.choices: must be a non-empty list, got {choices!r}")
+        values = tuple(_check_value(name, v, f"{where}.choices") for v in choices)
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{where}.choices: {list(choices)} repeats a value")
+        return Param(name, typ, choices=values)
+    if typ is str:
+        raise ConfigError(f"{where}: {name} is categorical; give a list of `choices`")
+    missing = [k for k in ("min", "max") if k not in entry]
+    if missing:
+        raise ConfigError(f"{where}: a range needs `min` and `max` (missing `{missing[0]}`)")
+    lo, hi = _check_value(name, entry["min"], f"{where}.min"), _check_value(name, entry["max"], f"{where}.max")
+    if lo > hi:
+        raise ConfigError(f"{where}: min ({lo}) is greater than max ({hi})")
+    step, log = entry.get("step"), entry.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log: expected true or false, got {log!r}")
+    if isinstance(step, str) and _EXPONENT.fullmatch(step.strip()):
+        step = float(step)  # YAML 1.1 reads `1e-3` (no dot) as text
+    if step is not None:
+        if log:
+            raise ConfigError(f"{where}: give `step` or `log: true`, not both")
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < math.inf or (typ is int and step != int(step)):
+            raise ConfigError(f"{where}.step: must be a positive {'integer' if typ is int else 'number'}, got {step!r}")
+        step = int(step) if typ is int else float(step)
+    if log and lo <= 0:
+        raise ConfigError(f"{where}: a log-scale range needs min > 0, got {lo}")
+    if lo == hi:
+        return lo
+    return Param(name, typ, min=lo, max=hi, step=step, log=log)
+
+
+def parse_space(space: dict, cfg: Config | None = None) -> SearchSpace:
+    """Validate a merged `tuning.space` mapping into tuned Params and fixed values (fixed defaults from cfg)."""
+    if not isinstance(space, dict):
+        raise ConfigError(f"tuning.space: expected a mapping of hyperparameter names, got {space!r}")
+    unknown = [k for k in space if k not in TUNABLES]
+    if unknown:
+        raise ConfigError(f"tuning.space: unknown hyperparameter {unknown[0]!r}; tunable are: {', '.join(TUNABLES)}")
+    params, fixed = [], {}
+    if cfg is not None:
+        fixed = {k: getattr(cfg.model, k) for k in TUNABLES if hasattr(cfg.model, k)} | {"lookback": cfg.window.lookback}
+    for name in TUNABLES:
+        if space.get(name) is None:
+            continue
+        p = _param(name, space[name])
+        if isinstance(p, Param):
+            if not p.is_range and len(p.choices) == 1:
+                fixed[name] = p.choices[0]
+            else:
+                params.append(p)
+                fixed.pop(name, None)
+        else:
+            fixed[name] = p
+    return SearchSpace(params=tuple(params), fixed=fixed)
+
+
+def search_space(cfg: Config) -> SearchSpace:
+    """The run's search space, with untuned hyperparameters fixed at their model/window settings."""
+    return parse_space(cfg.tuning.space, cfg)

@@ -1,0 +1,249 @@
+"""Search strategies behind one interface: Keras Tuner (random, grid, bayesian, hyperband) and Optuna (TPE + median pruner).
+
+Each `search` runs or resumes a search stored under the run's tuning/ folder and returns the trials table:
+one row per trial in start order, with the sampled hyperparameters, `val_loss` (the objective), `best_epoch`,
+`seconds`, the per-fold losses of a cross-validated search, and `status` (COMPLETED, PRUNED, FAILED, RUNNING).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lstmkit.config import Config
+from lstmkit.preprocessing import Prepared
+from lstmkit.runfolder import RunFolder, atomic_write_text
+from lstmkit.search_space import Param, SearchSpace
+from lstmkit.tuning import KERAS_STRATEGIES, TrialResult, project_name, train_trial
+
+
+def search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace) -> pd.DataFrame | None:
+    """Run or resume the configured search in this process; None when this process is a distributed worker."""
+    deadline = time.monotonic() + 60 * cfg.tuning.max_minutes if cfg.tuning.max_minutes else None
+    if cfg.tuning.strategy in KERAS_STRATEGIES:
+        return keras_search(prepared, cfg, run, space, deadline)
+    if cfg.tuning.strategy == "optuna":
+        return optuna_search(prepared, cfg, run, space, deadline)
+    raise ValueError(f"tuning.strategy {cfg.tuning.strategy!r} has no search")
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    """Trials table from one dict per trial, indexed by trial number."""
+    table = pd.DataFrame(rows)
+    return table.set_index("trial").sort_index() if not table.empty else table
+
+
+# ---------------------------------------------------------------- Keras Tuner
+
+
+def _declare(space: SearchSpace, hp) -> None:
+    """Declare every tuned parameter on a keras_tuner.HyperParameters."""
+    for p in space.params:
+        if not p.is_range:
+            hp.Choice(p.name, list(p.choices))
+        elif p.type is int:
+            hp.Int(p.name, int(p.min), int(p.max), step=None if p.log else int(p.step or 1),
+                   sampling="log" if p.log else "linear")
+        else:
+            hp.Float(p.name, p.min, p.max, step=p.step, sampling="log" if p.log else "linear")
+
+
+class _SafeOracle:
+    """Oracle mixin: a time budget, and state files written atomically (a kill never leaves half a file)."""
+
+    deadline: float | None = None
+    started_here: int = 0
+
+    def populate_space(self, trial_id):
+        if self.deadline is not None and self.started_here and time.monotonic() > self.deadline:
+            return {"status": "STOPPED", "values": None}
+        response = super().populate_space(trial_id)
+        if response.get("status") == "RUNNING":
+            self.started_here += 1
+        return response
+
+    def save(self):
+        _atomic_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        _atomic_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+
+
+def _atomic_json(path, state: dict) -> None:
+    """Write Keras Tuner state as JSON via a temporary file and a rename."""
+    atomic_write_text(Path(path), json.dumps(state))
+
+
+def _oracle(cfg: Config, space: SearchSpace, deadline: float | None):
+    """The configured Keras Tuner oracle over the declared space."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    _declare(space, hp)
+    t = cfg.tuning
+    common = dict(objective=kt.Objective("val_loss", "min"), hyperparameters=hp, seed=cfg.seed,
+                  max_consecutive_failed_trials=max(3, t.max_trials))
+    classes = {"random": kt.oracles.RandomSearchOracle, "grid": kt.oracles.GridSearchOracle,
+               "bayesian": kt.oracles.BayesianOptimizationOracle, "hyperband": kt.oracles.HyperbandOracle}
+    cls = type(f"Safe{classes[t.strategy].__name__}", (_SafeOracle, classes[t.strategy]), {})
+    if t.strategy == "hyperband":
+        oracle = cls(max_epochs=t.epochs, factor=3, **common)
+    elif t.strategy == "bayesian":
+        oracle = cls(max_trials=t.max_trials, num_initial_points=max(2, t.max_trials // 3), **common)
+    else:
+        oracle = cls(max_trials=t.max_trials, **common)
+    oracle.deadline = deadline
+    return oracle
+
+
+def keras_tuner(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, deadline: float | None = None):
+    """The Keras Tuner tuner of this run's search; it reloads the search's earlier state from disk."""
+    import keras_tuner as kt
+
+    class LSTMTuner(kt.Tuner):
+        """Runs each trial with lstmkit's objective (single split or walk-forward folds)."""
+
+        def run_trial(self, trial, *args, **kwargs):
+            values = trial.hyperparameters.values
+            epochs = int(values.get("tuner/epochs", cfg.tuning.epochs))
+            return train_trial(values, prepared, cfg, epochs).metrics()
+
+        def save(self):
+            if not self._is_worker():
+                self.oracle.save()
+            _atomic_json(self._get_tuner_fname(), self.get_state())
+
+    return LSTMTuner(oracle=_oracle(cfg, space, deadline), directory=str(run.tuning_dir),
+                     project_name=project_name(cfg), overwrite=False)
+
+
+def keras_trials(tuner, space: SearchSpace) -> pd.DataFrame:
+    """The trials table of a Keras Tuner search."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        values = trial.hyperparameters.values
+        metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
+        row = {"trial": int(trial.trial_id), **space.values({k: v for k, v in values.items() if k in space.names})}
+        row = {"trial": row["trial"], **{k: row[k] for k in space.names}}
+        if "tuner/epochs" in values:
+            row["budget_epochs"] = int(values["tuner/epochs"])
+        row |= {"val_loss": metrics.get("val_loss", math.nan), "best_epoch": metrics.get("best_epoch"),
+                "seconds": metrics.get("seconds")}
+        row |= {k: v for k, v in sorted(metrics.items()) if k.startswith("fold_")}
+        row |= {"status": str(trial.status), "message": trial.message}
+        rows.append(row)
+    return _table(rows)
+
+
+def keras_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, deadline: float | None) -> pd.DataFrame | None:
+    """Run or resume a Keras Tuner search (in the chief/worker role the KERASTUNER_* variables give, if any)."""
+    from lstmkit import distributed
+
+    tuner = keras_tuner(prepared, cfg, run, space, deadline)
+    tuner.search(verbose=1 if cfg.training.verbose else 0)
+    if distributed.role() == "worker":
+        return None
+    return keras_trials(tuner, space)
+
+
+# ---------------------------------------------------------------- Optuna
+
+
+def _suggest(trial, p: Param):
+    """Sample one parameter with Optuna."""
+    if not p.is_range:
+        return trial.suggest_categorical(p.name, list(p.choices))
+    if p.type is int:
+        return trial.suggest_int(p.name, int(p.min), int(p.max), step=int(p.step or 1), log=p.log)
+    return trial.suggest_float(p.name, p.min, p.max, step=p.step, log=p.log)
+
+
+def optuna_study(cfg: Config, run: RunFolder, space: SearchSpace):
+    """The Optuna study of this run's search, stored in SQLite under tuning/ (so a rerun resumes it)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run.tuning_dir.mkdir(parents=True, exist_ok=True)
+    t = cfg.tuning
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(2, t.max_trials // 3))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=min(2, t.epochs - 1))
+    return optuna.create_study(storage=f"sqlite:///{run.tuning_dir / (project_name(cfg) + '.db')}",
+                               study_name=project_name(cfg), direction="minimize", load_if_exists=True,
+                               sampler=sampler, pruner=pruner)
+
+
+def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, deadline: float | None) -> pd.DataFrame:
+    """Run or resume an Optuna search: TPE sampling, trials pruned against the median of per-epoch validation loss."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna_study(cfg, run, space)
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed process
+        study.tell(stale.number, state=TrialState.FAIL)
+        study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
+
+    def objective(trial):
+        values = {p.name: _suggest(trial, p) for p in space.params}
+
+        def report(step: int, val_loss: float) -> None:
+            trial.report(val_loss, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step}")
+
+        result: TrialResult = train_trial(values, prepared, cfg, cfg.tuning.epochs, report=report)
+        for k, v in result.metrics().items():
+            trial.set_user_attr(k, v)
+        if not math.isfinite(result.val_loss):
+            trial.set_user_attr("diverged", True)
+        return result.val_loss
+
+    counted = _optuna_counted(study)
+    remaining = cfg.tuning.max_trials - len(counted)
+    if remaining > 0:  # the budget never stops the first trial of a run
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+    if remaining > 1:
+        timeout = None if deadline is None else deadline - time.monotonic()
+        if timeout is None or timeout > 0:
+            study.optimize(objective, n_trials=remaining - 1, timeout=timeout, catch=(Exception,))
+    return optuna_trials(study, space)
+
+
+def _optuna_counted(study) -> list:
+    """Trials that count towards max_trials: finished ones, not those interrupted by a kill (they are retried)."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and "retry_of" not in t.user_attrs and _failed_in_objective(t))]
+
+
+def _failed_in_objective(trial) -> bool:
+    """True for a trial that failed while running (diverged or raised), not one marked failed after a kill."""
+    return "fail_reason" in trial.system_attrs or bool(trial.user_attrs)
+
+
+def optuna_trials(study, space: SearchSpace) -> pd.DataFrame:
+    """The trials table of an Optuna search (trials interrupted by a kill are left out: they were rerun)."""
+    from optuna.trial import TrialState
+
+    names = {TrialState.COMPLETE: "COMPLETED", TrialState.PRUNED: "PRUNED", TrialState.FAIL: "FAILED",
+             TrialState.RUNNING: "RUNNING", TrialState.WAITING: "WAITING"}
+    counted = {t.number for t in _optuna_counted(study)}
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.number not in counted:
+            continue
+        attrs = t.user_attrs
+        loss = t.value if t.state == TrialState.COMPLETE else min(t.intermediate_values.values(), default=math.nan)
+        row = {"trial": t.number, **space.values(t.params)}
+        row = {"trial": t.number, **{k: row[k] for k in space.names}}
+        row |= {"val_loss": math.nan if loss is None else loss, "best_epoch": attrs.get("best_epoch"),
+                "seconds": attrs.get("seconds", t.duration.total_seconds() if t.duration else None)}
+        row |= {k: v for k, v in sorted(attrs.items()) if k.startswith("fold_")}
+        row |= {"status": names.get(t.state, t.state.name), "message": t.system_attrs.get("fail_reason")}
+        rows.append(row)
+    return _table(rows)

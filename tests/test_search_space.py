@@ -1,0 +1,203 @@
+"""Tuning search space: the default space, user entries laid over it, validation messages, grids and `lstmkit config`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lstmkit import cli
+from lstmkit.config import DEFAULT_SPACE, Config, ConfigError, from_dict, load_config
+from lstmkit.search_space import Param, merge_space, parse_space, search_space
+
+REPO = Path(__file__).resolve().parents[1]
+TUNED = ["layers", "units", "dropout", "learning_rate", "batch_size", "optimizer"]
+
+
+def space_of(**entries):
+    """The validated search space of a config whose `tuning.space` holds these entries."""
+    return search_space(from_dict({"tuning": {"space": entries}}))
+
+
+# ------------------------------------------------------------------ defaults
+
+
+def test_default_space_tunes_the_classic_six_and_fixes_normalization_and_lookback():
+    space = search_space(Config())
+    assert space.names == TUNED
+    assert space.fixed == {"normalization": "none", "lookback": 48}
+    assert space.params[1].grid() == [32, 64, 96, 128, 160]
+    assert [r["searched"] for r in space.table()] == [
+        "1..3", "32..160 step 32", "0.2..0.5 step 0.05", "0.0001..0.1 (log scale)", "32 | 64 | 128",
+        "adam | rmsprop | sgd", "fixed at none", "fixed at 48"]
+
+
+def test_fixed_values_follow_the_model_and_window_settings():
+    cfg = from_dict({"window": {"lookback": 12}, "model": {"normalization": "revin"}})
+    assert search_space(cfg).fixed == {"normalization": "revin", "lookback": 12}
+
+
+# ------------------------------------------------------------------ merging user entries over the defaults
+
+
+def test_partial_range_override_keeps_the_other_default_keys():
+    cfg = from_dict({}, {"tuning.space.units.max": 64})
+    assert cfg.tuning.space["units"] == {"min": 32, "max": 64, "step": 32}
+    assert {k: v for k, v in cfg.tuning.space.items() if k != "units"} == {k: v for k, v in DEFAULT_SPACE.items() if k != "units"}
+    assert DEFAULT_SPACE["units"]["max"] == 160  # the defaults themselves are untouched
+
+
+@pytest.mark.parametrize("entry", [{"choices": [16, 48]}, [16, 48]])
+def test_choices_or_a_plain_list_replace_a_range(entry):
+    cfg = from_dict({"tuning": {"space": {"units": entry}}})
+    units = search_space(cfg).params[1]
+    assert (units.name, units.is_range, units.choices, units.grid()) == ("units", False, (16, 48), [16, 48])
+    assert "min" not in str(cfg.tuning.space["units"])
+
+
+@pytest.mark.parametrize("entries,name,value", [
+    ({"units": 96}, "units", 96),
+    ({"optimizer": "sgd"}, "optimizer", "sgd"),
+    ({"optimizer": ["rmsprop"]}, "optimizer", "rmsprop"),
+    ({"layers": {"min": 2, "max": 2}}, "layers", 2),
+    ({"dropout": {"choices": [0]}}, "dropout", 0.0),
+    ({"lookback": 24}, "lookback", 24),
+])
+def test_scalar_one_choice_or_min_equal_max_fixes_the_value(entries, name, value):
+    space = space_of(**entries)
+    assert name not in space.names and space.fixed[name] == value
+    assert type(space.fixed[name]) is type(value)
+
+
+def test_null_fixes_at_the_model_setting_and_survives_a_save_and_reload(tmp_path):
+    cfg = from_dict({"model": {"units": 80, "optimizer": "rmsprop"}, "tuning": {"space": {"units": None}}},
+                    {"tuning.space.optimizer": None})
+    space = search_space(cfg)
+    assert space.names == ["layers", "dropout", "learning_rate", "batch_size"]
+    assert (space.fixed["units"], space.fixed["optimizer"]) == (80, "rmsprop")
+    again = from_dict(cfg.to_dict())
+    assert again.tuning.space == cfg.tuning.space and again.tuning.space["units"] is None
+    cfg.save(tmp_path / "config.yaml")
+    assert search_space(load_config(tmp_path / "config.yaml")) == space
+
+
+def test_merge_is_idempotent():
+    user = {"units": {"max": 64}, "layers": 2, "dropout": None, "optimizer": ["adam", "sgd"],
+            "learning_rate": {"step": 0.01, "min": 0.01}, "batch_size": {"min": 16, "max": 64, "step": 16},
+            "lookback": {"choices": [24, 48]}}
+    merged = merge_space(user)
+    assert merge_space(merged) == merged
+    assert merged["learning_rate"] == {"min": 0.01, "max": 0.1, "step": 0.01}
+
+
+def test_step_on_learning_rate_drops_the_inherited_log_and_log_drops_a_step():
+    space = space_of(learning_rate={"step": 0.02, "min": 0.02}, dropout={"min": 0.1, "log": True})
+    lr, dropout = space.params[3], space.params[2]
+    assert (lr.step, lr.log, lr.grid()) == (0.02, False, [0.02, 0.04, 0.06, 0.08, 0.1])
+    assert (dropout.step, dropout.log, dropout.grid(), dropout.describe()) == (None, True, None, "0.1..0.5 (log scale)")
+
+
+def test_exponent_notation_in_a_yaml_file_is_read_as_a_number(tmp_path):
+    path = tmp_path / "profile.yaml"
+    path.write_text("tuning:\n  space:\n    learning_rate: {min: 1e-5, max: 1e-2}\n    dropout: {step: 1e-1}\n")
+    dropout, lr = search_space(load_config(path)).params[2:4]
+    assert (lr.min, lr.max, lr.log) == (1e-5, 1e-2, True)
+    assert dropout.grid() == [0.2, 0.3, 0.4, 0.5]
+
+
+# ------------------------------------------------------------------ bad spaces
+
+
+@pytest.mark.parametrize("entries,message", [
+    ({"batch_size": {"choices": []}}, "tuning.space.batch_size.choices: must be a non-empty list, got []"),
+    ({"units": {"min": 200}}, "tuning.space.units: min (200) is greater than max (160)"),
+    ({"unit": 64}, "tuning.space: unknown hyperparameter 'unit'; tunable are: layers, units, dropout, learning_rate, "
+                   "batch_size, optimizer, normalization, lookback"),
+    ({"units": {"maximum": 64}}, "tuning.space.units: unknown key 'maximum'; use `choices`, or `min`, `max` and optional "
+                                 "`step` or `log`"),
+    ({"units": {"choices": [32, 64], "min": 16}}, "tuning.space.units: give either `choices` or a `min`/`max` range, not both"),
+    ({"optimizer": {"min": 1, "max": 2}}, "tuning.space.optimizer: optimizer is categorical; give a list of `choices`"),
+    ({"lookback": {"max": 96}}, "tuning.space.lookback: a range needs `min` and `max` (missing `min`)"),
+    ({"dropout": 1.5}, "tuning.space.dropout: 1.5 is not a number in [0, 1)"),
+    ({"optimizer": ["adam", "adagrad"]}, "tuning.space.optimizer.choices: 'adagrad' is not one of adam, rmsprop, sgd"),
+    ({"normalization": "batch"}, "tuning.space.normalization: 'batch' is not one of none, last, revin"),
+    ({"units": {"min": 0}}, "tuning.space.units.min: 0 is not an integer of at least 1"),
+    ({"units": {"max": 100.5}}, "tuning.space.units.max: 100.5 is not an integer of at least 1"),
+    ({"layers": True}, "tuning.space.layers: True is not an integer from 1 to 8"),
+    ({"learning_rate": {"min": False, "max": 0.1}}, "tuning.space.learning_rate.min: False is not a number in (0, 10)"),
+    ({"learning_rate": {"step": 0.01, "log": True}}, "tuning.space.learning_rate: give `step` or `log: true`, not both"),
+    ({"units": {"step": 0}}, "tuning.space.units.step: must be a positive integer, got 0"),
+    ({"units": {"step": 2.5}}, "tuning.space.units.step: must be a positive integer, got 2.5"),
+    ({"units": {"step": float("inf")}}, "tuning.space.units.step: must be a positive integer, got inf"),
+    ({"dropout": {"step": -0.1}}, "tuning.space.dropout.step: must be a positive number, got -0.1"),
+    ({"units": {"log": "yes"}}, "tuning.space.units.log: expected true or false, got 'yes'"),
+    ({"dropout": {"min": 0.0, "log": True}}, "tuning.space.dropout: a log-scale range needs min > 0, got 0.0"),
+    ({"batch_size": [32, 64, 32]}, "tuning.space.batch_size.choices: [32, 64, 32] repeats a value"),
+])
+def test_bad_space_entries_are_config_errors_naming_the_key(entries, message):
+    with pytest.raises(ConfigError) as err:
+        space_of(**entries)
+    assert str(err.value) == message
+
+
+def test_grid_strategy_needs_every_range_to_be_finite():
+    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": [0.1]}}})
+    assert search_space(cfg).grid_size() == 3 * 5 * 3 * 3  # an integer range without a step is finite
+    with pytest.raises(ConfigError, match="but tuning.space.dropout is a continuous range"):
+        from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": {"step": None}}}})
+    with pytest.raises(ConfigError, match=r"^tuning.strategy grid needs a finite grid, but tuning.space.dropout is a "
+                                          r"continuous range; give it a `step` or a list of `choices`$"):
+        parse_space({"layers": {"min": 1, "max": 2}, "dropout": {"min": 0.1, "max": 0.3}}).grid_size()
+
+
+def test_a_bad_space_in_a_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "profile.yaml"
+    path.write_text("tuning:\n  space:\n    units: {min: 0}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: tuning.space.units.min: 0 is not an integer of at least 1"
+
+
+# ------------------------------------------------------------------ trial values and grids
+
+
+def test_values_lay_sampled_values_over_fixed_ones_and_round_dropout():
+    space = search_space(from_dict({"model": {"units": 80}, "tuning": {"space": {"units": None}}}))
+    values = space.values({"dropout": 0.30000000000000004, "layers": 2, "normalization": "last", "trial_id": "07"})
+    assert values == {"units": 80, "normalization": "last", "lookback": 48, "dropout": 0.3, "layers": 2}
+
+
+@pytest.mark.parametrize("param,grid", [
+    (Param("layers", int, min=1, max=4), [1, 2, 3, 4]),
+    (Param("units", int, min=16, max=100, step=32), [16, 48, 80]),
+    (Param("dropout", float, min=0.0, max=0.3, step=0.1), [0.0, 0.1, 0.2, 0.3]),
+    (Param("learning_rate", float, min=1e-4, max=1e-1, log=True), None),
+    (Param("dropout", float, min=0.1, max=0.3), None),
+    (Param("optimizer", str, choices=("sgd", "adam")), ["sgd", "adam"]),
+])
+def test_param_grid(param, grid):
+    assert param.grid() == grid
+
+
+def test_grid_size_is_the_product_of_the_grids():
+    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": [1e-3, 1e-2], "lookback": [24, 48]}}})
+    assert search_space(cfg).grid_size() == 3 * 5 * 7 * 2 * 3 * 3 * 2
+
+
+# ------------------------------------------------------------------ lstmkit config
+
+
+def test_cli_config_prints_the_merged_space(capsys):
+    assert cli.main(["config", str(REPO / "configs" / "quick.yaml"), "--set", "tuning.space.units.max=48"]) == 0
+    space = yaml.safe_load(capsys.readouterr().out)["tuning"]["space"]
+    assert space["units"] == {"min": 32, "max": 48, "step": 32} and space["layers"] == {"min": 1, "max": 2}
+    assert space["learning_rate"] == DEFAULT_SPACE["learning_rate"]
+
+
+def test_cli_config_with_a_bad_space_exits_2_with_the_message_on_stderr(capsys):
+    path = REPO / "configs" / "quick.yaml"
+    assert cli.main(["config", str(path), "--set", "tuning.space.optimizer=[adam, adagrad]"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: {path}: tuning.space.optimizer.choices: 'adagrad' is not one of adam, rmsprop, sgd\n"

@@ -1,0 +1,150 @@
+"""Figures of the tuning chapter: drawn from small trials tables, including degenerate ones."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lstmkit import plots  # noqa: E402
+from lstmkit.config import from_dict  # noqa: E402
+from lstmkit.search_space import Param, SearchSpace, search_space  # noqa: E402
+
+DEFAULT = search_space(from_dict({}))
+CUSTOM = SearchSpace(params=(Param("learning_rate", float, min=1e-4, max=1e-1, log=True),
+                             Param("lookback", int, choices=(24, 48, 96)),
+                             Param("optimizer", str, choices=("adam", "sgd"))), fixed={})
+SINGLE = SearchSpace(params=(Param("units", int, min=32, max=160, step=32),), fixed={})
+STATUSES = ["COMPLETED", "COMPLETED", "PRUNED", "COMPLETED", "FAILED", "COMPLETED", "COMPLETED", "PRUNED"]
+
+
+def make_table(space: SearchSpace, n: int = 8, folds: int = 0, seed: int = 0) -> pd.DataFrame:
+    """A trials table over `space` (statuses cycling through STATUSES; failed trials have no loss), via CSV."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(n):
+        row = {"trial": t}
+        for p in space.params:
+            row[p.name] = (p.choices[t % len(p.choices)] if not p.is_range else
+                           float(10 ** rng.uniform(np.log10(p.min), np.log10(p.max))) if p.log else
+                           p.type(p.min + (t * (p.step or 1)) % (p.max - p.min + 1e-9)))
+        status = STATUSES[t % len(STATUSES)]
+        loss = 0.1 + rng.uniform(0, 1) if status != "FAILED" else np.nan
+        row |= {"val_loss": loss, "best_epoch": 2, "seconds": 1.5}
+        row |= {f"fold_{k}": loss * (1.5 - 0.2 * k) for k in range(1, folds + 1)}
+        rows.append(row | {"status": status})
+    return pd.DataFrame(rows).set_index("trial")
+
+
+def through_csv(table: pd.DataFrame, tmp_path) -> pd.DataFrame:
+    """The table as the notebooks read it back from the run folder."""
+    table.to_csv(tmp_path / "trials.csv")
+    return pd.read_csv(tmp_path / "trials.csv", index_col="trial")
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def check(fig: plt.Figure, png) -> None:
+    """The PNG was written and every axis says what it shows."""
+    assert png.exists() and png.stat().st_size > 0
+    for ax in fig.axes:
+        assert ax.get_title() or ax.get_xlabel() or ax.get_ylabel()
+
+
+def completed(table: pd.DataFrame) -> pd.DataFrame:
+    return table[(table["status"] == "COMPLETED") & table["val_loss"].notna()]
+
+
+def test_trials_best_so_far_is_non_increasing_and_ends_at_the_minimum(tmp_path):
+    table = through_csv(make_table(DEFAULT, n=16), tmp_path)
+    fig = plots.trials(table, path=tmp_path / "trials.png")
+    check(fig, tmp_path / "trials.png")
+    ax, = fig.axes
+    assert ax.get_title() == "Objective by trial" and ax.get_yscale() == "log"
+    best, = [line for line in ax.lines if line.get_gid() == "best_so_far"]
+    y = best.get_ydata()
+    assert np.all(np.diff(y) <= 0) and y[-1] == pytest.approx(completed(table)["val_loss"].min())
+    assert any("failed" in text.get_text() for text in ax.get_legend().get_texts())
+
+
+@pytest.mark.parametrize("space", [DEFAULT, CUSTOM, SINGLE], ids=["default", "custom", "single"])
+def test_param_effects_has_one_panel_per_parameter_and_only_completed_trials(space, tmp_path):
+    table = through_csv(make_table(space, n=16), tmp_path)
+    fig = plots.param_effects(table, space, path=tmp_path / "effects.png")
+    check(fig, tmp_path / "effects.png")
+    assert [ax.get_title() for ax in fig.axes] == space.names
+    assert fig._suptitle.get_text() == "Effect of each hyperparameter on the objective"
+    losses = sorted(completed(table)["val_loss"])
+    for ax in fig.axes:
+        points, star = ax.collections[0], ax.collections[-1]
+        assert sorted(points.get_offsets()[:, 1]) == pytest.approx(losses)  # no pruned or failed trial drawn
+        assert star.get_offsets()[0, 1] == pytest.approx(losses[0])
+    learning_rate = [ax for ax in fig.axes if ax.get_title() == "learning_rate"]
+    assert all(ax.get_xscale() == "log" for ax in learning_rate)
+
+
+@pytest.mark.parametrize("space", [DEFAULT, CUSTOM, SINGLE], ids=["default", "custom", "single"])
+@pytest.mark.parametrize("n", [16, 1, 2])
+def test_parallel_coordinates_draws_one_line_per_completed_trial_best_last(space, n, tmp_path):
+    table = through_csv(make_table(space, n=n), tmp_path)
+    fig = plots.parallel_coordinates(table, space, path=tmp_path / "pc.png")
+    check(fig, tmp_path / "pc.png")
+    ax = fig.axes[0]
+    done = completed(table)
+    assert len(ax.lines) == len(done)
+    assert len(ax.get_xticks()) == len(space.names) + 1
+    for line in ax.lines:
+        y = line.get_ydata()
+        assert len(y) == len(space.names) + 1 and np.all((y >= 0) & (y <= 1))
+    last = ax.lines[-1]
+    assert last.get_linewidth() == max(line.get_linewidth() for line in ax.lines)
+    assert str(done["val_loss"].idxmin()) in last.get_label()
+    assert fig.axes[1].get_ylabel() == "validation MSE (scaled)"
+
+
+def test_constant_columns_and_ties_do_not_break_the_figures(tmp_path):
+    table = make_table(DEFAULT, n=6).assign(units=64, val_loss=0.5, fold_1=0.5)
+    pc = plots.parallel_coordinates(table, DEFAULT, path=tmp_path / "pc.png")
+    assert all(np.isfinite(line.get_ydata()).all() for line in pc.axes[0].lines)
+    assert "#0" in pc.axes[0].lines[-1].get_label()  # the first of tied best trials
+    plots.param_effects(table, DEFAULT, path=tmp_path / "effects.png")
+    plots.trials(table, path=tmp_path / "trials.png")
+    plots.fold_losses(table, path=tmp_path / "folds.png")
+    failed = table.assign(status="FAILED", val_loss=np.nan)
+    assert len(plots.parallel_coordinates(failed, DEFAULT).axes[0].lines) == 0
+    plots.param_effects(failed, DEFAULT)
+    plots.trials(failed)
+
+
+def test_fold_losses_lines_and_missing_folds(tmp_path):
+    table = through_csv(make_table(CUSTOM, n=12, folds=4), tmp_path)
+    fig = plots.fold_losses(table, path=tmp_path / "folds.png")
+    check(fig, tmp_path / "folds.png")
+    ax, = fig.axes
+    done = completed(table)
+    grey, (best, mean) = ax.lines[:-2], ax.lines[-2:]
+    assert len(grey) == len(done) and list(best.get_xdata()) == [1, 2, 3, 4]
+    assert best.get_ydata() == pytest.approx(done.loc[done["val_loss"].idxmin(), [f"fold_{k}" for k in range(1, 5)]])
+    assert mean.get_linestyle() == "--" and mean.get_ydata()[0] == pytest.approx(done["fold_1"].mean())
+    with pytest.raises(ValueError, match="fold_1"):
+        plots.fold_losses(make_table(CUSTOM))
+
+
+def test_importance_bars_largest_at_top(tmp_path):
+    shares = pd.Series({"units": 0.1, "learning_rate": 0.6, "optimizer": 0.3})
+    fig = plots.importance(shares, path=tmp_path / "importance.png")
+    check(fig, tmp_path / "importance.png")
+    ax, = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "learning_rate" and labels[0] == "units"  # barh draws bottom up
+    assert [p.get_width() for p in ax.patches] == pytest.approx([0.1, 0.3, 0.6])
+    assert ax.get_xlabel() == "importance (share of objective variance, fANOVA)"
