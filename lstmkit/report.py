@@ -52,7 +52,8 @@ This report follows one run of the lstmkit pipeline from raw series to explained
 notebook executed by papermill; the numbers and figures in it were computed in this run, nothing is typed in.
 
 **Run folder:** `{run.root.name}` · **data:** `{cfg.data.source}` · **target:** `{cfg.data.target}` ·
-**look-back:** {cfg.window.lookback} steps · **horizon:** {cfg.window.horizon} steps · **seed:** {cfg.seed}
+**look-back:** {metrics["meta"]["lookback"]} steps · **horizon:** {cfg.window.horizon} steps · **seed:** {cfg.seed}
+· **final model fitted on:** {metrics["meta"].get("fit_on", "train")}
 {data_note}
 ## Headline: test accuracy beside the baselines
 
