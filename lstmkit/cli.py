@@ -65,7 +65,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"with a chief and {workers} workers" if workers else "in one process"
     print(f"lstmkit tune -> {run.root}: {cfg.tuning.strategy} search {where}", flush=True)
     try:
-        spec, table = tuning.tune(prepared, cfg, run, workers=workers)
+        spec, table = tuning.tune(prepared, cfg, run, workers=workers, verbose=True)
     except tuning.TuningError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

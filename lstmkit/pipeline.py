@@ -128,8 +128,11 @@ def check_inputs(cfg: Config) -> None:
     """Load and validate the configured data and splits before anything is written (raises DataError/ConfigError)."""
     from lstmkit.data import load_series
     from lstmkit.preprocessing import check_splits
+    from lstmkit.search_space import check_space_fits
 
-    check_splits(len(load_series(cfg).frame), cfg)
+    bounds = check_splits(len(load_series(cfg).frame), cfg)
+    if cfg.tuning.strategy != "none":
+        check_space_fits(bounds, cfg.window.horizon, cfg)
 
 
 def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: str | None = None,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lstmkit.config import _EXPONENT, DEFAULT_SPACE, NORMALIZATIONS, OPTIMIZERS, Config, ConfigError
+from lstmkit.preprocessing import SplitBounds, window_count
 
 # name -> (type, check of one value, what the check demands)
 TUNABLES: dict[str, tuple[type, Any, str]] = {
@@ -205,3 +206,19 @@ def parse_space(space: dict, cfg: Config | None = None) -> SearchSpace:
 def search_space(cfg: Config) -> SearchSpace:
     """The run's search space, with untuned hyperparameters fixed at their model/window settings."""
     return parse_space(cfg.tuning.space, cfg)
+
+
+def longest_lookback(cfg: Config) -> int:
+    """The longest look-back any trial of the configured search may use."""
+    space = search_space(cfg)
+    return max([cfg.window.lookback, space.fixed.get("lookback") or 0]
+               + [int(p.max if p.is_range else max(p.choices)) for p in space.params if p.name == "lookback"])
+
+
+def check_space_fits(bounds: SplitBounds, horizon: int, cfg: Config) -> None:
+    """ConfigError if the longest look-back searched leaves no training window."""
+    longest = longest_lookback(cfg)
+    a, b = bounds.train
+    if window_count((a, b), longest, horizon) < 1:
+        raise ConfigError(f"tuning.space.lookback: a look-back of {longest} leaves no training window in the "
+                          f"{b - a} training rows; lower its maximum")

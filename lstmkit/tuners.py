@@ -21,11 +21,11 @@ from lstmkit.search_space import Param, SearchSpace
 from lstmkit.tuning import KERAS_STRATEGIES, TrialResult, project_name, train_trial
 
 
-def search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace) -> pd.DataFrame | None:
+def search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, verbose: bool = False) -> pd.DataFrame | None:
     """Run or resume the configured search in this process; None when this process is a distributed worker."""
     deadline = time.monotonic() + 60 * cfg.tuning.max_minutes if cfg.tuning.max_minutes else None
     if cfg.tuning.strategy in KERAS_STRATEGIES:
-        return keras_search(prepared, cfg, run, space, deadline)
+        return keras_search(prepared, cfg, run, space, deadline, verbose)
     if cfg.tuning.strategy == "optuna":
         return optuna_search(prepared, cfg, run, space, deadline)
     raise ValueError(f"tuning.strategy {cfg.tuning.strategy!r} has no search")
@@ -139,12 +139,13 @@ def keras_trials(tuner, space: SearchSpace) -> pd.DataFrame:
     return _table(rows)
 
 
-def keras_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, deadline: float | None) -> pd.DataFrame | None:
+def keras_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, deadline: float | None,
+                 verbose: bool = False) -> pd.DataFrame | None:
     """Run or resume a Keras Tuner search (in the chief/worker role the KERASTUNER_* variables give, if any)."""
     from lstmkit import distributed
 
     tuner = keras_tuner(prepared, cfg, run, space, deadline)
-    tuner.search(verbose=1 if cfg.training.verbose else 0)
+    tuner.search(verbose=int(verbose))
     if distributed.role() == "worker":
         return None
     return keras_trials(tuner, space)

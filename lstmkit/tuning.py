@@ -20,9 +20,9 @@ from sklearn.model_selection import TimeSeriesSplit
 
 from lstmkit.config import Config, ConfigError
 from lstmkit.models import LSTMSpec, build_lstm
-from lstmkit.preprocessing import Prepared, SplitBounds, window_count
+from lstmkit.preprocessing import Prepared, SplitBounds
 from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text, read_json
-from lstmkit.search_space import SearchSpace, search_space
+from lstmkit.search_space import SearchSpace, check_space_fits, search_space
 
 KERAS_STRATEGIES = ("random", "grid", "bayesian", "hyperband")
 
@@ -134,16 +134,6 @@ def project_name(cfg: Config) -> str:
     return f"search-{cfg.tuning.strategy}-{search_fingerprint(cfg)}"
 
 
-def check_space_fits(prepared: Prepared, space: SearchSpace) -> None:
-    """ConfigError if the longest look-back searched leaves no training window."""
-    longest = max([prepared.lookback, space.fixed.get("lookback") or 0]
-                  + [int(p.max if p.is_range else max(p.choices)) for p in space.params if p.name == "lookback"])
-    a, b = prepared.bounds.train
-    if window_count((a, b), longest, prepared.horizon) < 1:
-        raise ConfigError(f"tuning.space.lookback: a look-back of {longest} leaves no training window in the "
-                          f"{b - a} training rows; lower its maximum")
-
-
 # ---------------------------------------------------------------- results in the run folder
 
 
@@ -190,24 +180,26 @@ def fold_table(prepared: Prepared, k: int) -> pd.DataFrame:
 # ---------------------------------------------------------------- the stage
 
 
-def tune(prepared: Prepared, cfg: Config, run: RunFolder, workers: int | None = None) -> tuple[LSTMSpec, pd.DataFrame]:
+def tune(prepared: Prepared, cfg: Config, run: RunFolder, workers: int | None = None,
+         verbose: bool = False) -> tuple[LSTMSpec, pd.DataFrame]:
     """Run or resume the configured search; save and return the best configuration and every trial.
 
     With workers > 0 (default: `tuning.workers`) a Keras Tuner chief and that many worker processes on this
     machine do the search; otherwise it runs here. Re-running the same configuration resumes its search.
+    `verbose` prints Keras Tuner's per-trial progress (the CLI and worker logs use it).
     """
     from lstmkit import distributed, tuners
 
     if cfg.tuning.strategy == "none":
         raise ConfigError("tuning.strategy is none: there is nothing to tune")
     space = search_space(cfg)
-    check_space_fits(prepared, space)
+    check_space_fits(prepared.bounds, prepared.horizon, cfg)
     cv_folds(prepared, cfg.tuning.cv_folds)  # fails early when the folds do not fit
     workers = cfg.tuning.workers if workers is None else workers
     if workers and distributed.role() is None:
         distributed.run_local(run, cfg, workers)
         return spec_from_values(read_best(run), cfg), read_trials(run)
-    table = tuners.search(prepared, cfg, run, space)
+    table = tuners.search(prepared, cfg, run, space, verbose)
     if table is None:  # a worker: the chief keeps the results
         return None, None
     return save_results(run, cfg, table), table

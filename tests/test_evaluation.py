@@ -270,6 +270,32 @@ def test_evaluate_scores_model_and_baselines_on_the_same_windows(evaluation):
     assert ev.metrics["model"]["original"] == pytest.approx(ev.metrics["baselines"]["persistence"]["original"])
 
 
+def test_train_val_fit_refits_the_baselines_with_their_validated_choices():
+    from sklearn.linear_model import Ridge
+
+    from lstmkit.data import make_synthetic
+    from lstmkit.preprocessing import prepare
+
+    frame, _ = make_synthetic(600, 0.3, seed=2)
+    values = {"data": {"features": ["x1"]}, "window": {"lookback": 12, "horizon": 3}}
+    plain, refit = from_dict(values), from_dict(values, {"training.fit_on": "train+val"})
+    p = prepare(frame[["x1", "target"]], plain)
+    model = persistence_keras_model(12, 2, 3, 1)
+    a, b = evaluate(model, p, plain), evaluate(model, p, refit)
+    assert (a.metrics["meta"]["fit_on"], b.metrics["meta"]["fit_on"]) == ("train", "train+val")
+    for name in ("lstm", "persistence", "seasonal_naive"):  # nothing to refit
+        np.testing.assert_array_equal(a.forecasts[name], b.forecasts[name])
+    for name in ("linear", "nlinear", "autoreg"):
+        assert not np.allclose(a.forecasts[name], b.forecasts[name])
+    assert a.metrics["meta"]["linear_alpha"] == b.metrics["meta"]["linear_alpha"]  # chosen on validation both times
+    assert a.metrics["meta"]["autoreg_lags"] == b.metrics["meta"]["autoreg_lags"]
+    merged = p.train_val()
+    x, y = merged.arrays("train")
+    expected = Ridge(alpha=b.metrics["meta"]["linear_alpha"]).fit(x.reshape(len(x), -1), y)
+    xt, _ = p.arrays("test")
+    np.testing.assert_allclose(b.forecasts["linear"], expected.predict(xt.reshape(len(xt), -1)), rtol=1e-6)
+
+
 def test_evaluate_meta(evaluation):
     ev, p = evaluation
     meta = ev.metrics["meta"]

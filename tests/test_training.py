@@ -14,7 +14,10 @@ from lstmkit.data import make_synthetic
 from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import prepare
 from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text, open_run, read_json, start_run
-from lstmkit.training import callbacks, fit, load_model, read_history, save_model, spec_for_run, train_run
+from lstmkit.data import save_series
+from lstmkit.preprocessing import save_prepared
+from lstmkit.training import (callbacks, fit, load_model, load_trained, read_history, refit_train_val, save_model,
+                              spec_for_run, train_run)
 
 TINY = {"seed": 5, "data": {"features": ["x1", "x2"], "length": 400},
         "window": {"lookback": 8, "horizon": 2},
@@ -116,14 +119,48 @@ def test_train_run_writes_artifacts_and_repeats_fit(two_fits, prepared, tmp_path
     (m1, h1), _ = two_fits
     run = RunFolder(tmp_path / "run")
     model, history, spec, source = train_run(run, tiny_config(), prepared)
-    assert source == "config" and spec == LSTMSpec(layers=1, units=8, dropout=0.1, batch_size=32)
+    assert source == "config" and spec == LSTMSpec(layers=1, units=8, dropout=0.1, batch_size=32, lookback=8)
     assert weights_equal(model, m1)  # same seed and spec as the plain fits: the same model
     assert weights_equal(load_model(run.model_file), model)
     assert run.checkpoint_file.exists()
     saved = read_json(run.history_file)
     assert saved["best_epoch"] == int(np.argmin(h1["val_loss"])) + 1
     pd.testing.assert_frame_equal(read_history(run), history, check_index_type=False)
-    assert read_json(run.hyperparameters_file) == {**spec.to_dict(), "source": "config"}
+    assert read_json(run.hyperparameters_file) == {**spec.to_dict(), "source": "config", "fit_on": "train"}
+
+
+def test_train_val_refit_trains_on_validation_windows_for_the_best_epoch_count(two_fits, prepared, tmp_path):
+    (m1, h1), _ = two_fits
+    cfg = tiny_config(training={"fit_on": "train+val"})
+    merged = prepared.train_val()
+    # every training and validation window, plus those whose targets straddle the train/val boundary
+    assert merged.n_windows("train") == prepared.n_windows("train") + prepared.n_windows("val") + prepared.horizon - 1
+    assert merged.bounds.test == prepared.bounds.test and merged.scaler is prepared.scaler
+    run = RunFolder(tmp_path)
+    model, history, spec, _ = train_run(run, cfg, prepared)
+    best_epoch = int(np.argmin(h1["val_loss"])) + 1
+    assert read_json(run.history_file)["best_epoch"] == best_epoch and read_json(run.history_file)["fit_on"] == "train+val"
+    pd.testing.assert_frame_equal(history, h1)  # the validated fit that chose the epoch count is kept as the history
+    assert not weights_equal(model, m1)
+    assert weights_equal(model, refit_train_val(prepared, spec, cfg, best_epoch))
+    assert weights_equal(load_model(run.model_file), model)
+
+
+def test_load_trained_cuts_windows_at_the_models_lookback(tmp_path):
+    frame, _ = make_synthetic(400, 0.3, seed=5)
+    frame = frame[["x1", "x2", "target"]]
+    cfg = tiny_config(tuning={"strategy": "random"})
+    run = start_run(tmp_path, cfg)
+    save_series(frame, run.series_file)
+    prepared = prepare(frame, cfg)
+    save_prepared(prepared, run)
+    atomic_write_json(run.best_hyperparameters_file, {**vars(cfg.model), "lookback": 12})
+    model, _, spec, source = train_run(run, cfg, prepared)
+    assert (source, spec.lookback, model.input_shape[1]) == ("tuning", 12, 12)
+    loaded, windows = load_trained(run)
+    assert windows.lookback == 12 and prepared.lookback == 8 and loaded.input_shape == model.input_shape
+    assert windows.arrays("test")[0].shape[1:] == (12, 3)
+    np.testing.assert_array_equal(windows.arrays("test")[1], prepared.arrays("test")[1])  # the same test targets
 
 
 def test_spec_for_run_prefers_tuned_hyperparameters(tmp_path):
@@ -132,7 +169,9 @@ def test_spec_for_run_prefers_tuned_hyperparameters(tmp_path):
              "batch_size": 64, "val_loss": 0.1, "trial": "3"}
     atomic_write_json(run.best_hyperparameters_file, tuned)
     spec, source = spec_for_run(run, tiny_config(tuning={"strategy": "random"}))
-    assert source == "tuning" and spec == LSTMSpec(2, 16, 0.3, 0.01, "rmsprop", 64)
+    assert source == "tuning" and spec == LSTMSpec(2, 16, 0.3, 0.01, "rmsprop", 64, lookback=8)  # the window's
+    atomic_write_json(run.best_hyperparameters_file, {**tuned, "lookback": 12})
+    assert spec_for_run(run, tiny_config(tuning={"strategy": "random"}))[0].lookback == 12
     spec, source = spec_for_run(run, tiny_config(tuning={"strategy": "random"}, training={"use_tuned": False}))
     assert source == "config" and spec.units == 8
     spec, source = spec_for_run(run, tiny_config())  # strategy none: tuning results are ignored

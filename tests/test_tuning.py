@@ -106,6 +106,7 @@ def test_rerun_resumes_and_a_larger_budget_extends_the_search(frame, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in run.tuning_dir.rglob("trial.json")} == stamps  # nothing re-ran
     more = tiny_config("random", **{"tuning.max_trials": 5})
     assert search_fingerprint(more) == search_fingerprint(cfg)
+    assert search_fingerprint(tiny_config("random", **{"tuning.space.units.max": 24})) != search_fingerprint(cfg)
     _, extended = tune(prepare(frame, more), more, run)
     assert len(extended) == 5
     pd.testing.assert_frame_equal(extended.iloc[:3], first)
@@ -327,3 +328,18 @@ def test_workers_need_the_run_folder_to_hold_the_tuned_config(frame, tmp_path):
     with pytest.raises(ConfigError, match="differs from the configuration being tuned"):
         tune(prepare(frame, cfg), cfg, run)
     assert not (run.tuning_dir / "logs").exists()  # refused before any process started
+
+
+@pytest.mark.parametrize("strategy", ["random", "grid", "bayesian", "hyperband", "optuna"])
+def test_each_strategy_runs_in_the_quick_profile(strategy, tmp_path):
+    from lstmkit.config import load_config
+    from lstmkit.data import load_series
+    from lstmkit.pipeline import project_root
+
+    overrides = {"tuning.strategy": strategy} | ({"tuning.space.learning_rate": [0.001, 0.01]} if strategy == "grid" else {})
+    cfg = load_config(project_root() / "configs" / "quick.yaml", overrides)
+    spec, table = tune(prepare(load_series(cfg).frame, cfg), cfg, RunFolder(tmp_path))
+    completed = table[table["status"] == "COMPLETED"]
+    assert len(completed) >= 2 and np.isfinite(completed["val_loss"]).all()
+    assert read_best(RunFolder(tmp_path))["val_loss"] == pytest.approx(completed["val_loss"].min())
+    assert spec.units == 32 and spec.layers in (1, 2) and spec.lookback == cfg.window.lookback
