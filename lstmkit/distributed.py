@@ -36,6 +36,32 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def serve(oracle, poll: float = 0.2) -> None:
+    """Serve the chief's oracle to the workers until the search is done.
+
+    This is Keras Tuner's own chief (its OracleServicer over its gRPC protocol), started here rather than by
+    `Tuner.search` only to end promptly: Keras Tuner 1.4 polls for the end every 20 seconds.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
+
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    if not server.add_insecure_port(address):
+        raise OSError(f"the tuning chief cannot listen on {address} (KERASTUNER_ORACLE_IP/PORT): is the port in use?")
+    server.start()
+    try:
+        while not (servicer.stop_triggered and exit_chief(oracle)):
+            time.sleep(poll)
+    finally:
+        server.stop(grace=2)
+
+
 def tune_command(run: RunFolder) -> list[str]:
     """The command every process of the search runs."""
     return [sys.executable, "-m", "lstmkit.cli", "tune", "--run-dir", str(run.root)]

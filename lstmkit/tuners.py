@@ -31,6 +31,12 @@ def search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, 
     raise ValueError(f"tuning.strategy {cfg.tuning.strategy!r} has no search")
 
 
+def _hyperparameters(number: int, sampled: dict, space: SearchSpace) -> dict:
+    """The start of a trial's row: its number and the value of every tuned hyperparameter."""
+    values = space.values(sampled)
+    return {"trial": int(number), **{k: values.get(k) for k in space.names}}
+
+
 def _table(rows: list[dict]) -> pd.DataFrame:
     """Trials table from one dict per trial, indexed by trial number."""
     table = pd.DataFrame(rows)
@@ -127,8 +133,7 @@ def keras_trials(tuner, space: SearchSpace) -> pd.DataFrame:
     for trial in tuner.oracle.trials.values():
         values = trial.hyperparameters.values
         metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
-        row = {"trial": int(trial.trial_id), **space.values({k: v for k, v in values.items() if k in space.names})}
-        row = {"trial": row["trial"], **{k: row[k] for k in space.names}}
+        row = _hyperparameters(int(trial.trial_id), values, space)
         if "tuner/epochs" in values:
             row["budget_epochs"] = int(values["tuner/epochs"])
         row |= {"val_loss": metrics.get("val_loss", math.nan), "best_epoch": metrics.get("best_epoch"),
@@ -145,7 +150,12 @@ def keras_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchS
     from lstmkit import distributed
 
     tuner = keras_tuner(prepared, cfg, run, space, deadline)
-    tuner.search(verbose=int(verbose))
+    if distributed.role() == "chief":
+        tuner.oracle.verbose = int(verbose)
+        tuner.save()
+        distributed.serve(tuner.oracle)
+    else:
+        tuner.search(verbose=int(verbose))
     if distributed.role() == "worker":
         return None
     return keras_trials(tuner, space)
@@ -240,8 +250,7 @@ def optuna_trials(study, space: SearchSpace) -> pd.DataFrame:
             continue
         attrs = t.user_attrs
         loss = t.value if t.state == TrialState.COMPLETE else min(t.intermediate_values.values(), default=math.nan)
-        row = {"trial": t.number, **space.values(t.params)}
-        row = {"trial": t.number, **{k: row[k] for k in space.names}}
+        row = _hyperparameters(t.number, t.params, space)
         row |= {"val_loss": math.nan if loss is None else loss, "best_epoch": attrs.get("best_epoch"),
                 "seconds": attrs.get("seconds", t.duration.total_seconds() if t.duration else None)}
         row |= {k: v for k, v in sorted(attrs.items()) if k.startswith("fold_")}
