@@ -130,7 +130,8 @@ def run_local(run: RunFolder, cfg: Config, workers: int, host: str = "127.0.0.1"
             time.sleep(poll)
         if chief.returncode != 0:
             raise TuningError(f"the tuning chief failed (exit {chief.returncode}); see {chief_log}:\n{_tail(chief_log)}")
-        for proc, _ in workers_.values():
-            proc.wait(timeout=60)
+        for tuner_id, (proc, log) in workers_.items():
+            if proc.wait(timeout=60) != 0:
+                raise TuningError(f"tuning worker {tuner_id} exited with {proc.returncode} after the search; see {log}")
     finally:
         _stop([chief] + [p for p, _ in workers_.values()])

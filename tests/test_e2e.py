@@ -96,6 +96,10 @@ def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
         for src in images:
             assert (html / "book" / src).resolve().is_file(), f"{nb}: missing image {src}"
     assert "window.lookback" in (html / "book" / "configuration.html").read_text()
+    tuning = (html / "book" / "03_tuning.html").read_text()  # quick: 3 trials, 2 walk-forward folds
+    assert len(re.findall(r"<img", tuning)) == 5  # trials, effects, importance, parallel coordinates, folds
+    for heading in ("Walk-forward folds", "Effect of each hyperparameter", "Parallel coordinates", "Per-fold losses"):
+        assert heading in tuning
 
 
 def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):

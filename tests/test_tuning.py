@@ -343,3 +343,4 @@ def test_each_strategy_runs_in_the_quick_profile(strategy, tmp_path):
     assert len(completed) >= 2 and np.isfinite(completed["val_loss"]).all()
     assert read_best(RunFolder(tmp_path))["val_loss"] == pytest.approx(completed["val_loss"].min())
     assert spec.units == 32 and spec.layers in (1, 2) and spec.lookback == cfg.window.lookback
+    assert {"fold_1", "fold_2"} <= set(table.columns)  # the quick profile cross-validates over 2 folds
