@@ -9,13 +9,21 @@ import pandas as pd
 import tensorflow as tf
 
 
+METHODS = ("midpoint", "left", "right", "trapezoid", "gausslegendre")
+BASELINES = ("zeros", "mean", "last", "noise")
+
+
 @dataclass
 class Attribution:
-    """IG attributions of a batch of windows, with the completeness check of each window."""
+    """IG attributions of a batch of windows, labelled by time lag and feature, with the completeness check."""
 
-    values: np.ndarray        # (windows, lookback, channels)
+    values: np.ndarray        # (windows, lookback, features)
     prediction: np.ndarray    # f(x) for the explained output, (windows,)
-    baseline_prediction: np.ndarray  # f(baseline), (windows,)
+    baseline_prediction: np.ndarray  # f(baseline) (mean over baselines for `noise`), (windows,)
+    steps: np.ndarray | None = None  # gradient evaluations used per window (per baseline)
+    features: list[str] | None = None
+    method: str = "midpoint"
+    baseline: str = "zeros"
 
     @property
     def delta(self) -> np.ndarray:
@@ -31,40 +39,147 @@ class Attribution:
         """Total completeness gap as a fraction of the total |f(x) - f(baseline)|."""
         return float(self.completeness_gap.sum() / max(np.abs(self.delta).sum(), 1e-12))
 
+    @property
+    def feature_names(self) -> list[str]:
+        """Feature labels (f0, f1, ... when none were given)."""
+        return list(self.features) if self.features else [f"f{i}" for i in range(self.values.shape[2])]
 
-def _output(model, x: tf.Tensor, output_index: int) -> tf.Tensor:
-    """The explained scalar output of the model for each row of x."""
-    return model(x, training=False)[:, output_index]
+    @property
+    def lags(self) -> np.ndarray:
+        """Time lag of each window position before the window's last input (the last input is lag 0)."""
+        return np.arange(self.values.shape[1])[::-1]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table: one row per (window, lag, feature) with its attribution."""
+        n, length, c = self.values.shape
+        index = pd.MultiIndex.from_product([range(n), self.lags, self.feature_names], names=["window", "lag", "feature"])
+        return pd.DataFrame({"attribution": self.values.reshape(-1)}, index=index)
 
 
-def integrated_gradients(model, x: np.ndarray, baseline: np.ndarray | None = None, steps: int = 64,
-                         output_index: int = 0, batch_size: int = 4096) -> Attribution:
-    """Integrated Gradients (midpoint Riemann sum) of one model output, all steps batched together.
+def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points on the straight path (0 = baseline, 1 = input) and their weights for a rule with `steps` gradient evaluations."""
+    if method not in METHODS:
+        raise ValueError(f"integration method {method!r} is not one of {', '.join(METHODS)}")
+    if steps < (2 if method == "trapezoid" else 1):
+        raise ValueError(f"{method} integration needs at least {2 if method == 'trapezoid' else 1} steps, got {steps}")
+    k = np.arange(steps, dtype=np.float64)
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    if method == "trapezoid":
+        weights = np.full(steps, 1.0 / (steps - 1))
+        weights[[0, -1]] /= 2
+        return k / (steps - 1), weights
+    offset = {"left": 0.0, "right": 1.0, "midpoint": 0.5}[method]
+    return (k + offset) / steps, np.full(steps, 1.0 / steps)
 
-    Windows are processed in chunks so that at most `batch_size` interpolated inputs are differentiated at once.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    base = np.zeros_like(x) if baseline is None else np.broadcast_to(np.asarray(baseline, np.float32), x.shape)
-    alphas = tf.constant((np.arange(steps, dtype=np.float32) + 0.5) / steps)[None, :, None, None]
-    per_chunk = max(1, batch_size // steps)
-    attributions, preds, base_preds = [], [], []
-    for i in range(0, len(x), per_chunk):
-        xc, bc = tf.constant(x[i:i + per_chunk]), tf.constant(base[i:i + per_chunk])
-        path = bc[:, None] + alphas * (xc - bc)[:, None]            # (chunk, steps, lookback, channels)
-        flat = tf.reshape(path, (-1, *x.shape[1:]))
+
+def _output_fn(model, target: int | str):
+    """The explained scalar per row: one horizon step (0-based index) or the mean over the horizon."""
+    if target == "mean":
+        return lambda z: tf.reduce_mean(model(z, training=False), axis=1)
+    if not isinstance(target, (int, np.integer)):
+        raise ValueError(f"target must be a horizon index (0-based) or 'mean', got {target!r}")
+    return lambda z: model(z, training=False)[:, int(target)]
+
+
+def _predict(out, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The explained output for every row of x, in batches."""
+    return np.concatenate([out(tf.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+
+
+def _path_gradients(out, x: np.ndarray, base: np.ndarray, alphas: np.ndarray, weights: np.ndarray,
+                    batch_size: int) -> np.ndarray:
+    """Sum over the rule's points of weight x gradient on the path, per window; at most batch_size inputs per call."""
+    n, m = len(x), len(alphas)
+    total = np.zeros_like(x)
+    alphas32, weights32 = alphas.astype(np.float32), weights.astype(np.float32)
+    for start in range(0, n * m, batch_size):
+        pair = np.arange(start, min(n * m, start + batch_size))
+        w, k = pair // m, pair % m
+        z = tf.constant(base[w] + alphas32[k, None, None] * (x[w] - base[w]))
         with tf.GradientTape() as tape:
-            tape.watch(flat)
-            out = _output(model, flat, output_index)
-        grads = tf.reshape(tape.gradient(out, flat), path.shape)
-        attributions.append(((xc - bc) * tf.reduce_mean(grads, axis=1)).numpy())
-        ends = _output(model, tf.concat([xc, bc], axis=0), output_index).numpy()
-        preds.append(ends[:len(xc)])
-        base_preds.append(ends[len(xc):])
-    return Attribution(np.concatenate(attributions), np.concatenate(preds), np.concatenate(base_preds))
+            tape.watch(z)
+            y = tf.reduce_sum(out(z))  # rows are independent: the gradient of the sum is each row's own gradient
+        g = tape.gradient(y, z) * weights32[k, None, None]
+        first = w[0]
+        total[first:w[-1] + 1] += tf.math.segment_sum(g, w - first).numpy()
+    return total
 
 
-def integrated_gradients_loop(model, x: np.ndarray, steps: int = 64, output_index: int = 0) -> np.ndarray:
-    """Reference IG with one gradient call per window and step (slow; for checks and benchmarks)."""
+def baselines_for(kind: str | np.ndarray, x: np.ndarray, mean: np.ndarray | None = None, samples: int = 8,
+                  noise_std: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Baseline inputs, shape (baselines, windows, lookback, features).
+
+    `zeros`: all zeros, i.e. the training mean under z-scoring; `mean`: each feature's training mean (`mean`, in the
+    model's input units); `last`: a flat line at each window's last value; `noise`: `samples` copies of the window with
+    Gaussian noise of `noise_std` added (attributions are averaged over them); an array: that baseline.
+    """
+    if not isinstance(kind, str):
+        return np.broadcast_to(np.asarray(kind, np.float32), x.shape)[None]
+    if kind == "zeros":
+        return np.zeros_like(x)[None]
+    if kind == "mean":
+        if mean is None:
+            raise ValueError("baseline 'mean' needs the training mean of each feature (mean=...)")
+        return np.broadcast_to(np.asarray(mean, np.float32).reshape(1, 1, -1), x.shape)[None]
+    if kind == "last":
+        return np.broadcast_to(x[:, -1:, :], x.shape)[None]
+    if kind == "noise":
+        rng = np.random.default_rng(seed)
+        return (x[None] + rng.normal(0.0, noise_std, size=(samples, *x.shape))).astype(np.float32)
+    raise ValueError(f"baseline {kind!r} is not one of {', '.join(BASELINES)} or an array")
+
+
+def integrated_gradients(model, x: np.ndarray, baseline: str | np.ndarray | None = "zeros", steps: int | str = 64,
+                         method: str = "midpoint", target: int | str = 0, batch_size: int = 4096,
+                         tolerance: float = 0.01, max_steps: int = 1024, mean: np.ndarray | None = None,
+                         samples: int = 8, noise_std: float = 1.0, seed: int = 0,
+                         features: list[str] | None = None) -> Attribution:
+    """Integrated Gradients of one output of any Keras model with (batch, lag, feature) input, for many windows at once.
+
+    `steps="auto"` starts at 16 steps and doubles them for each chunk of windows until the chunk's completeness gap is
+    below `tolerance` x |f(x) - f(baseline)| (or `max_steps` is reached). At most `batch_size` interpolated inputs are
+    differentiated per call, which bounds memory whatever the number of windows or steps.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (windows, lag, feature), got {x.shape}")
+    auto = steps == "auto"
+    if not auto and (not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise ValueError(f"steps must be a positive integer or 'auto', got {steps!r}")
+    out = _output_fn(model, target)
+    bases = baselines_for("zeros" if baseline is None else baseline, x, mean, samples, noise_std, seed)
+    prediction = _predict(out, x, batch_size)
+    values = np.zeros_like(x)
+    base_pred = np.zeros(len(x))
+    used = np.zeros(len(x), dtype=int)
+    chunk = max(1, batch_size // 16)  # windows per auto-steps decision
+    for b in bases:
+        b = np.ascontiguousarray(b, dtype=np.float32)
+        fb = _predict(out, b, batch_size)
+        base_pred += fb / len(bases)
+        span = chunk if auto else len(x)
+        for i in range(0, len(x), span):
+            xs, bs = x[i:i + span], b[i:i + span]
+            delta = prediction[i:i + span] - fb[i:i + span]
+            m = min(16, max_steps) if auto else int(steps)
+            while True:
+                alphas, weights = quadrature(method, m)
+                attr = (xs - bs) * _path_gradients(out, xs, bs, alphas, weights, batch_size)
+                gap = np.abs(attr.sum(axis=(1, 2)) - delta).sum() / max(np.abs(delta).sum(), 1e-12)
+                if not auto or gap <= tolerance or m >= max_steps:
+                    break
+                m = min(2 * m, max_steps)
+            values[i:i + len(xs)] += attr / len(bases)
+            used[i:i + len(xs)] = m
+    return Attribution(values, prediction, base_pred, steps=used, features=features, method=method,
+                       baseline=baseline if isinstance(baseline, str) else "array" if baseline is not None else "zeros")
+
+
+def integrated_gradients_loop(model, x: np.ndarray, steps: int = 64, target: int = 0) -> np.ndarray:
+    """Reference IG (zero baseline, midpoint rule) with one gradient call per window and step (slow; for checks)."""
+    output = _output_fn(model, target)
     out = np.zeros_like(x, dtype=np.float32)
     for w in range(len(x)):
         xw = tf.constant(x[w:w + 1], tf.float32)
@@ -73,7 +188,7 @@ def integrated_gradients_loop(model, x: np.ndarray, steps: int = 64, output_inde
             z = ((k + 0.5) / steps) * xw
             with tf.GradientTape() as tape:
                 tape.watch(z)
-                y = _output(model, z, output_index)
+                y = output(z)
             total += tape.gradient(y, z)
         out[w] = (xw * total / steps).numpy()[0]
     return out
@@ -146,8 +261,8 @@ def explain_test_windows(model, prepared, cfg) -> tuple[np.ndarray, Attribution]
     """IG of the configured horizon step for an even sample of test windows, against the all-zero (training mean) baseline."""
     x, _ = prepared.arrays("test")
     positions = sample_windows(len(x), cfg.explain.windows)
-    attr = integrated_gradients(model, x[positions], steps=cfg.explain.steps,
-                                output_index=cfg.explain.horizon_step - 1, batch_size=cfg.explain.batch_size)
+    attr = integrated_gradients(model, x[positions], steps=cfg.explain.steps, target=cfg.explain.horizon_step - 1,
+                                batch_size=cfg.explain.batch_size, features=list(prepared.columns))
     return positions, attr
 
 

@@ -47,7 +47,7 @@ def lstm_model():
 @pytest.mark.parametrize("output_index", [0, 2])
 def test_ig_of_a_linear_model_is_input_times_weight(linear_model, windows, output_index):
     model, w, _ = linear_model
-    attr = integrated_gradients(model, windows, steps=8, output_index=output_index)
+    attr = integrated_gradients(model, windows, steps=8, target=output_index)
     expected = windows * w[:, output_index].reshape(LOOKBACK, CHANNELS)
     np.testing.assert_allclose(attr.values, expected, rtol=1e-5, atol=1e-6)
 
@@ -55,7 +55,7 @@ def test_ig_of_a_linear_model_is_input_times_weight(linear_model, windows, outpu
 def test_ig_of_a_linear_model_with_a_baseline(linear_model, windows):
     model, w, _ = linear_model
     baseline = np.full((LOOKBACK, CHANNELS), 0.7, np.float32)
-    attr = integrated_gradients(model, windows, baseline=baseline, steps=4, output_index=1)
+    attr = integrated_gradients(model, windows, baseline=baseline, steps=4, target=1)
     expected = (windows - baseline) * w[:, 1].reshape(LOOKBACK, CHANNELS)
     np.testing.assert_allclose(attr.values, expected, rtol=1e-5, atol=1e-6)
 
@@ -63,7 +63,7 @@ def test_ig_of_a_linear_model_with_a_baseline(linear_model, windows):
 def test_ig_predictions_are_model_outputs(linear_model, windows):
     model, w, b = linear_model
     baseline = np.full((LOOKBACK, CHANNELS), -0.2, np.float32)
-    attr = integrated_gradients(model, windows, baseline=baseline, steps=4, output_index=2)
+    attr = integrated_gradients(model, windows, baseline=baseline, steps=4, target=2)
     flat = windows.reshape(len(windows), -1)
     np.testing.assert_allclose(attr.prediction, flat @ w[:, 2] + b[2], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(attr.baseline_prediction, np.full(len(windows), baseline.ravel() @ w[:, 2] + b[2]),
@@ -81,7 +81,7 @@ def test_ig_of_a_linear_model_is_complete(linear_model, windows):
 
 
 def test_ig_completeness_on_a_small_lstm(lstm_model, windows):
-    attr = integrated_gradients(lstm_model, windows, steps=64, output_index=1)
+    attr = integrated_gradients(lstm_model, windows, steps=64, target=1)
     assert attr.values.shape == windows.shape
     assert np.abs(attr.delta).min() > 1e-3  # the check would be vacuous if f(x) = f(baseline)
     np.testing.assert_allclose(attr.values.sum(axis=(1, 2)), attr.delta, atol=1e-3 * np.abs(attr.delta).max())
@@ -106,8 +106,8 @@ def test_attribution_gap_properties():
 
 
 def test_vectorised_ig_equals_loop_reference(lstm_model, windows):
-    fast = integrated_gradients(lstm_model, windows[:3], steps=8, output_index=2)
-    slow = integrated_gradients_loop(lstm_model, windows[:3], steps=8, output_index=2)
+    fast = integrated_gradients(lstm_model, windows[:3], steps=8, target=2)
+    slow = integrated_gradients_loop(lstm_model, windows[:3], steps=8, target=2)
     np.testing.assert_allclose(fast.values, slow, rtol=1e-4, atol=1e-6)
     assert np.abs(slow).max() > 1e-3
 
