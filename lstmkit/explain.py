@@ -245,6 +245,28 @@ def ground_truth_table(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFram
     return pd.DataFrame(rows).set_index("feature")
 
 
+def ground_truth_scores(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFrame:
+    """How attribution lands on the generator's planted (feature, lag) pairs, among all exogenous (feature, lag) cells.
+
+    One row per planted pair: its rank among all cells of the exogenous inputs (1 = most attribution), its share of
+    their attribution mass, the uniform share for comparison, and its rank among its own feature's lags.
+    """
+    cells = heatmap.drop(columns=[target], errors="ignore")
+    flat = cells.stack()  # (lag, feature) -> mean |attribution|
+    ranks = flat.rank(ascending=False, method="min").astype(int)
+    total = float(flat.sum())
+    rows = {}
+    for feature, lag in truth.driving_pairs():
+        if feature not in cells.columns or lag not in cells.index:
+            continue
+        column = cells[feature]
+        rows[f"{feature} @ lag {lag}"] = {
+            "feature": feature, "lag": lag, "rank": int(ranks.loc[(lag, feature)]),
+            "rank within feature": int((column > column.loc[lag]).sum()) + 1,
+            "share": float(flat.loc[(lag, feature)] / total), "uniform": 1.0 / len(flat)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def ground_truth_summary(table: pd.DataFrame, shares: pd.Series, truth) -> str:
     """One sentence (Markdown) on how many driving inputs IG locates at their true lag, and what the distractors get."""
     driving = table[table["rank of true lag"] != "-"]

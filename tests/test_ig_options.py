@@ -102,3 +102,20 @@ def test_any_keras_model_in_two_lines_with_labelled_output(x):
 def test_bad_options_are_clear_errors(lstm, x, kwargs, match):
     with pytest.raises(ValueError, match=match):
         integrated_gradients(lstm, x, **kwargs)
+
+
+def test_ground_truth_scores_rank_the_planted_pairs_among_all_exogenous_cells():
+    import pandas as pd
+
+    from lstmkit.data import make_synthetic
+    from lstmkit.explain import ground_truth_scores
+
+    _, truth = make_synthetic(300)  # planted: x1 @ lag 6, x2 @ lag 12; x3 is a distractor
+    heat = pd.DataFrame(np.full((20, 4), 1.0), columns=["x1", "x2", "x3", "target"], index=pd.Index(range(1, 21), name="lag"))
+    heat.loc[6, "x1"], heat.loc[12, "x2"], heat.loc[3, "x3"], heat.loc[1, "target"] = 9.0, 4.0, 6.0, 100.0
+    scores = ground_truth_scores(heat, truth, "target")
+    assert list(scores.index) == ["x1 @ lag 6", "x2 @ lag 12"]
+    assert scores["rank"].tolist() == [1, 3] and scores["rank within feature"].tolist() == [1, 1]  # x3's spike is 2nd
+    total = 57 + 9 + 4 + 6  # the target's own column is left out
+    np.testing.assert_allclose(scores["share"], [9 / total, 4 / total])
+    assert (scores["uniform"] == 1 / 60).all()
