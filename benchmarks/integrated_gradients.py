@@ -11,6 +11,11 @@ linearly to the full count (its cost is exactly proportional to windows x steps)
 warm-up call. Run from the repository root:
 
     python benchmarks/integrated_gradients.py [--windows 256] [--steps 64] [--loop-windows 16] [--config configs/default.yaml]
+
+With ``--all`` it also explains every test window of the profile in one call and reports the time and the peak
+memory the call added (resident set size sampled every 10 ms), e.g. the full ETTh2 test set:
+
+    python benchmarks/integrated_gradients.py --config configs/etth2.yaml --units 32 --all
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None,
                    help="interpolated inputs per gradient call of the batched IG (default: the profile's explain.batch_size)")
     p.add_argument("--train-epochs", type=int, default=1, help="epochs of training before timing (default: 1; 0 = untrained)")
+    p.add_argument("--all", action="store_true", help="also explain every test window in one call: time and peak memory")
     args = p.parse_args(argv)
     if args.windows < 1 or args.steps < 1 or args.units < 1 or args.loop_windows < 0 or args.train_epochs < 0:
         p.error("--windows, --steps and --units must be at least 1; --loop-windows and --train-epochs at least 0")
@@ -63,6 +69,32 @@ def trained_model(prepared: Prepared, units: int, epochs: int, seed: int) -> ker
     if epochs:
         model.fit(prepared.dataset("train", spec.batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=0, shuffle=False)
     return model
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory(fn: Callable[[], object]) -> tuple[int, object]:
+    """Peak resident memory added while fn runs (sampled every 10 ms), and its result."""
+    import threading
+
+    start, peak, done = rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak[0], rss_bytes()) - start, out
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -128,6 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbatched IG completeness gap |sum(attr) - (f(x) - f(0))|: mean {gap.mean():.3g}, max {gap.max():.3g} "
           f"(scaled target units; mean |f(x) - f(0)| = {np.abs(attr.delta).mean():.3g}, relative gap {attr.relative_gap():.3g})")
     print(f"max |batched - loop| attribution on the {n_loop} common windows: {diff:.2g}")
+    if args.all:
+        t0 = time.perf_counter()
+        added, full = peak_memory(lambda: integrated_gradients(model, x_test, steps=args.steps, batch_size=batch_size))
+        seconds = time.perf_counter() - t0
+        inputs = np.prod(x_test.shape) * 4
+        print(f"\nevery test window: {len(x_test)} windows of shape {x_test.shape[1:]} in {seconds:.1f} s "
+              f"({len(x_test) / seconds:,.1f} windows/s); peak memory added {added / 2**20:,.0f} MiB "
+              f"(the windows themselves: {inputs / 2**20:,.1f} MiB; attributions returned: {full.values.nbytes / 2**20:,.1f} MiB); "
+              f"relative completeness gap {full.relative_gap():.3g}")
     return 0
 
 

@@ -660,7 +660,7 @@ def window_heatmaps(values: np.ndarray, features: list[str], windows_labels: lis
                          f"with one label per window ({len(windows_labels)} given)")
     k, lookback, n_feat = v.shape
     norm = _symmetric_norm(v, 99)  # robust: one extreme cell must not wash out the rest
-    fig = plt.figure(figsize=(min(2.2 + 0.35 * n_feat, 4.2) * k + 1.2, 5.2))
+    fig = plt.figure(figsize=(min(2.2 + 0.35 * n_feat, 4.2, 15 / k) * k + 1.2, 5.2))
     grid = fig.add_gridspec(1, k + 1, width_ratios=[1] * k + [0.06])
     lo, hi = horizon_step, lookback - 1 + horizon_step  # lag before the explained target of the last / first input
     axes = []

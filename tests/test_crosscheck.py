@@ -93,10 +93,9 @@ def test_shares_sum_to_one_with_lag_labels():
 
 def test_agreement_of_identical_and_reversed_rankings():
     up = pd.Series([0.1, 0.2, 0.3, 0.4], index=list("pqrs"))
-    table = agreement({"m1": up, "m2": up * 10, "m3": -up})
+    table = agreement({"m1": up, "m2": up * 10, "m3": pd.Series(up.to_numpy()[::-1], index=up.index)})
     np.testing.assert_allclose(table.loc["m1", "m2"], 1.0)
     np.testing.assert_allclose(table.loc["m1", "m3"], -1.0)
-    assert table.loc["m1", "m3"] == agreement({"m1": up, "m3": up.iloc[::-1].set_axis(up.index)}).loc["m1", "m3"]
 
 
 def test_cross_check_on_a_tiny_lstm(windows):
