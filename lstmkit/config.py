@@ -119,9 +119,19 @@ class EvaluationConfig:
 @dataclass
 class ExplainConfig:
     windows: int = _opt(128, "Number of test windows explained (evenly spaced over the test span).")
-    steps: int = _opt(64, "Integration steps of Integrated Gradients.")
-    horizon_step: int = _opt(1, "Forecast step whose prediction is explained (1 = next step).")
+    steps: int = _opt(64, "Integration steps (gradient evaluations per window) of Integrated Gradients; with `auto_steps` the most it may use.")
+    auto_steps: bool = _opt(False, "Start at 16 steps and double them until the completeness gap is below `tolerance` (at most `steps`).")
+    tolerance: float = _opt(0.01, "Completeness gap allowed by `auto_steps`, as a fraction of |f(x) - f(baseline)|.")
+    method: str = _opt("midpoint", "Integration rule: Riemann `left`, `right` or `midpoint`, `trapezoid`, or `gausslegendre` (the most accurate per step on smooth models).", ("midpoint", "left", "right", "trapezoid", "gausslegendre"))
+    baseline: str = _opt("zeros", "The reference input: `zeros` (scaled zeros: the training mean under z-scoring), `mean` (each channel's training mean in scaled units, also right under min-max scaling), `last` (a flat line at each window's last value: attributes the change within the window), or `noise` (the window plus Gaussian noise, averaged over `noise_samples` draws).", ("zeros", "mean", "last", "noise"))
+    noise_samples: int = _opt(8, "Noise baseline: number of noisy baselines averaged.")
+    noise_std: float = _opt(0.5, "Noise baseline: standard deviation of the noise in scaled units (training standard deviations).")
+    target: str = _opt("step", "What is explained: `step` (the forecast of `horizon_step`) or `mean` (the mean forecast over the horizon).", ("step", "mean"))
+    horizon_step: int = _opt(1, "Forecast step whose prediction is explained when `target` is `step` (1 = next step).")
     batch_size: int = _opt(4096, "Interpolated inputs per gradient call (bounds memory).")
+    cross_check: bool = _opt(True, "Compare IG with gradient saliency, gradient x input, permutation importance and SHAP's GradientExplainer.")
+    shap_windows: int = _opt(32, "Cross-check: windows explained by SHAP (slow: one gradient call per window).")
+    permutation_repeats: int = _opt(5, "Cross-check: shuffles per feature or lag block in permutation importance.")
 
 
 @dataclass
@@ -256,6 +266,8 @@ def _validate(cfg: Config) -> Config:
                 "model.units": cfg.model.units, "model.batch_size": cfg.model.batch_size,
                 "evaluation.seasonal_period": cfg.evaluation.seasonal_period,
                 "explain.windows": cfg.explain.windows, "explain.steps": cfg.explain.steps,
+                "explain.noise_samples": cfg.explain.noise_samples, "explain.shap_windows": cfg.explain.shap_windows,
+                "explain.permutation_repeats": cfg.explain.permutation_repeats,
                 "data.length": cfg.data.length}
     for key, v in positive.items():
         if v < 1:

@@ -49,6 +49,11 @@ class Attribution:
         """Time lag of each window position before the window's last input (the last input is lag 0)."""
         return np.arange(self.values.shape[1])[::-1]
 
+    def subset(self, rows: np.ndarray) -> "Attribution":
+        """The attributions of some of the windows."""
+        return Attribution(self.values[rows], self.prediction[rows], self.baseline_prediction[rows],
+                           None if self.steps is None else self.steps[rows], self.features, self.method, self.baseline)
+
     def to_frame(self) -> pd.DataFrame:
         """Long table: one row per (window, lag, feature) with its attribution."""
         n, length, c = self.values.shape
@@ -279,12 +284,22 @@ def ground_truth_summary(table: pd.DataFrame, shares: pd.Series, truth) -> str:
     return text
 
 
+def explain_target(cfg) -> int | str:
+    """The explained output of the configured run: a 0-based horizon index or `mean`."""
+    return "mean" if cfg.explain.target == "mean" else cfg.explain.horizon_step - 1
+
+
 def explain_test_windows(model, prepared, cfg) -> tuple[np.ndarray, Attribution]:
-    """IG of the configured horizon step for an even sample of test windows, against the all-zero (training mean) baseline."""
+    """IG of the configured target for an even sample of test windows, with the configured baseline and rule."""
     x, _ = prepared.arrays("test")
     positions = sample_windows(len(x), cfg.explain.windows)
-    attr = integrated_gradients(model, x[positions], steps=cfg.explain.steps, target=cfg.explain.horizon_step - 1,
-                                batch_size=cfg.explain.batch_size, features=list(prepared.columns))
+    e = cfg.explain
+    train = prepared.scaled[slice(*prepared.bounds.train)]
+    attr = integrated_gradients(model, x[positions], baseline=e.baseline, steps="auto" if e.auto_steps else e.steps,
+                                method=e.method, target=explain_target(cfg), batch_size=e.batch_size,
+                                tolerance=e.tolerance, max_steps=e.steps, mean=train.mean(axis=0),
+                                samples=e.noise_samples, noise_std=e.noise_std, seed=cfg.seed,
+                                features=list(prepared.columns))
     return positions, attr
 
 
@@ -299,7 +314,8 @@ def completeness_table(attr: Attribution) -> pd.DataFrame:
 
 
 def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.DataFrame, columns: list[str],
-                     truth_table: pd.DataFrame | None = None) -> None:
+                     truth_table: pd.DataFrame | None = None, truth_scores: pd.DataFrame | None = None,
+                     check=None) -> None:
     """Write the raw attributions (npz) and a JSON summary of the explanation atomically."""
     from lstmkit.runfolder import atomic_write_json
 
@@ -309,10 +325,18 @@ def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.
     np.savez(tmp, window=positions, attributions=attr.values, prediction=attr.prediction,
              baseline_prediction=attr.baseline_prediction, lags=heatmap.index.to_numpy()[::-1], columns=np.array(columns))
     tmp.replace(path)
-    summary = {"windows": len(positions), "relative_completeness_gap": attr.relative_gap(),
+    summary = {"windows": len(positions), "baseline": attr.baseline, "method": attr.method,
+               "steps": None if attr.steps is None else [int(attr.steps.min()), int(attr.steps.max())],
+               "relative_completeness_gap": attr.relative_gap(),
                "mean_completeness_gap": float(attr.completeness_gap.mean()),
                "feature_share": feature_importance(heatmap).to_dict(),
                "top_lag_per_feature": {c: int(heatmap[c].idxmax()) for c in heatmap.columns}}
     if truth_table is not None:
         summary["ground_truth"] = truth_table.reset_index().to_dict(orient="records")
+    if truth_scores is not None:
+        summary["ground_truth_scores"] = truth_scores.reset_index(names="pair").to_dict(orient="records")
+    if check is not None:
+        summary["cross_check"] = {"features": check.features.to_dict(), "lags": check.lags.rename(index=str).to_dict(),
+                                  "feature_agreement": check.feature_agreement.to_dict(),
+                                  "lag_agreement": check.lag_agreement.to_dict()}
     atomic_write_json(run.explanation_file, summary)

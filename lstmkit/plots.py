@@ -705,7 +705,7 @@ def method_agreement(shares: pd.DataFrame, agreement: pd.DataFrame, level: str, 
     left.legend(title="method", fontsize=8)
     sns.heatmap(agreement.astype(float), annot=True, fmt=".2f", cmap="vlag", vmin=-1, vmax=1, square=True, ax=right,
                 cbar_kws={"label": "Spearman rank correlation (unitless)"})
-    right.set_title(f"Rank agreement between methods over {level}s")
+    right.set_title(f"Spearman rank agreement over {level}s")
     right.set_xlabel("method")
     right.set_ylabel("method")
     fig.suptitle("Do the attribution methods agree?")
