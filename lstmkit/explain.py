@@ -336,7 +336,8 @@ def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.
     if truth_scores is not None:
         summary["ground_truth_scores"] = truth_scores.reset_index(names="pair").to_dict(orient="records")
     if check is not None:
-        summary["cross_check"] = {"features": check.features.to_dict(), "lags": check.lags.rename(index=str).to_dict(),
-                                  "feature_agreement": check.feature_agreement.to_dict(),
-                                  "lag_agreement": check.lag_agreement.to_dict()}
+        tables = {"features": check.features, "lags": check.lags.rename(index=str),
+                  "feature_agreement": check.feature_agreement, "lag_agreement": check.lag_agreement}
+        # one input channel leaves nothing to rank: its correlations are NaN, written as null
+        summary["cross_check"] = {k: t.astype(object).where(t.notna(), None).to_dict() for k, t in tables.items()}
     atomic_write_json(run.explanation_file, summary)
