@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lstmkit.explain import Attribution, _output_fn
+from lstmkit.explain import Attribution, _output_fn, _path_gradients, _predict
 
 METHODS = ("ig", "saliency", "gradient_x_input", "shap", "permutation")
 
@@ -25,22 +25,10 @@ class CrossCheck:
     lag_agreement: pd.DataFrame      # Spearman correlation between methods over lag blocks
 
 
-def _explained(out, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """The explained scalar for every row of x, in batches."""
-    return np.concatenate([out(tf.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
-
-
 def _gradients(model, x: np.ndarray, target: int | str, batch_size: int) -> np.ndarray:
     """df/dx of the explained scalar per (window, lag, feature), at most batch_size inputs per call."""
-    out, x = _output_fn(model, target), np.asarray(x, np.float32)
-    grads = []
-    for i in range(0, len(x), batch_size):
-        z = tf.constant(x[i:i + batch_size])
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            total = tf.reduce_sum(out(z))  # rows are independent: each row gets its own gradient
-        grads.append(tape.gradient(total, z).numpy())
-    return np.concatenate(grads)
+    x, one = np.asarray(x, np.float32), np.ones(1)
+    return _path_gradients(_output_fn(model, target), x, np.zeros_like(x), one, one, batch_size)  # the path's end: x
 
 
 def saliency(model, x: np.ndarray, target: int | str = 0, batch_size: int = 4096) -> np.ndarray:
@@ -105,14 +93,14 @@ def permutation_importance(model, x: np.ndarray, y: np.ndarray, features: list[s
     """Mean increase of the target's MSE when one feature's window slice, or one lag block, is permuted across windows."""
     x, out = np.asarray(x, np.float32), _output_fn(model, target)
     truth, rng = _target_values(y, target), np.random.default_rng(seed)
-    base = np.mean((_explained(out, x, batch_size) - truth) ** 2)
+    base = np.mean((_predict(out, x, batch_size) - truth) ** 2)
 
     def increase(index) -> float:
         scores = []
         for _ in range(repeats):
             xp = x.copy()
             xp[index] = x[rng.permutation(len(x))][index]
-            scores.append(np.mean((_explained(out, xp, batch_size) - truth) ** 2) - base)
+            scores.append(np.mean((_predict(out, xp, batch_size) - truth) ** 2) - base)
         return float(np.mean(scores))
 
     by_feature = pd.Series([increase((slice(None), slice(None), j)) for j in range(x.shape[2])],
