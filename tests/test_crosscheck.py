@@ -121,3 +121,15 @@ def test_cross_check_on_a_tiny_lstm(windows):
     pd.testing.assert_frame_equal(first.lags, second.lags)
     with pytest.raises(ValueError, match="do not belong"):
         cross_check(model, x[:3], y[:3], attr, background)
+
+
+def test_agreement_summary_names_the_least_agreeing_method():
+    from lstmkit.crosscheck import agreement_summary
+
+    m = pd.DataFrame({"ig": [1.0, 0.9, 0.2], "saliency": [0.9, 1.0, 0.3], "shap": [0.2, 0.3, 1.0]},
+                     index=["ig", "saliency", "shap"])
+    text = agreement_summary(m, "lag block")
+    assert "0.20 to 0.90" in text and "least with **shap** (0.20)" in text and "local slopes" in text
+    assert "normalises each window" in agreement_summary(m, "lag block", window_normalised=True)
+    assert "normalises" not in text and "local slopes" not in agreement_summary(m.clip(lower=0.6), "lag block")
+    assert "no ranking" in agreement_summary(pd.DataFrame({"ig": [np.nan]}, index=["ig"]).reindex(["ig", "shap"]), "feature")
