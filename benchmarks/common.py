@@ -61,3 +61,14 @@ def prepare_data(config: str):
 
     cfg = load_config(config)
     return cfg, prepare(load_series(cfg).frame, cfg)
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned first column, right-aligned others, with a rule under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import base_parser, import_tensorflow, prepare_data  # noqa: E402 (benchmarks/ is on sys.path)
+from common import base_parser, format_table, import_tensorflow, prepare_data  # noqa: E402 (benchmarks/ is on sys.path)
 
 import_tensorflow()
 import keras  # noqa: E402
@@ -102,17 +102,6 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
-
-
-def format_table(rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned first column, right-aligned others, with a rule under the header."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for j, r in enumerate(rows):
-        lines.append("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

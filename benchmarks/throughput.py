@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import base_parser, import_tensorflow, prepare_data  # noqa: E402 (benchmarks/ is on sys.path)
+from common import base_parser, format_table, import_tensorflow, prepare_data  # noqa: E402 (benchmarks/ is on sys.path)
 
 import_tensorflow()
 import keras  # noqa: E402
@@ -95,18 +95,6 @@ def time_bare(prepared: Prepared, units: int, batch_size: int, seed: int, warmup
     timer = EpochTimer()
     model.fit(x, y, batch_size=batch_size, epochs=warmup + epochs, verbose=0, shuffle=True, callbacks=[timer])
     return timer.seconds[warmup:]
-
-
-def format_table(rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned first column, right-aligned others, one space-padded line per row."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for j, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
-        lines.append("  ".join(cells))
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

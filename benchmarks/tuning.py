@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from common import base_parser, import_tensorflow  # noqa: E402 (benchmarks/ is on sys.path)
+from common import base_parser, format_table, import_tensorflow  # noqa: E402 (benchmarks/ is on sys.path)
 
 import_tensorflow()
-from throughput import format_table  # noqa: E402
 
 from lstmkit.config import Config, ConfigError, from_dict, load_config  # noqa: E402
 from lstmkit.data import load_series, save_series  # noqa: E402

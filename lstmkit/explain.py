@@ -47,7 +47,7 @@ class Attribution:
     @property
     def lags(self) -> np.ndarray:
         """Time lag of each window position before the window's last input (the last input is lag 0)."""
-        return np.arange(self.values.shape[1])[::-1]
+        return lag_labels(self.values.shape[1], 0)
 
     def subset(self, rows: np.ndarray) -> "Attribution":
         """The attributions of some of the windows."""
@@ -230,31 +230,12 @@ def lag_importance(heatmap: pd.DataFrame) -> pd.Series:
     return (total / total.sum()).rename("share of |attribution|")
 
 
-def ground_truth_table(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFrame:
-    """For each exogenous feature: the lag IG finds most important beside the generator's true lag."""
-    true_lags = {}
-    for feature, lag in truth.driving_pairs():
-        true_lags.setdefault(feature, lag)
-    rows = []
-    for feature in heatmap.columns:
-        if feature == target:
-            continue
-        col = heatmap[feature]
-        true_lag = true_lags.get(feature)
-        rank = None
-        if true_lag is not None and true_lag in col.index:
-            rank = int((col > col.loc[true_lag]).sum()) + 1
-        rows.append({"feature": feature, "true lag": true_lag if true_lag is not None else "none (distractor)",
-                     "IG top lag": int(col.idxmax()), "rank of true lag": rank if rank else "-",
-                     "share of feature mass at true lag": round(float(col.loc[true_lag] / col.sum()), 4) if rank else "-"})
-    return pd.DataFrame(rows).set_index("feature")
-
-
 def ground_truth_scores(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFrame:
     """How attribution lands on the generator's planted (feature, lag) pairs, among all exogenous (feature, lag) cells.
 
-    One row per planted pair: its rank among all cells of the exogenous inputs (1 = most attribution), its share of
-    their attribution mass, the uniform share for comparison, and its rank among its own feature's lags.
+    One row per planted pair: the lag IG finds most important for that feature, the pair's rank among all cells of
+    the exogenous inputs (1 = most attribution) and among its own feature's lags, its share of their attribution mass,
+    and the uniform share for comparison.
     """
     cells = heatmap.drop(columns=[target], errors="ignore")
     flat = cells.stack()  # (lag, feature) -> mean |attribution|
@@ -266,18 +247,17 @@ def ground_truth_scores(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFra
             continue
         column = cells[feature]
         rows[f"{feature} @ lag {lag}"] = {
-            "feature": feature, "lag": lag, "rank": int(ranks.loc[(lag, feature)]),
+            "feature": feature, "lag": lag, "top lag": int(column.idxmax()), "rank": int(ranks.loc[(lag, feature)]),
             "rank within feature": int((column > column.loc[lag]).sum()) + 1,
             "share": float(flat.loc[(lag, feature)] / total), "uniform": 1.0 / len(flat)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def ground_truth_summary(table: pd.DataFrame, shares: pd.Series, truth) -> str:
-    """One sentence (Markdown) on how many driving inputs IG locates at their true lag, and what the distractors get."""
-    driving = table[table["rank of true lag"] != "-"]
-    hits = [f for f, row in driving.iterrows() if row["IG top lag"] == row["true lag"]]
-    text = (f"IG puts the most attribution exactly at the true lag for {len(hits)} of {len(driving)} driving inputs"
-            f" ({', '.join(f'`{h}`' for h in hits) or 'none'}).")
+def ground_truth_summary(scores: pd.DataFrame, shares: pd.Series, truth) -> str:
+    """One sentence (Markdown) on how many planted pairs IG puts first in their feature, and what the distractors get."""
+    hits = scores[scores["top lag"] == scores["lag"]]
+    text = (f"IG puts the most attribution exactly at the planted lag for {len(hits)} of {len(scores)} driving pairs"
+            f" ({', '.join(f'`{h}`' for h in hits.index) or 'none'}).")
     for d in truth.distractors:
         if d in shares:
             text += f" The distractor `{d}`, which has no effect on the target, carries {shares[d]:.1%} of all attribution."
@@ -314,8 +294,7 @@ def completeness_table(attr: Attribution) -> pd.DataFrame:
 
 
 def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.DataFrame, columns: list[str],
-                     truth_table: pd.DataFrame | None = None, truth_scores: pd.DataFrame | None = None,
-                     check=None) -> None:
+                     truth_scores: pd.DataFrame | None = None, check=None) -> None:
     """Write the raw attributions (npz) and a JSON summary of the explanation atomically."""
     from lstmkit.runfolder import atomic_write_json
 
@@ -331,8 +310,6 @@ def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.
                "mean_completeness_gap": float(attr.completeness_gap.mean()),
                "feature_share": feature_importance(heatmap).to_dict(),
                "top_lag_per_feature": {c: int(heatmap[c].idxmax()) for c in heatmap.columns}}
-    if truth_table is not None:
-        summary["ground_truth"] = truth_table.reset_index().to_dict(orient="records")
     if truth_scores is not None:
         summary["ground_truth_scores"] = truth_scores.reset_index(names="pair").to_dict(orient="records")
     if check is not None:

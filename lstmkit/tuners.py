@@ -7,7 +7,6 @@ one row per trial in start order, with the sampled hyperparameters, `val_loss` (
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 
 from lstmkit.config import Config
 from lstmkit.preprocessing import Prepared
-from lstmkit.runfolder import RunFolder, atomic_write_text
+from lstmkit.runfolder import RunFolder, atomic_write_json
 from lstmkit.search_space import Param, SearchSpace
 from lstmkit.tuning import KERAS_STRATEGIES, TrialResult, project_name, train_trial
 
@@ -73,15 +72,10 @@ class _SafeOracle:
         return response
 
     def save(self):
-        _atomic_json(self._get_oracle_fname(), self.get_state())
+        atomic_write_json(Path(self._get_oracle_fname()), self.get_state())
 
     def _save_trial(self, trial):
-        _atomic_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
-
-
-def _atomic_json(path, state: dict) -> None:
-    """Write Keras Tuner state as JSON via a temporary file and a rename."""
-    atomic_write_text(Path(path), json.dumps(state))
+        atomic_write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
 
 
 def _oracle(cfg: Config, space: SearchSpace, deadline: float | None):
@@ -121,7 +115,7 @@ def keras_tuner(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSp
         def save(self):
             if not self._is_worker():
                 self.oracle.save()
-            _atomic_json(self._get_tuner_fname(), self.get_state())
+            atomic_write_json(Path(self._get_tuner_fname()), self.get_state())
 
     return LSTMTuner(oracle=_oracle(cfg, space, deadline), directory=str(run.tuning_dir),
                      project_name=project_name(cfg), overwrite=False)
@@ -173,7 +167,7 @@ def _suggest(trial, p: Param):
     return trial.suggest_float(p.name, p.min, p.max, step=p.step, log=p.log)
 
 
-def optuna_study(cfg: Config, run: RunFolder, space: SearchSpace):
+def optuna_study(cfg: Config, run: RunFolder):
     """The Optuna study of this run's search, stored in SQLite under tuning/ (so a rerun resumes it)."""
     import optuna
 
@@ -192,7 +186,7 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
     import optuna
     from optuna.trial import TrialState
 
-    study = optuna_study(cfg, run, space)
+    study = optuna_study(cfg, run)
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed process
         study.tell(stale.number, state=TrialState.FAIL)
         study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
@@ -208,9 +202,7 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
         result: TrialResult = train_trial(values, prepared, cfg, cfg.tuning.epochs, report=report)
         for k, v in result.metrics().items():
             trial.set_user_attr(k, v)
-        if not math.isfinite(result.val_loss):
-            trial.set_user_attr("diverged", True)
-        return result.val_loss
+        return result.val_loss  # NaN (diverged): Optuna records a failed trial
 
     counted = _optuna_counted(study)
     remaining = cfg.tuning.max_trials - len(counted)
@@ -224,17 +216,13 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
 
 
 def _optuna_counted(study) -> list:
-    """Trials that count towards max_trials: finished ones, not those interrupted by a kill (they are retried)."""
+    """Trials that count towards max_trials: every finished one except those interrupted by a kill (they were rerun)."""
     from optuna.trial import TrialState
 
-    return [t for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            or (t.state == TrialState.FAIL and "retry_of" not in t.user_attrs and _failed_in_objective(t))]
-
-
-def _failed_in_objective(trial) -> bool:
-    """True for a trial that failed while running (diverged or raised), not one marked failed after a kill."""
-    return "fail_reason" in trial.system_attrs or bool(trial.user_attrs)
+    trials = study.get_trials(deepcopy=False)
+    interrupted = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            and t.number not in interrupted]
 
 
 def optuna_trials(study, space: SearchSpace) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import keras
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import TimeSeriesSplit
@@ -22,6 +23,7 @@ from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import Prepared, SplitBounds
 from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text, read_json
 from lstmkit.search_space import SearchSpace, check_space_fits, search_space
+from lstmkit.training import set_seed
 
 KERAS_STRATEGIES = ("random", "grid", "bayesian", "hyperband")
 
@@ -88,10 +90,6 @@ def train_trial(values: dict, prepared: Prepared, cfg: Config, epochs: int,
     `report(step, val_loss)` is called after every epoch (step = fold * epochs + epoch), e.g. for pruning.
     A fold whose loss never became finite (divergence) makes the whole result NaN, i.e. a failed trial.
     """
-    import keras
-
-    from lstmkit.training import set_seed
-
     spec = spec_from_values(values, cfg)
     losses, best_epochs, t0 = [], [], time.perf_counter()
     for i, fold in enumerate(cv_folds(prepared.with_lookback(spec.lookback), cfg.tuning.cv_folds)):
@@ -123,8 +121,9 @@ def search_fingerprint(cfg: Config) -> str:
     The budget (`max_trials`, `max_minutes`) and the number of workers are left out: raising the budget
     resumes and extends a search, and the same search can be spread over more or fewer processes.
     """
-    tuning = {k: v for k, v in cfg.to_dict()["tuning"].items() if k not in ("max_trials", "max_minutes", "workers")}
-    relevant = {k: cfg.to_dict()[k] for k in ("seed", "data", "split", "scaling", "window", "model")} | {"tuning": tuning}
+    values = cfg.to_dict()
+    relevant = {k: values[k] for k in ("seed", "data", "split", "scaling", "window", "model")}
+    relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ("max_trials", "max_minutes", "workers")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -10,7 +10,7 @@ import pytest
 from lstmkit.data import Driver, GroundTruth
 from lstmkit.config import from_dict
 from lstmkit.explain import (Attribution, completeness_table, explain_test_windows, feature_importance,
-                             ground_truth_table, importance_heatmap, integrated_gradients, integrated_gradients_loop,
+                             ground_truth_scores, ground_truth_summary, importance_heatmap, integrated_gradients, integrated_gradients_loop,
                              lag_importance, lag_labels, sample_windows, save_explanation)
 from lstmkit.runfolder import RunFolder, read_json
 from lstmkit.models import LSTMSpec, build_lstm
@@ -179,18 +179,17 @@ def test_feature_and_lag_importance_shares():
     assert lags[5] == pytest.approx(0.5) and lags[3] == 0.0 and lags.sum() == pytest.approx(1.0)
 
 
-def test_ground_truth_table_ranks_the_true_lag():
+def test_ground_truth_scores_find_each_features_top_lag():
     heat = importance_heatmap(planted_attribution(), ["x1", "x2", "target"], horizon_step=2)
     heat.insert(2, "x3", 0.1)  # a distractor with flat importance
     truth = GroundTruth(drivers=[Driver("x1", 5, 1.0, "linear"), Driver("x2", 4, 1.0, "tanh")], noise_std=0.3,
                         distractors=["x3"])
-    table = ground_truth_table(heat, truth, "target")
-    assert list(table.index) == ["x1", "x2", "x3"]
-    assert table.loc["x1", "IG top lag"] == 5 and table.loc["x1", "rank of true lag"] == 1
-    assert table.loc["x1", "share of feature mass at true lag"] == pytest.approx(1.0)
-    assert table.loc["x2", "IG top lag"] == 7 and table.loc["x2", "rank of true lag"] == 2
-    assert table.loc["x3", "true lag"] == "none (distractor)"
-    assert isinstance(table, pd.DataFrame)
+    scores = ground_truth_scores(heat, truth, "target")
+    assert list(scores.index) == ["x1 @ lag 5", "x2 @ lag 4"]
+    assert scores.loc["x1 @ lag 5", "top lag"] == 5 and scores.loc["x1 @ lag 5", "rank within feature"] == 1
+    assert scores.loc["x2 @ lag 4", "top lag"] == 7 and scores.loc["x2 @ lag 4", "rank within feature"] == 2
+    text = ground_truth_summary(scores, pd.Series({"x1": 0.6, "x2": 0.3, "x3": 0.1}), truth)
+    assert "for 1 of 2 driving pairs (`x1 @ lag 5`)" in text and "`x3`, which has no effect on the target, carries 10.0%" in text
 
 
 # ------------------------------------------------------------------ the explainability stage
