@@ -233,9 +233,9 @@ def lag_importance(heatmap: pd.DataFrame) -> pd.Series:
 def ground_truth_scores(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFrame:
     """How attribution lands on the generator's planted (feature, lag) pairs, among all exogenous (feature, lag) cells.
 
-    One row per planted pair: the lag IG finds most important for that feature, the pair's rank among all cells of
-    the exogenous inputs (1 = most attribution) and among its own feature's lags, its share of their attribution mass,
-    and the uniform share for comparison.
+    One row per planted pair: the lag IG finds most important for that feature and the runner-up lag, the pair's rank
+    among all cells of the exogenous inputs (1 = most attribution) and among its own feature's lags, its share of their
+    attribution mass, and the uniform share for comparison.
     """
     cells = heatmap.drop(columns=[target], errors="ignore")
     flat = cells.stack()  # (lag, feature) -> mean |attribution|
@@ -246,18 +246,31 @@ def ground_truth_scores(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFra
         if feature not in cells.columns or lag not in cells.index:
             continue
         column = cells[feature]
+        order = column.sort_values(ascending=False, kind="stable").index
         rows[f"{feature} @ lag {lag}"] = {
-            "feature": feature, "lag": lag, "top lag": int(column.idxmax()), "rank": int(ranks.loc[(lag, feature)]),
+            "feature": feature, "lag": lag, "top lag": int(order[0]), "next lag": int(order[1]) if len(order) > 1 else None,
+            "rank": int(ranks.loc[(lag, feature)]),
             "rank within feature": int((column > column.loc[lag]).sum()) + 1,
             "share": float(flat.loc[(lag, feature)] / total), "uniform": 1.0 / len(flat)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def ground_truth_summary(scores: pd.DataFrame, shares: pd.Series, truth) -> str:
-    """One sentence (Markdown) on how many planted pairs IG puts first in their feature, and what the distractors get."""
+def ground_truth_summary(scores: pd.DataFrame, shares: pd.Series, truth, first_lag: int = 1) -> str:
+    """A few sentences (Markdown) on how many planted pairs IG puts first in their feature, and what the distractors get.
+
+    `first_lag` is the lag of each window's last input (the explained horizon step): a driver's effect on that last
+    target value shows up that many lags after the planted lag.
+    """
     hits = scores[scores["top lag"] == scores["lag"]]
     text = (f"IG puts the most attribution exactly at the planted lag for {len(hits)} of {len(scores)} driving pairs"
             f" ({', '.join(f'`{h}`' for h in hits.index) or 'none'}).")
+    echoes = hits[hits["next lag"] == hits["lag"] + first_lag]
+    if len(echoes):
+        pairs = ", ".join(f"`{r.feature} @ lag {r.lag + first_lag}`" for r in echoes.itertuples())
+        text += (f" The runner-up lag of {'that input' if len(echoes) == 1 else 'those inputs'} comes {first_lag} "
+                 f"step{'s' if first_lag > 1 else ''} later ({pairs}): the target's last observed value contains the "
+                 "driver's effect at that lag, and a forecast that builds on the last value uses the driver there to "
+                 "take that effect out again.")
     for d in truth.distractors:
         if d in shares:
             text += f" The distractor `{d}`, which has no effect on the target, carries {shares[d]:.1%} of all attribution."

@@ -190,6 +190,18 @@ def test_ground_truth_scores_find_each_features_top_lag():
     assert scores.loc["x2 @ lag 4", "top lag"] == 7 and scores.loc["x2 @ lag 4", "rank within feature"] == 2
     text = ground_truth_summary(scores, pd.Series({"x1": 0.6, "x2": 0.3, "x3": 0.1}), truth)
     assert "for 1 of 2 driving pairs (`x1 @ lag 5`)" in text and "`x3`, which has no effect on the target, carries 10.0%" in text
+    assert "runner-up" not in text  # x1 has no second lag with attribution
+
+
+def test_ground_truth_summary_names_the_echo_of_a_driver_in_the_targets_last_value():
+    truth = GroundTruth(drivers=[Driver("x1", 3, 1.0, "linear"), Driver("x2", 4, 1.0, "tanh")], noise_std=0.3)
+    heat = pd.DataFrame({"x1": [0.0, 0.1, 1.0, 0.5, 0.2], "x2": [0.1, 0.2, 0.0, 0.9, 0.4], "target": 1.0},
+                        index=pd.Index([1, 2, 3, 4, 5], name="lag"))
+    scores = ground_truth_scores(heat, truth, "target")
+    assert scores["next lag"].tolist() == [4, 5]
+    text = ground_truth_summary(scores, pd.Series({"x1": 0.5, "x2": 0.5}), truth)
+    assert "comes 1 step later (`x1 @ lag 4`, `x2 @ lag 5`)" in text
+    assert "comes 2 steps later" not in ground_truth_summary(scores, pd.Series(dtype=float), truth, first_lag=2)
 
 
 # ------------------------------------------------------------------ the explainability stage
