@@ -610,6 +610,10 @@ def window_attribution(window: np.ndarray, attributions: np.ndarray, features: l
     lookback, n_feat = x.shape
     steps = np.arange(-(lookback - 1), 1)
     norm, cmap = _symmetric_norm(a), mpl.colormaps[ATTRIBUTION_CMAP]
+    bulk = np.abs(a) <= 4 * _symmetric_norm(a, 99).vmax  # a few dominant inputs (e.g. a normalised window's last
+    clipped = not bulk.all()                              # value) would flatten every other bar: cut them at the
+    if clipped:                                           # largest of the rest and print their values instead
+        norm = _symmetric_norm(a[bulk])
     fig = plt.figure(figsize=(13, max(3.8, 1.25 * n_feat + 1.5)))
     grid = fig.add_gridspec(n_feat, 3, width_ratios=[3.2, 0.07, 1.7])
     panels = []
@@ -617,8 +621,12 @@ def window_attribution(window: np.ndarray, attributions: np.ndarray, features: l
         ax = fig.add_subplot(grid[i, 0], sharex=panels[0] if panels else None, label=f"feature panel {name}")
         under = ax.twinx()
         under.set_label(f"attribution underlay {name}")
-        under.bar(steps, a[:, i], width=1.0, color=cmap(norm(a[:, i])), alpha=0.75, linewidth=0)
-        under.set_ylim(norm.vmin * 1.05, norm.vmax * 1.05)  # same symmetric scale in every panel: bars compare
+        under.bar(steps, np.clip(a[:, i], norm.vmin, norm.vmax), width=1.0, color=cmap(norm(a[:, i])), alpha=0.75,
+                  linewidth=0)
+        under.set_ylim(norm.vmin * 1.15, norm.vmax * 1.15)  # same symmetric scale in every panel: bars compare
+        for lag in np.flatnonzero(np.abs(a[:, i]) > norm.vmax):
+            under.annotate(f"{a[lag, i]:.3g}", (steps[lag], np.sign(a[lag, i]) * norm.vmax), fontsize=7, ha="right",
+                           va="bottom" if a[lag, i] > 0 else "top", color="tab:red" if a[lag, i] > 0 else "tab:blue")
         under.axhline(0, color="0.5", lw=0.5)
         under.set_ylabel("attribution\n(scaled out.)", fontsize=8)
         under.tick_params(labelsize=7)
@@ -631,10 +639,12 @@ def window_attribution(window: np.ndarray, attributions: np.ndarray, features: l
         panels.append(ax)
     panels[0].set_xlim(steps[0] - 0.5, 0.5)
     panels[-1].set_xlabel("time step relative to the forecast origin (0 = last input)")
-    panels[0].set_title("Inputs (black) and their attributions (bars: red = pushes the forecast up, blue = down)",
+    panels[0].set_title("Inputs (black) and their attributions (bars: red = pushes the forecast up, blue = down)"
+                        + ("\nbars beyond the scale are cut and labelled with their value" if clipped else ""),
                         fontsize=10)
     cax = fig.add_subplot(grid[:, 1], label="colorbar")
-    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=ATTRIBUTION_LABEL)
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=ATTRIBUTION_LABEL,
+                 extend="both" if clipped else "neither")
     right = fig.add_subplot(grid[:, 2], label="forecast panel")
     horizon = np.arange(1, len(f) + 1)
     marker = "o" if len(f) <= 48 else None

@@ -100,6 +100,12 @@ def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
     assert len(re.findall(r"<img", tuning)) == 5  # trials, effects, importance, parallel coordinates, folds
     for heading in ("Walk-forward folds", "Effect of each hyperparameter", "Parallel coordinates", "Per-fold losses"):
         assert heading in tuning
+    explainability = (html / "book" / "06_explainability.html").read_text()
+    # completeness, heatmap, channel shares, lag profiles, ground-truth ranks, four windows, one window's story,
+    # agreement over inputs and over lag blocks
+    assert len(re.findall(r"<img", explainability)) == 9
+    for text in ("Attributions against the ground truth", "driving pairs", "x1 @ lag 6", "Cross-checks", "Spearman correlation"):
+        assert text in explainability, text
 
 
 def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
@@ -171,6 +177,12 @@ def test_bundled_etth2_profile_runs_offline_with_published_figures(tmp_path):
     evaluation = (html / "05_evaluation.html").read_text()
     assert "NLinear (published)" in evaluation and "Zeng et al." in evaluation
     assert "CC BY-ND 4.0" in (html / "01_data.html").read_text() and "CC BY-ND 4.0" in (html / "intro.html").read_text()
+    explainability = (html / "06_explainability.html").read_text()  # one channel, window-normalised, no ground truth
+    # completeness, heatmap, channel shares, lag profile, four windows, one window's story, lag-block agreement
+    assert len(re.findall(r"<img", explainability)) == 7
+    for text in ("Real data has no known ground truth", "One input channel", "Spearman correlation"):
+        assert text in explainability, text
+    render_in_browser(html.parent, ["book/intro.html", "book/06_explainability.html"])
 
 
 def _browser() -> str | None:
@@ -181,7 +193,8 @@ def _browser() -> str | None:
     return None
 
 
-def test_report_renders_in_headless_chromium(quick_run: Path):
+def render_in_browser(html: Path, pages: list[str]) -> None:
+    """Open each page of a built report in headless Chromium: no errors, every image rendered, a title, a figure."""
     browser = _browser()
     try:
         from playwright.sync_api import sync_playwright
@@ -195,8 +208,6 @@ def test_report_renders_in_headless_chromium(quick_run: Path):
 
     from tests.http_server import serve
 
-    html = quick_run.parent.parent / "_build" / "html"
-    pages = ["book/intro.html", *[f"book/{nb}.html" for nb in STAGE_NOTEBOOKS], "book/configuration.html"]
     with serve(html) as base, sync_playwright() as p:
         chrome = p.chromium.launch(executable_path=browser, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -222,3 +233,8 @@ def test_report_renders_in_headless_chromium(quick_run: Path):
         page.wait_for_url(re.compile(r".*/book/intro\.html$"))
         assert "lstmkit forecasting report" in page.title()
         chrome.close()
+
+
+def test_report_renders_in_headless_chromium(quick_run: Path):
+    html = quick_run.parent.parent / "_build" / "html"
+    render_in_browser(html, ["book/intro.html", *[f"book/{nb}.html" for nb in STAGE_NOTEBOOKS], "book/configuration.html"])

@@ -60,6 +60,21 @@ def test_window_attribution(tmp_path, lookback, n_feat, horizon):
     assert cbar.get_ylabel() == "attribution (scaled output units)"
 
 
+def test_window_attribution_cuts_a_dominant_bar_and_labels_its_value():
+    """A window-normalised model credits its last value far above every other input: the rest must stay visible."""
+    attr = RNG.normal(scale=0.01, size=(336, 1))
+    attr[-1, 0] = 0.62
+    fig = plots.window_attribution(RNG.normal(size=(336, 1)), attr, ["OT"], np.full(4, 20.0), np.full(4, 21.0),
+                                   horizon_step=1, units="°C")
+    under = panels(fig, "attribution underlay")[0]
+    lo, hi = under.get_ylim()
+    assert hi < 0.1 and lo == pytest.approx(-hi)  # the scale follows the bulk of the bars, not the one outlier
+    heights = np.array([bar.get_height() for bar in under.patches])
+    assert heights.max() <= hi and heights[-1] == heights.max()  # the outlier is cut at the top of the scale
+    assert [t.get_text() for t in under.texts] == ["0.62"]
+    assert "cut and labelled" in panels(fig, "feature panel")[0].get_title()
+
+
 def test_window_attribution_rejects_bad_shapes():
     with pytest.raises(ValueError):
         plots.window_attribution(np.zeros((6, 2)), np.zeros((6, 3)), ["a", "b"], np.zeros(3), np.zeros(3), 1, "MW")
