@@ -201,6 +201,16 @@ def _step_text(step: pd.Timedelta) -> str:
     return f"{seconds}-second"
 
 
+def step_words(index: pd.DatetimeIndex) -> str:
+    """The series' time step as a plural unit for axis labels: `hours`, `days`, `15-minute steps`."""
+    steps = pd.Series(index[1:] - index[:-1])
+    if steps.empty:
+        return "steps"
+    text = _step_text(steps.mode().iloc[0])
+    count, unit = text.split("-")
+    return f"{unit}s" if count == "1" else f"{text} steps"
+
+
 def _regular_grid(path: Path, frame: pd.DataFrame, frequency: str | None, on_gaps: str, notes: list[str]) -> pd.DataFrame:
     """Check the timestamps lie on a regular grid; gaps are an error or, on request, inserted as empty rows."""
     if len(frame) < 3:

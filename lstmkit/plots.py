@@ -75,7 +75,8 @@ def correlations(frame: pd.DataFrame, path=None) -> plt.Figure:
     return _save(fig, path)
 
 
-def lagged_correlations(frame: pd.DataFrame, target: str, max_lag: int, true_lags: dict | None = None, path=None) -> plt.Figure:
+def lagged_correlations(frame: pd.DataFrame, target: str, max_lag: int, true_lags: dict | None = None,
+                        unit: str = "steps", path=None) -> plt.Figure:
     """Correlation of the target with each feature's value `lag` steps earlier, against lag."""
     fig, ax = plt.subplots(figsize=(10, 3.8))
     lags = np.arange(0, max_lag + 1)
@@ -87,8 +88,9 @@ def lagged_correlations(frame: pd.DataFrame, target: str, max_lag: int, true_lag
         line, = ax.plot(lags, corr, marker=".", label=col)
         if true_lags and col in true_lags:
             ax.axvline(true_lags[col], color=line.get_color(), ls="--", lw=1)
-    ax.set_title(f"Correlation of hourly changes of '{target}' with earlier changes of each feature (dashed: true lags)")
-    ax.set_xlabel("lag (hours before the target)")
+    ax.set_title(f"Correlation of step-to-step changes of '{target}' with earlier changes of each feature"
+                 + (" (dashed: true lags)" if true_lags else ""))
+    ax.set_xlabel(f"lag ({unit} before the target)")
     ax.set_ylabel("correlation (unitless)")
     ax.legend(title="feature")
     return _save(fig, path)
@@ -195,7 +197,7 @@ def per_horizon(errors: pd.DataFrame, metric: str, units: str, path=None) -> plt
     return _save(fig, path)
 
 
-def residuals(res: pd.DataFrame, units: str, lags: int = 48, path=None) -> plt.Figure:
+def residuals(res: pd.DataFrame, units: str, lags: int = 48, unit: str = "steps", path=None) -> plt.Figure:
     """Residuals over time, their distribution, autocorrelation, and against the forecast."""
     from statsmodels.graphics.tsaplots import plot_acf
 
@@ -211,7 +213,7 @@ def residuals(res: pd.DataFrame, units: str, lags: int = 48, path=None) -> plt.F
     axes[0, 1].set_ylabel("count of test windows")
     plot_acf(res["residual"], lags=min(lags, len(res) // 2 - 1), ax=axes[1, 0])
     axes[1, 0].set_title("Residual autocorrelation (band: 95% for white noise)")
-    axes[1, 0].set_xlabel("lag (hours)")
+    axes[1, 0].set_xlabel(f"lag ({unit})")
     axes[1, 0].set_ylabel("autocorrelation (unitless)")
     axes[1, 1].scatter(res["forecast"], res["residual"], s=4, alpha=0.5)
     axes[1, 1].axhline(0, color="k", lw=0.8)
@@ -526,7 +528,7 @@ def importance(importances: pd.Series, path=None) -> plt.Figure:
     return _save(fig, path)
 
 
-def attribution_heatmap(heatmap: pd.DataFrame, horizon_step: int, path=None) -> plt.Figure:
+def attribution_heatmap(heatmap: pd.DataFrame, horizon_step: int, unit: str = "steps", path=None) -> plt.Figure:
     """Mean |IG attribution| per lag and feature."""
     fig, ax = plt.subplots(figsize=(11, 3.2))
     data = heatmap.T
@@ -536,7 +538,7 @@ def attribution_heatmap(heatmap: pd.DataFrame, horizon_step: int, path=None) -> 
     ax.set_xticks(np.arange(0, len(data.columns), step) + 0.5)
     ax.set_xticklabels(data.columns[::step], rotation=0)
     ax.set_title(f"Integrated Gradients: where the {horizon_step}-step-ahead forecast looks (mean over test windows)")
-    ax.set_xlabel("lag (hours before the explained target)")
+    ax.set_xlabel(f"lag ({unit} before the explained target)")
     ax.set_ylabel("input channel")
     return _save(fig, path)
 
@@ -551,16 +553,22 @@ def importance_bars(shares: pd.Series, path=None) -> plt.Figure:
     return _save(fig, path)
 
 
-def lag_profiles(heatmap: pd.DataFrame, true_lags: dict | None = None, path=None) -> plt.Figure:
+def lag_profiles(heatmap: pd.DataFrame, true_lags: dict | None = None, unit: str = "steps", path=None) -> plt.Figure:
     """Attribution per lag for each feature, with the generator's true lags marked."""
     fig, ax = plt.subplots(figsize=(11, 3.8))
     for col in heatmap.columns:
         line, = ax.plot(heatmap.index, heatmap[col], marker=".", label=col)
         if true_lags and col in true_lags:
             ax.axvline(true_lags[col], color=line.get_color(), ls="--", lw=1)
-    ax.set_title("Attribution by lag for each input channel" + (" (dashed: true driving lags)" if true_lags else ""))
-    ax.set_xlabel("lag (hours before the explained target)")
-    ax.set_ylabel("mean |attribution| (scaled units)")
+    values = heatmap.to_numpy(dtype=float)
+    positive = values[values > 0]
+    log = positive.size > 0 and positive.max() > 50 * np.median(positive)  # one dominant lag would flatten the rest
+    if log:
+        ax.set_yscale("log")
+    ax.set_title("Attribution by lag for each input channel" + (" (dashed: true driving lags)" if true_lags else "")
+                 + (" (log scale)" if log else ""))
+    ax.set_xlabel(f"lag ({unit} before the explained target)")
+    ax.set_ylabel("mean |attribution| (scaled units" + (", log scale)" if log else ")"))
     ax.legend(title="channel")
     return _save(fig, path)
 

@@ -8,7 +8,7 @@ import pytest
 
 from lstmkit.config import from_dict
 from lstmkit.data import (LAG_X1, LAG_X2, DataError, GroundTruth, decompose, input_columns, load_csv, load_series,
-                          make_synthetic, read_series, save_series)
+                          make_synthetic, read_series, save_series, step_words)
 
 LENGTH, NOISE = 2000, 0.3
 TERMS = ["const", "trend", "daily", "daily*weekly", "sin weekly", "cos weekly", "x1", "tanh x2", "x1*x2"]
@@ -205,3 +205,15 @@ def test_decompose_components_add_up_to_the_series():
 def test_decompose_too_short_series():
     with pytest.raises(DataError, match="too short for a seasonal decomposition"):
         decompose(pd.Series(np.arange(40.0)), periods=(24, 168))
+
+
+@pytest.mark.parametrize("freq, words", [("h", "hours"), ("15min", "15-minute steps"), ("D", "days"), ("2h", "2-hour steps"),
+                                         ("min", "minutes"), ("30s", "30-second steps")])
+def test_step_words_name_the_time_step_for_lag_axes(freq, words):
+    assert step_words(pd.date_range("2024-01-01", periods=10, freq=freq)) == words
+
+
+def test_step_words_follow_the_usual_step_of_an_irregular_index():
+    index = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 00:15", "2024-01-01 00:30", "2024-01-01 02:00"])
+    assert step_words(index) == "15-minute steps"
+    assert step_words(index[:1]) == "steps"

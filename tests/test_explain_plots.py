@@ -131,3 +131,20 @@ def test_ground_truth_ranks(tmp_path):
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and dashed[0].get_xdata()[0] == pytest.approx(1 / 48)
     assert ax.get_title() == "Attribution on the planted (feature, lag) pairs" and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_lag_profiles_label_lags_in_the_series_time_step_and_go_logarithmic_for_one_dominant_lag():
+    lags = pd.Index(np.arange(1, 337), name="lag")
+    flat = pd.DataFrame({"x1": RNG.uniform(0.5, 1.0, 336), "target": RNG.uniform(0.5, 1.0, 336)}, index=lags)
+    ax = plots.lag_profiles(flat, {"x1": 6}, unit="15-minute steps").axes[0]
+    assert ax.get_xlabel() == "lag (15-minute steps before the explained target)"
+    assert ax.get_yscale() == "linear" and [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [6]
+    spiked = pd.DataFrame({"OT": np.r_[1.3, np.full(335, 0.004)]}, index=lags)  # a window-normalised model's last value
+    ax = plots.lag_profiles(spiked, unit="hours").axes[0]
+    assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+
+
+def test_attribution_heatmap_labels_lags_in_the_series_time_step():
+    heat = pd.DataFrame({"x1": [0.1, 0.2, 0.3], "target": [0.3, 0.2, 0.1]}, index=pd.Index([1, 2, 3], name="lag"))
+    ax = plots.attribution_heatmap(heat, 1, unit="days").axes[0]
+    assert ax.get_xlabel() == "lag (days before the explained target)"
