@@ -271,10 +271,23 @@ def ground_truth_summary(scores: pd.DataFrame, shares: pd.Series, truth, first_l
                  f"step{'s' if first_lag > 1 else ''} later ({pairs}): the target's last observed value contains the "
                  "driver's effect at that lag, and a forecast that builds on the last value uses the driver there to "
                  "take that effect out again.")
+    misses = scores[scores["top lag"] != scores["lag"]]
+    for pair, r in misses.iterrows():
+        top, place = int(r["top lag"]), _ordinal(int(r["rank within feature"]))
+        text += (f" `{pair}` comes {place} among {r['feature']}'s lags, behind lag {top}"
+                 + ("; when an input is autocorrelated its neighbouring lags carry nearly the same information, and a"
+                    " model trained on more data, closer to the noise floor, tends to separate them."
+                    if abs(top - int(r["lag"])) <= 2 else "."))
     for d in truth.distractors:
         if d in shares:
             text += f" The distractor `{d}`, which has no effect on the target, carries {shares[d]:.1%} of all attribution."
     return text
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def explain_target(cfg) -> int | str:

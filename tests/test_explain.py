@@ -191,6 +191,7 @@ def test_ground_truth_scores_find_each_features_top_lag():
     text = ground_truth_summary(scores, pd.Series({"x1": 0.6, "x2": 0.3, "x3": 0.1}), truth)
     assert "for 1 of 2 driving pairs (`x1 @ lag 5`)" in text and "`x3`, which has no effect on the target, carries 10.0%" in text
     assert "runner-up" not in text  # x1 has no second lag with attribution
+    assert "`x2 @ lag 4` comes 2nd among x2's lags, behind lag 7." in text  # 3 lags off: not a neighbour
 
 
 def test_ground_truth_summary_names_the_echo_of_a_driver_in_the_targets_last_value():
@@ -202,6 +203,9 @@ def test_ground_truth_summary_names_the_echo_of_a_driver_in_the_targets_last_val
     text = ground_truth_summary(scores, pd.Series({"x1": 0.5, "x2": 0.5}), truth)
     assert "comes 1 step later (`x1 @ lag 4`, `x2 @ lag 5`)" in text
     assert "comes 2 steps later" not in ground_truth_summary(scores, pd.Series(dtype=float), truth, first_lag=2)
+    heat.loc[5, "x2"] = 1.0  # x2's top lag is now the planted lag's neighbour
+    text = ground_truth_summary(ground_truth_scores(heat, truth, "target"), pd.Series(dtype=float), truth)
+    assert "`x2 @ lag 4` comes 2nd among x2's lags, behind lag 5; when an input is autocorrelated" in text
 
 
 # ------------------------------------------------------------------ the explainability stage
