@@ -142,7 +142,7 @@ class LinearWindow(Forecaster):
 
     def predict(self, prepared: Prepared, split: str) -> np.ndarray:
         x, _, level = self._design(prepared, split)
-        return self.model_.predict(x) + level
+        return self.model_.predict(x).reshape(level.shape[0], -1) + level  # Ridge drops the axis of a 1-step horizon
 
 
 @dataclass

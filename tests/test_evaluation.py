@@ -270,6 +270,19 @@ def test_evaluate_scores_model_and_baselines_on_the_same_windows(evaluation):
     assert ev.metrics["model"]["original"] == pytest.approx(ev.metrics["baselines"]["persistence"]["original"])
 
 
+def test_a_one_step_horizon_gives_every_forecaster_one_column():
+    """Ridge drops the output axis when the horizon is 1; forecasts must still be (windows, 1), not (windows, windows)."""
+    from lstmkit.data import make_synthetic
+
+    frame, _ = make_synthetic(600, 0.3, seed=2)
+    cfg = from_dict({"window": {"lookback": 12, "horizon": 1}})
+    p = prepare(frame, cfg)
+    ev = evaluate(persistence_keras_model(12, 4, 1, 3), p, cfg)
+    n = p.n_windows("test")
+    assert {name: f.shape for name, f in ev.forecasts.items()} == {name: (n, 1) for name in ev.forecasts}
+    assert ev.metrics["baselines"]["linear"]["scaled"]["rmse"] < ev.metrics["baselines"]["persistence"]["scaled"]["rmse"]
+
+
 def test_train_val_fit_refits_the_baselines_with_their_validated_choices():
     from sklearn.linear_model import Ridge
 
