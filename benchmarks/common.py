@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -43,10 +44,8 @@ def import_tensorflow() -> None:
         tf.config.list_physical_devices()  # device discovery logs (e.g. cuInit failures on CPU-only hosts) happen here
 
 
-def base_parser(description: str) -> "argparse.ArgumentParser":
+def base_parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark shares: --config and --units."""
-    import argparse
-
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML profile giving the data and windows (default: configs/default.yaml)")
     p.add_argument("--units", type=int, default=64, help="LSTM units (default: 64; one layer)")

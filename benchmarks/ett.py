@@ -25,6 +25,7 @@ from lstmkit.preprocessing import prepare
 from lstmkit.reference import ETT_LOADS, published_for
 from lstmkit.training import fit
 
+
 def run_setting(config: str, mode: str, horizon: int, overrides: dict) -> tuple[list[tuple[str, float, float]], float]:
     """Train and evaluate one (mode, horizon); rows of (forecaster, mse, mae) and the wall time in seconds."""
     features = [] if mode == "S" else list(ETT_LOADS)

@@ -20,9 +20,8 @@ memory the call added (resident set size sampled every 10 ms), e.g. the full ETT
 
 from __future__ import annotations
 
-import os
-
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from lstmkit.explain import integrated_gradients, integrated_gradients_loop, sam
 from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import Prepared
 from lstmkit.training import set_seed
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""

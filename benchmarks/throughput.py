@@ -16,9 +16,8 @@ training throughput. Run from the repository root:
 
 from __future__ import annotations
 
-import os
-
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from lstmkit.config import ConfigError
 from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import Prepared
 from lstmkit.training import set_seed
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""

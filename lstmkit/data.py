@@ -48,7 +48,7 @@ class GroundTruth:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GroundTruth":
+    def from_dict(cls, d: dict) -> GroundTruth:
         """Inverse of to_dict."""
         return cls(**{**d, "drivers": [Driver(**x) for x in d["drivers"]]})
 

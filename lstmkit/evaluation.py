@@ -62,11 +62,11 @@ class Forecaster:
 
     name = "forecaster"
 
-    def fit(self, prepared: Prepared) -> "Forecaster":
+    def fit(self, prepared: Prepared) -> Forecaster:
         """Learn from the training (and, for model selection, validation) windows."""
         return self
 
-    def refit(self, prepared: Prepared) -> "Forecaster":
+    def refit(self, prepared: Prepared) -> Forecaster:
         """Refit the choices made by `fit` on the training windows of `prepared` (e.g. training+validation)."""
         return self
 
@@ -122,7 +122,7 @@ class LinearWindow(Forecaster):
         level = x[:, -1:, :] if self.last_value else np.zeros_like(x[:, -1:, :])
         return (x - level).reshape(len(x), -1), y - level[:, :, prepared.target_index], level[:, :, prepared.target_index]
 
-    def fit(self, prepared: Prepared) -> "LinearWindow":
+    def fit(self, prepared: Prepared) -> LinearWindow:
         from scipy.linalg import LinAlgWarning
 
         xt, yt, _ = self._design(prepared, "train")
@@ -134,7 +134,7 @@ class LinearWindow(Forecaster):
             self.model_ = Ridge(alpha=self.alpha_).fit(xt, yt)
         return self
 
-    def refit(self, prepared: Prepared) -> "LinearWindow":
+    def refit(self, prepared: Prepared) -> LinearWindow:
         """Refit with the chosen alpha on the training windows of `prepared` (e.g. training+validation)."""
         xt, yt, _ = self._design(prepared, "train")
         self.model_ = Ridge(alpha=self.alpha_).fit(xt, yt)
@@ -155,7 +155,7 @@ class AutoRegressive(Forecaster):
     lags_: int | None = None
     params_: np.ndarray | None = None
 
-    def fit(self, prepared: Prepared) -> "AutoRegressive":
+    def fit(self, prepared: Prepared) -> AutoRegressive:
         from statsmodels.tsa.ar_model import ar_select_order
 
         y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index].astype(float)
@@ -164,7 +164,7 @@ class AutoRegressive(Forecaster):
         self.lags_ = int(max(selected)) if selected else 1
         return self.refit(prepared)
 
-    def refit(self, prepared: Prepared) -> "AutoRegressive":
+    def refit(self, prepared: Prepared) -> AutoRegressive:
         """Fit the parameters of the chosen order on the training rows of `prepared` (e.g. training+validation)."""
         from statsmodels.tsa.ar_model import AutoReg
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-
 METHODS = ("midpoint", "left", "right", "trapezoid", "gausslegendre")
 BASELINES = ("zeros", "mean", "last", "noise")
 
@@ -49,7 +48,7 @@ class Attribution:
         """Time lag of each window position before the window's last input (the last input is lag 0)."""
         return lag_labels(self.values.shape[1], 0)
 
-    def subset(self, rows: np.ndarray) -> "Attribution":
+    def subset(self, rows: np.ndarray) -> Attribution:
         """The attributions of some of the windows."""
         return Attribution(self.values[rows], self.prediction[rows], self.baseline_prediction[rows],
                            None if self.steps is None else self.steps[rows], self.features, self.method, self.baseline)

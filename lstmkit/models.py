@@ -27,7 +27,7 @@ class LSTMSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LSTMSpec":
+    def from_dict(cls, d: dict) -> LSTMSpec:
         """Build from a dict, ignoring keys that are not hyperparameters."""
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 

@@ -144,13 +144,13 @@ class Prepared:
         y = np.asarray(y_scaled, dtype=float)
         return self.target_scaler.inverse_transform(y.reshape(-1, 1)).reshape(y.shape)
 
-    def with_lookback(self, lookback: int | None) -> "Prepared":
+    def with_lookback(self, lookback: int | None) -> Prepared:
         """The same split and scaling cut into windows of another look-back (None keeps this one)."""
         if lookback is None or lookback == self.lookback:
             return self
         return replace(self, lookback=int(lookback))
 
-    def with_bounds(self, bounds: SplitBounds, refit_scaler: bool) -> "Prepared":
+    def with_bounds(self, bounds: SplitBounds, refit_scaler: bool) -> Prepared:
         """The same series split at other rows; with refit_scaler the scalers are refitted on the new training rows."""
         if not refit_scaler:
             return replace(self, bounds=bounds)
@@ -160,7 +160,7 @@ class Prepared:
         return replace(self, bounds=bounds, scaler=scaler, target_scaler=target_scaler,
                        scaled=scaler.transform(self.original).astype(np.float32))
 
-    def train_val(self) -> "Prepared":
+    def train_val(self) -> Prepared:
         """Training windows extended over the validation rows (for a final refit); scaling stays as fitted."""
         b = self.bounds
         return self.with_bounds(SplitBounds(train=(b.train[0], b.val[1]), val=b.val, test=b.test), refit_scaler=False)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lstmkit.config import Config
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LTSF_LINEAR = ("Zeng et al., \"Are Transformers Effective for Time Series Forecasting?\", AAAI 2023 "
                "(LTSF-Linear), univariate table, look-back 336")
@@ -58,7 +62,7 @@ def published_for(cfg: Config) -> list[Published]:
     return [p for p in PUBLISHED if p.dataset == dataset and p.mode == m and p.horizon == cfg.window.horizon]
 
 
-def comparison_table(metrics: dict, published: list[Published], lookback: int) -> "pd.DataFrame":
+def comparison_table(metrics: dict, published: list[Published], lookback: int) -> pd.DataFrame:
     """This run's scaled test MSE/MAE (model and baselines) beside the published figures, best first."""
     import pandas as pd
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lstmkit.config import (Config, ConfigError, config_keys, describe_keys, from_dict, load_config,
-                            parse_override)
+from lstmkit.config import Config, ConfigError, config_keys, describe_keys, from_dict, load_config, parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.crosscheck import (METHODS, agreement, cross_check, feature_shares, gradient_x_input, lag_shares,
-                                permutation_importance, saliency, shap_values)
+from lstmkit.crosscheck import (
+    METHODS,
+    agreement,
+    cross_check,
+    feature_shares,
+    gradient_x_input,
+    lag_shares,
+    permutation_importance,
+    saliency,
+    shap_values,
+)
 from lstmkit.explain import integrated_gradients
 from lstmkit.models import LSTMSpec, build_lstm
 

@@ -7,8 +7,20 @@ import pandas as pd
 import pytest
 
 from lstmkit.config import from_dict
-from lstmkit.data import (LAG_X1, LAG_X2, DataError, GroundTruth, decompose, input_columns, load_csv, load_series,
-                          make_synthetic, read_series, save_series, step_words)
+from lstmkit.data import (
+    LAG_X1,
+    LAG_X2,
+    DataError,
+    GroundTruth,
+    decompose,
+    input_columns,
+    load_csv,
+    load_series,
+    make_synthetic,
+    read_series,
+    save_series,
+    step_words,
+)
 
 LENGTH, NOISE = 2000, 0.3
 TERMS = ["const", "trend", "daily", "daily*weekly", "sin weekly", "cos weekly", "x1", "tanh x2", "x1*x2"]

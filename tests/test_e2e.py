@@ -216,9 +216,9 @@ def render_in_browser(html: Path, pages: list[str]) -> None:
         for path in pages:
             page = chrome.new_page()
             errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-            page.on("requestfailed", lambda r: errors.append(f"failed request: {r.url}") if r.url.startswith(base) else None)
+            page.on("pageerror", lambda e, errors=errors: errors.append(f"page error: {e}"))
+            page.on("console", lambda m, errors=errors: errors.append(f"console: {m.text}") if m.type == "error" else None)
+            page.on("requestfailed", lambda r, errors=errors: errors.append(f"failed request: {r.url}") if r.url.startswith(base) else None)
             response = page.goto(f"{base}/{path}", wait_until="load")
             assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
             broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")

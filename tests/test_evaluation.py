@@ -17,9 +17,21 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error
 
 from lstmkit.config import from_dict
-from lstmkit.evaluation import (METRICS, LinearWindow, Persistence, SeasonalNaive, baselines, evaluate,
-                                load_evaluation, mase_scale, metric_report, metrics, residual_frame,
-                                save_evaluation, smape)
+from lstmkit.evaluation import (
+    METRICS,
+    LinearWindow,
+    Persistence,
+    SeasonalNaive,
+    baselines,
+    evaluate,
+    load_evaluation,
+    mase_scale,
+    metric_report,
+    metrics,
+    residual_frame,
+    save_evaluation,
+    smape,
+)
 from lstmkit.preprocessing import prepare
 from lstmkit.runfolder import RunFolder
 

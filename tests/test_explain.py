@@ -7,13 +7,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.data import Driver, GroundTruth
 from lstmkit.config import from_dict
-from lstmkit.explain import (Attribution, completeness_table, explain_test_windows, feature_importance,
-                             ground_truth_scores, ground_truth_summary, importance_heatmap, integrated_gradients, integrated_gradients_loop,
-                             lag_importance, lag_labels, sample_windows, save_explanation)
-from lstmkit.runfolder import RunFolder, read_json
+from lstmkit.data import Driver, GroundTruth
+from lstmkit.explain import (
+    Attribution,
+    completeness_table,
+    explain_test_windows,
+    feature_importance,
+    ground_truth_scores,
+    ground_truth_summary,
+    importance_heatmap,
+    integrated_gradients,
+    integrated_gradients_loop,
+    lag_importance,
+    lag_labels,
+    sample_windows,
+    save_explanation,
+)
 from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.runfolder import RunFolder, read_json
 
 LOOKBACK, CHANNELS, HORIZON = 6, 2, 3
 

@@ -14,8 +14,14 @@ import pytest
 from lstmkit.config import from_dict
 from lstmkit.data import make_synthetic
 from lstmkit.evaluation import KerasForecaster, LinearWindow, metrics
-from lstmkit.explain import (feature_importance, ground_truth_scores, ground_truth_summary, importance_heatmap,
-                             integrated_gradients, sample_windows)
+from lstmkit.explain import (
+    feature_importance,
+    ground_truth_scores,
+    ground_truth_summary,
+    importance_heatmap,
+    integrated_gradients,
+    sample_windows,
+)
 from lstmkit.models import LSTMSpec
 from lstmkit.preprocessing import prepare
 from lstmkit.training import fit

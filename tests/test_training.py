@@ -10,14 +10,21 @@ import pandas as pd
 import pytest
 
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.data import make_synthetic
+from lstmkit.data import make_synthetic, save_series
 from lstmkit.models import LSTMSpec, build_lstm
-from lstmkit.preprocessing import prepare
+from lstmkit.preprocessing import prepare, save_prepared
 from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text, open_run, read_json, start_run
-from lstmkit.data import save_series
-from lstmkit.preprocessing import save_prepared
-from lstmkit.training import (callbacks, fit, load_model, load_trained, read_history, refit_train_val, save_model,
-                              spec_for_run, train_run)
+from lstmkit.training import (
+    callbacks,
+    fit,
+    load_model,
+    load_trained,
+    read_history,
+    refit_train_val,
+    save_model,
+    spec_for_run,
+    train_run,
+)
 
 TINY = {"seed": 5, "data": {"features": ["x1", "x2"], "length": 400},
         "window": {"lookback": 8, "horizon": 2},
@@ -189,7 +196,7 @@ def test_callbacks_monitor_validation_loss(tmp_path):
 
 def test_build_lstm_stacks_layers():
     model = build_lstm(8, 3, 4, LSTMSpec(layers=2, units=4, dropout=0.0, optimizer="sgd"))
-    assert [l.name for l in model.layers if "lstm" in l.name] == ["lstm_1", "lstm_2"]
+    assert [layer.name for layer in model.layers if "lstm" in layer.name] == ["lstm_1", "lstm_2"]
     assert model.output_shape == (None, 4)
     assert type(model.optimizer).__name__ == "SGD"
 

@@ -1,0 +1,108 @@
+"""The series' time step and the seasonal periods it implies (day, week and year cycles counted in steps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+DAY = pd.Timedelta(days=1)
+WEEK = pd.Timedelta(days=7)
+YEAR = pd.Timedelta(days=365.25)
+# Calendar steps have no fixed length: their nominal one (in days) decides which cycles they can hold.
+_CALENDAR_DAYS = {"Y": 365.25, "A": 365.25, "Q": 91.3125, "M": 30.4375, "W": 7.0, "B": 7 / 5, "D": 1.0}
+_CYCLES = (("day", DAY), ("week", WEEK), ("year", YEAR))
+MAX_PERIODS = 2  # the two shortest cycles that fit: hourly -> day and week, daily -> week and year
+ROUNDING = 0.02  # a cycle of 52.18 weeks or 365.25 days counts as 52 or 365 steps (a calendar year is not whole)
+
+
+@dataclass(frozen=True)
+class Seasonality:
+    """The seasonal periods (in steps) of a time step, with the cycles they come from."""
+
+    step: str                   # the time step as a pandas offset alias, e.g. `h`, `15min`, `W-SUN`, `MS`
+    periods: tuple[int, ...]    # e.g. (24, 168) for hourly data; () when no cycle fits (yearly data)
+    cycles: tuple[str, ...]     # e.g. ("day", "week")
+
+    @property
+    def main(self) -> int:
+        """The shortest period, or 1 (no season: seasonal naive becomes persistence) when there is none."""
+        return self.periods[0] if self.periods else 1
+
+    def describe(self) -> str:
+        """The periods in words, e.g. `24 steps (a day) and 168 steps (a week) of the 1-hour step`."""
+        if not self.periods:
+            return f"no seasonal period: a {self.step} step holds no day, week or year cycle"
+        parts = [f"{p} steps (a {c})" for p, c in zip(self.periods, self.cycles)]
+        return " and ".join(parts) + f", from the series' time step `{self.step}`"
+
+
+def nominal_step(freq: str | pd.DateOffset | pd.Timedelta) -> pd.Timedelta:
+    """Length of one step: exact for fixed steps (`15min`, `h`), nominal for calendar ones (`MS` = 30.44 days)."""
+    if isinstance(freq, pd.Timedelta):
+        return freq
+    offset = pd.tseries.frequencies.to_offset(freq)
+    try:
+        return pd.Timedelta(offset)
+    except ValueError:  # calendar offsets (month, quarter, year) have no fixed length
+        code = offset.name.split("-")[0].lstrip("0123456789")
+        days = next((d for prefix, d in _CALENDAR_DAYS.items() if code.startswith(prefix)), None)
+        if days is None:
+            raise ValueError(f"time step {offset.freqstr!r} has no known length") from None
+        return pd.Timedelta(days=days * offset.n)
+
+
+def infer_freq(index: pd.DatetimeIndex) -> str | None:
+    """The index's time step as an offset alias: its own freq, pandas' inference, or the most common difference."""
+    if index.freq is not None:
+        return index.freq.freqstr
+    if len(index) < 2:
+        return None
+    if len(index) >= 3:
+        inferred = pd.infer_freq(index)
+        if inferred:
+            return inferred
+    step = pd.Series(index[1:] - index[:-1]).mode().iloc[0]
+    return pd.tseries.frequencies.to_offset(step).freqstr
+
+
+def seasonality(freq: str | pd.DateOffset | pd.Timedelta) -> Seasonality:
+    """Seasonal periods of a time step: day and week cycles below a day, week and year for daily data, year above.
+
+    15-minute: (96, 672); hourly: (24, 168); daily: (7, 365); weekly: (52,); monthly: (12,); quarterly: (4,);
+    yearly: () -- at most MAX_PERIODS, each a whole number of steps and at least 2.
+    """
+    step = nominal_step(freq)
+    name = pd.tseries.frequencies.to_offset(freq).freqstr
+    periods: list[int] = []
+    cycles: list[str] = []
+    for cycle_name, cycle in _CYCLES:
+        ratio = cycle / step
+        whole = round(ratio)
+        if whole < 2 or abs(ratio - whole) > ROUNDING * ratio:
+            continue
+        if cycle_name == "year" and step < DAY:  # a yearly cycle of hourly data (8766 steps) only serves long plots
+            continue
+        periods.append(int(whole))
+        cycles.append(cycle_name)
+        if len(periods) == MAX_PERIODS:
+            break
+    return Seasonality(step=name, periods=tuple(periods), cycles=tuple(cycles))
+
+
+def series_seasonality(index: pd.DatetimeIndex, frequency: str | None = None) -> Seasonality:
+    """Seasonality of a series: from `frequency` (the configured `data.frequency`) when given, else inferred."""
+    freq = frequency or infer_freq(index)
+    if freq is None:
+        return Seasonality(step="unknown", periods=(), cycles=())
+    return seasonality(freq)
+
+
+def resolve_period(setting: int | str, index: pd.DatetimeIndex, frequency: str | None = None) -> tuple[int, str]:
+    """The seasonal period used by seasonal naive and MASE, with the reason: an explicit integer wins over `auto`."""
+    if setting != "auto":
+        return int(setting), f"{int(setting)} steps, set by evaluation.seasonal_period"
+    s = series_seasonality(index, frequency)
+    if not s.periods:
+        return 1, f"1 step (no season: {s.describe()}; seasonal naive repeats the last value)"
+    return s.main, f"{s.main} steps (a {s.cycles[0]}), derived from the series' time step `{s.step}`"
