@@ -23,6 +23,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 NORMALIZATIONS = ("none", "last", "revin")
 STRATEGIES = ("random", "grid", "bayesian", "hyperband", "optuna", "none")
 FIT_ON = ("train", "train+val")
+AUTO = "auto"  # a setting derived from the loaded series (see lstmkit.seasonality.resolve_config)
 
 # The classic LSTM search space (see `tuning.space`); tunables left out are fixed at model.* / window.lookback.
 DEFAULT_SPACE: dict = {
@@ -72,7 +73,7 @@ class ScalingConfig:
 
 @dataclass
 class WindowConfig:
-    lookback: int = _opt(48, "Number of past time steps the model sees.")
+    lookback: int | str = _opt(48, "Number of past time steps the model sees, or `auto`: derived from the series' main seasonal period when the data are loaded (see `lstmkit.seasonality.auto_lookback`); the run's config.yaml records the number chosen.")
     horizon: int = _opt(6, "Number of future steps forecast at once (direct multi-output).")
 
 
@@ -111,7 +112,7 @@ class TuningConfig:
 
 @dataclass
 class EvaluationConfig:
-    seasonal_period: int = _opt(24, "Season length in steps for the seasonal-naive baseline and the MASE scale.")
+    seasonal_period: int | str = _opt("auto", "Season length in steps for the seasonal-naive baseline and the MASE scale, or `auto`: the shortest cycle (day, week or year) that the series' time step holds, e.g. 24 for hourly, 7 for daily, 52 for weekly, 12 for monthly data, 1 (persistence) for yearly; the run's config.yaml records the number chosen.")
     ridge_alphas: list = _opt([0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], "Regularisation strengths for the linear baseline, chosen on validation.")
     plot_step: int = _opt(1, "Horizon step (1 = next step) shown in the forecast plot.")
 
@@ -199,6 +200,10 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         args = [a for a in typing.get_args(typ) if a is not type(None)]
         if value is None:
             return None
+        if int in args and str in args:  # a number or `auto`
+            if isinstance(value, str) and value.strip() != AUTO:
+                raise ConfigError(f"{key}: expected an integer or {AUTO!r}, got {value!r}")
+            return AUTO if isinstance(value, str) else _coerce(value, int, key)
         return _coerce(value, args[0], key)
     if typ is bool:
         if isinstance(value, bool):
@@ -270,7 +275,7 @@ def _validate(cfg: Config) -> Config:
                 "explain.permutation_repeats": cfg.explain.permutation_repeats,
                 "data.length": cfg.data.length}
     for key, v in positive.items():
-        if v < 1:
+        if v != AUTO and v < 1:
             raise ConfigError(f"{key}: must be at least 1, got {v}")
     for key, v in {"split.train": cfg.split.train, "split.val": cfg.split.val, "split.test": cfg.split.test}.items():
         if v <= 0:

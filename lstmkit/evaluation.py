@@ -194,7 +194,7 @@ class KerasForecaster(Forecaster):
 
 
 def baselines(cfg: Config) -> list[Forecaster]:
-    """The baselines computed in every run."""
+    """The baselines computed in every run (cfg with its `auto` settings resolved, see seasonality.resolve_config)."""
     alphas = list(cfg.evaluation.ridge_alphas)
     return [Persistence(), SeasonalNaive(cfg.evaluation.seasonal_period), LinearWindow(alphas),
             LinearWindow(alphas, last_value=True, name="nlinear"), AutoRegressive(max_lag=2 * cfg.evaluation.seasonal_period)]
@@ -234,6 +234,9 @@ class Evaluation:
 
 def evaluate(model, prepared: Prepared, cfg: Config, noise_std: float | None = None) -> Evaluation:
     """Metrics of the model and every baseline on the same test windows (stride 1, all of them)."""
+    from lstmkit.seasonality import resolve_config
+
+    cfg, _ = resolve_config(cfg, prepared.index)  # `evaluation.seasonal_period: auto` -> this series' period
     _, actual = prepared.arrays("test")
     actual = actual.astype(float)
     period = cfg.evaluation.seasonal_period

@@ -129,8 +129,11 @@ def check_inputs(cfg: Config) -> None:
     from lstmkit.data import load_series
     from lstmkit.preprocessing import check_splits
     from lstmkit.search_space import check_space_fits
+    from lstmkit.seasonality import resolve_config
 
-    bounds = check_splits(len(load_series(cfg).frame), cfg)
+    frame = load_series(cfg).frame
+    cfg, _ = resolve_config(cfg, frame.index)
+    bounds = check_splits(len(frame), cfg)
     if cfg.tuning.strategy != "none":
         check_space_fits(bounds, cfg.window.horizon, cfg)
 

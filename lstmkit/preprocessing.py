@@ -198,7 +198,9 @@ def check_splits(n_rows: int, cfg: Config) -> SplitBounds:
 def prepare(frame: pd.DataFrame, cfg: Config, scalers: tuple | None = None) -> Prepared:
     """Split, scale (fitting on training rows unless fitted (scaler, target_scaler) are given) and describe the windows."""
     from lstmkit.data import input_columns
+    from lstmkit.seasonality import resolve_config
 
+    cfg, _ = resolve_config(cfg, frame.index)  # `auto` settings of a config not yet recorded by the data stage
     columns = input_columns(cfg)
     bounds = check_splits(len(frame), cfg)
     fitted = scalers or fit_scalers(frame, columns, cfg.data.target, bounds, cfg.scaling.method)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from lstmkit.config import Config
 
 DAY = pd.Timedelta(days=1)
 WEEK = pd.Timedelta(days=7)
@@ -106,3 +110,46 @@ def resolve_period(setting: int | str, index: pd.DatetimeIndex, frequency: str |
     if not s.periods:
         return 1, f"1 step (no season: {s.describe()}; seasonal naive repeats the last value)"
     return s.main, f"{s.main} steps (a {s.cycles[0]}), derived from the series' time step `{s.step}`"
+
+
+MIN_LOOKBACK = 16      # steps: enough for the short-term dynamics when a series has no season
+MAX_AUTO_LOOKBACK = 336  # steps: beyond this an LSTM's sequential steps cost more than the season adds
+
+
+def auto_lookback(s: Seasonality, horizon: int) -> int:
+    """Look-back chosen by `window.lookback: auto`: two main seasons (the season and the one before it to compare),
+    at least MIN_LOOKBACK and twice the horizon, at most MAX_AUTO_LOOKBACK steps."""
+    seasons = 2 * s.main if s.periods else MIN_LOOKBACK
+    return int(min(max(seasons, MIN_LOOKBACK, 2 * horizon), MAX_AUTO_LOOKBACK))
+
+
+def resolve_config(cfg: Config, index: pd.DatetimeIndex) -> tuple[Config, list[str]]:
+    """A copy of cfg with every `auto` setting replaced by the number derived from the series, and why.
+
+    Resolved: `evaluation.seasonal_period` (the main seasonal period) and `window.lookback` (`auto_lookback`);
+    a number already set is kept. The copy is what the run records in its config.yaml.
+    """
+    from lstmkit.config import AUTO, from_dict
+
+    s = series_seasonality(index, cfg.data.frequency)
+    overrides: dict[str, int] = {}
+    notes: list[str] = []
+    if cfg.evaluation.seasonal_period == AUTO:
+        period, why = resolve_period(AUTO, index, cfg.data.frequency)
+        overrides["evaluation.seasonal_period"] = period
+        notes.append(f"Seasonal period of the seasonal-naive baseline and MASE: {why}.")
+    if cfg.window.lookback == AUTO:
+        from lstmkit.preprocessing import split_bounds
+
+        lookback = auto_lookback(s, cfg.window.horizon)
+        why = (f"two main seasons of {s.main} steps" if s.periods else "no season") + \
+            f", kept between {max(MIN_LOOKBACK, 2 * cfg.window.horizon)} and {MAX_AUTO_LOOKBACK}"
+        a, b = split_bounds(len(index), cfg.split.train, cfg.split.val, cfg.split.test).train
+        fits = (b - a - cfg.window.horizon) // 2  # half the training rows still start a window
+        if lookback > fits >= 1:
+            lookback, why = fits, f"{why}, shortened so that half of the {b - a} training rows start a window"
+        overrides["window.lookback"] = lookback
+        notes.append(f"Look-back: {lookback} steps (`window.lookback: auto`: {why}).")
+    if not overrides:
+        return cfg, notes
+    return from_dict(cfg.to_dict(), overrides), notes

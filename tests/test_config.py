@@ -124,7 +124,7 @@ def test_section_that_is_not_a_mapping(tmp_path):
 
 
 @pytest.mark.parametrize("values,message", [
-    ({"window": {"lookback": "abc"}}, "window.lookback: expected an integer, got 'abc'"),
+    ({"window": {"lookback": "abc"}}, "window.lookback: expected an integer or 'auto', got 'abc'"),
     ({"window": {"lookback": 1.5}}, "window.lookback: expected an integer, got 1.5"),
     ({"window": {"lookback": True}}, "window.lookback: expected an integer, got True"),
     ({"model": {"dropout": "high"}}, "model.dropout: expected a number, got 'high'"),
@@ -140,7 +140,7 @@ def test_type_errors_name_the_key(values, message):
 
 def test_type_error_from_a_file(tmp_path):
     path = write_yaml(tmp_path, "window:\n  lookback: abc\n")
-    with pytest.raises(ConfigError, match=r"profile.yaml: window.lookback: expected an integer, got 'abc'"):
+    with pytest.raises(ConfigError, match=r"profile.yaml: window.lookback: expected an integer or 'auto', got 'abc'"):
         load_config(path)
 
 
