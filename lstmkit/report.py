@@ -98,14 +98,18 @@ def configuration_page() -> str:
 
 
 def _publish_notebook(source: Path, target: Path) -> None:
-    """Copy an executed notebook for the book, dropping the default-parameters cell that papermill's injected cell overrides."""
+    """Copy an executed notebook for the book: code folded (`hide-input`) so that narrative, tables and figures come
+    first, and the default-parameters cell dropped (papermill's injected cell overrides it)."""
     import nbformat
 
     nb = nbformat.read(source, as_version=4)
     for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
         tags = cell.metadata.get("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
+        fold = "remove-cell" if "parameters" in tags else "hide-input"
+        if fold not in tags:
+            cell.metadata["tags"] = [*tags, fold]
     nbformat.write(nb, target)
 
 
