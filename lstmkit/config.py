@@ -291,7 +291,7 @@ def _validate(cfg: Config) -> Config:
                           "choose random, grid, bayesian or hyperband, or set tuning.workers to 0")
     from lstmkit.search_space import merge_space, parse_space
 
-    cfg.tuning.space = merge_space(cfg.tuning.space)
+    cfg.tuning.space = merge_space(cfg.tuning.space, cfg.tuning.strategy)
     space = parse_space(cfg.tuning.space, cfg)
     if cfg.tuning.strategy == "grid":
         space.grid_size()

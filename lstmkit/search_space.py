@@ -10,6 +10,17 @@ from typing import Any
 from lstmkit.config import _EXPONENT, DEFAULT_SPACE, NORMALIZATIONS, OPTIMIZERS, Config, ConfigError
 from lstmkit.preprocessing import SplitBounds, window_count
 
+# What `tuning.strategy: grid` searches when the user gives no grid of their own: the common values of the
+# classic LSTM literature, 3 x 3 x 4 x 3 x 3 = 324 points (`tuning.max_trials` bounds how many run). Every other
+# tunable of the default space is fixed at its model.* / window.lookback setting in a grid search.
+DEFAULT_GRID: dict = {
+    "layers": [1, 2, 3],
+    "units": [50, 100, 150],
+    "dropout": [0.2, 0.3, 0.4, 0.5],
+    "learning_rate": [0.001, 0.01, 0.1],
+    "batch_size": [32, 64, 128],
+}
+
 # name -> (type, check of one value, what the check demands)
 TUNABLES: dict[str, tuple[type, Any, str]] = {
     "layers": (int, lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
@@ -97,14 +108,24 @@ class SearchSpace:
         return rows
 
 
-def merge_space(user: dict | None) -> dict:
+def merge_space(user: dict | None, strategy: str | None = None) -> dict:
     """The default space with the user's entries laid over it, one parameter at a time.
 
     A mapping with `choices` replaces the default entry; one with range keys updates the default range;
     a scalar fixes the parameter; `null` takes it out of the search (fixed at its model/window setting).
+    For the `grid` strategy, a parameter the user left out (or left at its default entry) takes its
+    DEFAULT_GRID values or, outside the default grid, is fixed at its model/window setting: a grid search
+    with no grid of its own searches the common values instead of refusing the continuous default ranges.
     Merging a merged space again changes nothing, so a saved run configuration reloads as it was.
     """
     merged = copy.deepcopy(DEFAULT_SPACE)
+    if strategy == "grid":
+        given = {k for k, v in (user or {}).items() if k not in DEFAULT_SPACE or v != DEFAULT_SPACE[k]}
+        user = {k: v for k, v in (user or {}).items() if k in given}
+        for name in set(merged) - given:
+            merged[name] = {"choices": list(DEFAULT_GRID[name])} if name in DEFAULT_GRID else None
+        for name in set(DEFAULT_GRID) - given - set(merged):
+            merged[name] = {"choices": list(DEFAULT_GRID[name])}
     for name, entry in (user or {}).items():
         default = merged.get(name)
         if entry is None:

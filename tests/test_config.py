@@ -178,8 +178,7 @@ def test_values_outside_choices_are_rejected(values, message):
 
 
 def test_every_declared_choice_is_accepted():
-    needs = {("data.source", "csv"): {"path": "series.csv"},
-             ("tuning.strategy", "grid"): {"space": {"learning_rate": {"step": 0.01, "min": 0.01}}}}  # a finite grid
+    needs = {("data.source", "csv"): {"path": "series.csv"}}
     for row in describe_keys():
         for choice in row["choices"] or ():
             section, name = row["key"].split(".")
@@ -187,9 +186,9 @@ def test_every_declared_choice_is_accepted():
             assert getattr(getattr(cfg, section), name) == choice
 
 
-def test_grid_strategy_with_the_default_space_names_the_continuous_range():
+def test_grid_strategy_with_a_continuous_range_of_its_own_names_it():
     with pytest.raises(ConfigError) as err:
-        from_dict({"tuning": {"strategy": "grid"}})
+        from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": {"min": 1e-3, "max": 1e-2}}}})
     assert str(err.value) == ("tuning.strategy grid needs a finite grid, but tuning.space.learning_rate is a continuous "
                               "range; give it a `step` or a list of `choices`")
 

@@ -142,8 +142,9 @@ def test_bad_space_entries_are_config_errors_naming_the_key(entries, message):
 
 
 def test_grid_strategy_needs_every_range_to_be_finite():
-    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": [0.1]}}})
-    assert search_space(cfg).grid_size() == 3 * 5 * 3 * 3  # an integer range without a step is finite
+    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": [0.1],
+                                                              "layers": {"min": 1, "max": 4}}}})
+    assert search_space(cfg).grid_size() == 4 * 3 * 3  # an integer range without a step is finite
     with pytest.raises(ConfigError, match="but tuning.space.dropout is a continuous range"):
         from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": {"step": None}}}})
     with pytest.raises(ConfigError, match=r"^tuning.strategy grid needs a finite grid, but tuning.space.dropout is a "
@@ -181,8 +182,31 @@ def test_param_grid(param, grid):
 
 
 def test_grid_size_is_the_product_of_the_grids():
-    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": [1e-3, 1e-2], "lookback": [24, 48]}}})
-    assert search_space(cfg).grid_size() == 3 * 5 * 7 * 2 * 3 * 3 * 2
+    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": [1e-3, 1e-2], "lookback": [24, 48],
+                                                              "units": {"min": 32, "max": 128, "step": 32}}}})
+    assert search_space(cfg).grid_size() == 3 * 4 * 4 * 2 * 3 * 2
+
+
+def test_grid_without_a_grid_of_its_own_searches_the_324_common_values():
+    cfg = from_dict({"tuning": {"strategy": "grid"}})
+    space = search_space(cfg)
+    assert {p.name: p.grid() for p in space.params} == {
+        "layers": [1, 2, 3], "units": [50, 100, 150], "dropout": [0.2, 0.3, 0.4, 0.5],
+        "learning_rate": [0.001, 0.01, 0.1], "batch_size": [32, 64, 128]}
+    assert space.grid_size() == 324
+    assert space.fixed == {"optimizer": cfg.model.optimizer, "normalization": cfg.model.normalization,
+                           "lookback": cfg.window.lookback}  # the rest of the default space is not searched
+    assert from_dict(cfg.to_dict()).tuning.space == cfg.tuning.space  # a saved grid run reloads as it was
+
+
+def test_an_explicit_grid_wins_over_the_default_grid_entry_by_entry():
+    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"units": [16, 32], "learning_rate": None,
+                                                              "optimizer": ["adam", "rmsprop"]}}})
+    grids = {p.name: p.grid() for p in search_space(cfg).params}
+    assert grids == {"layers": [1, 2, 3], "units": [16, 32], "dropout": [0.2, 0.3, 0.4, 0.5], "batch_size": [32, 64, 128],
+                     "optimizer": ["adam", "rmsprop"]}
+    assert search_space(cfg).fixed["learning_rate"] == cfg.model.learning_rate
+    assert search_space(cfg).grid_size() == 3 * 2 * 4 * 3 * 2
 
 
 # ------------------------------------------------------------------ lstmkit config
