@@ -295,14 +295,62 @@ def input_columns(cfg: Config) -> list[str]:
 
 
 def save_series(frame: pd.DataFrame, path: Path) -> None:
-    """Write the series as CSV atomically (the data stage's output)."""
-    from lstmkit.runfolder import atomic_write_text
+    """Write the series as Parquet atomically (the data stage's output): float32 values, the timestamps as a column.
 
-    atomic_write_text(path, frame.to_csv(index_label="date"))
+    The timestamp column is named after the frame's index (or `date`); the index's frequency is kept in the file's
+    metadata. The file is written to a temporary name in the same folder and renamed into place.
+    """
+    import os
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    index_name = str(frame.index.name or "date")
+    if index_name in frame.columns:
+        raise DataError(f"{path}: the timestamp column '{index_name}' has the name of a value column")
+    freq = getattr(frame.index, "freqstr", None)
+    arrays = [pa.array(np.asarray(frame.index))] + [pa.array(frame[c].to_numpy(dtype=np.float32)) for c in frame.columns]
+    names = [index_name, *map(str, frame.columns)]
+    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
+        {"lstmkit.index": index_name, "lstmkit.freq": freq or ""})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, row_group_size=1 << 20)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_series(path: Path) -> pd.DataFrame:
-    """Read the series the data stage wrote."""
-    frame = pd.read_csv(path, index_col=0, parse_dates=True)
-    frame.index.freq = pd.infer_freq(frame.index) if len(frame) > 2 else None
-    return frame
+    """Read the series the data stage wrote: float32 columns in one (rows, columns) block, a DatetimeIndex with its freq.
+
+    Columns are read one at a time into a preallocated array, so reading takes the series' size plus one column.
+    """
+    import pyarrow.parquet as pq
+
+    from lstmkit.seasonality import infer_freq
+
+    try:
+        file = pq.ParquetFile(path)
+    except (OSError, ValueError) as e:  # pyarrow raises ArrowInvalid (a ValueError) for a file that is not Parquet
+        raise DataError(f"{path}: cannot be read as the stored series ({str(e).strip().splitlines()[0]})") from None
+    meta = {k.decode(): v.decode() for k, v in (file.schema_arrow.metadata or {}).items()}
+    names = file.schema_arrow.names
+    index_name = meta.get("lstmkit.index", names[0])
+    columns = [n for n in names if n != index_name]
+    values = np.empty((file.metadata.num_rows, len(columns)), dtype=np.float32)
+    for j, c in enumerate(columns):
+        values[:, j] = file.read(columns=[c]).column(0).to_numpy()
+    index = pd.DatetimeIndex(file.read(columns=[index_name]).column(0).to_pandas(), name=index_name)
+    freq = meta.get("lstmkit.freq") or (infer_freq(index) if len(index) > 2 else None)
+    if freq:
+        try:
+            index.freq = freq
+        except ValueError:  # irregular steps: no frequency
+            index.freq = None
+    return pd.DataFrame(values, index=index, columns=columns, copy=False)

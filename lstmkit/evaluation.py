@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error
 
 from lstmkit.config import Config
@@ -23,11 +22,19 @@ def smape(y: np.ndarray, yhat: np.ndarray) -> float:
     return float(100 * ratio.mean())
 
 
+CHUNK = 1 << 20  # values per chunk of the chunked sums below (bounds their float64 temporaries)
+
+
 def mase_scale(train_target: np.ndarray, period: int) -> float:
-    """In-sample MAE of the seasonal-naive forecast on the training target (the MASE denominator)."""
-    if len(train_target) <= period:
-        raise ValueError(f"the training target ({len(train_target)} rows) is shorter than the seasonal period {period}")
-    return float(np.mean(np.abs(train_target[period:] - train_target[:-period])))
+    """In-sample MAE of the seasonal-naive forecast on the training target (the MASE denominator), summed in chunks."""
+    n = len(train_target)
+    if n <= period:
+        raise ValueError(f"the training target ({n} rows) is shorter than the seasonal period {period}")
+    total = 0.0
+    for a in range(period, n, CHUNK):
+        b = min(a + CHUNK, n)
+        total += float(np.abs(np.asarray(train_target[a:b], float) - np.asarray(train_target[a - period:b - period], float)).sum())
+    return total / (n - period)
 
 
 def metrics(y: np.ndarray, yhat: np.ndarray, scale: float) -> dict[str, float]:
@@ -40,18 +47,34 @@ def metrics(y: np.ndarray, yhat: np.ndarray, scale: float) -> dict[str, float]:
             "mase": float(mae / scale)}
 
 
-def metric_report(y: np.ndarray, yhat: np.ndarray, prepared: Prepared, period: int) -> dict:
-    """Metrics of (n, horizon) forecasts in scaled and original units, overall and per horizon step."""
+def mase_scales(prepared: Prepared, period: int) -> dict[str, float]:
+    """The MASE denominators of a prepared series in scaled and original units (training rows only)."""
     train = slice(*prepared.bounds.train)
-    y_orig, yhat_orig = prepared.to_original(y), prepared.to_original(yhat)
-    scales = {"scaled": mase_scale(prepared.scaled[train, prepared.target_index].astype(float), period),
-              "original": mase_scale(prepared.original[train, prepared.target_index], period)}
-    pairs = {"scaled": (y, yhat), "original": (y_orig, yhat_orig)}
-    report: dict = {u: metrics(*pairs[u], scales[u]) for u in pairs}
-    report["per_horizon"] = {
-        u: {m: [metrics(pairs[u][0][:, h], pairs[u][1][:, h], scales[u])[m] for h in range(y.shape[1])] for m in METRICS}
-        for u in pairs}
-    return report
+    return {"scaled": mase_scale(prepared.scaled[train, prepared.target_index], period),
+            "original": mase_scale(prepared.original[train, prepared.target_index], period)}
+
+
+def metric_report(y: np.ndarray, yhat: np.ndarray, prepared: Prepared, period: int,
+                  scales: dict[str, float] | None = None) -> dict:
+    """Metrics of (n, horizon) forecasts in scaled and original units, overall and per horizon step.
+
+    Computed one horizon step (n values) at a time: every metric is a mean over values or the root of one, and each
+    step holds the same number of values, so the overall figure is the mean over steps (RMSE: the root of the mean MSE).
+    """
+    scales = scales or mase_scales(prepared, period)
+    report: dict = {"per_horizon": {}}
+    for units in ("scaled", "original"):
+        steps = []
+        for h in range(y.shape[1]):
+            pair = (np.asarray(y[:, h], float), np.asarray(yhat[:, h], float))
+            if units == "original":
+                pair = (prepared.to_original(pair[0]), prepared.to_original(pair[1]))
+            steps.append(metrics(*pair, scales[units]))
+        overall = {m: float(np.mean([step[m] for step in steps])) for m in METRICS}
+        overall["rmse"] = float(np.sqrt(overall["mse"]))
+        report[units] = overall
+        report["per_horizon"][units] = {m: [step[m] for step in steps] for m in METRICS}
+    return {"scaled": report["scaled"], "original": report["original"], "per_horizon": report["per_horizon"]}
 
 
 # ---------------------------------------------------------------- baselines
@@ -81,8 +104,8 @@ class Persistence(Forecaster):
     name = "persistence"
 
     def predict(self, prepared: Prepared, split: str) -> np.ndarray:
-        y = prepared.scaled[:, prepared.target_index].astype(float)
-        return np.repeat(y[prepared.origins(split)][:, None], prepared.horizon, axis=1)
+        y = prepared.scaled[:, prepared.target_index]
+        return np.repeat(y[prepared.origins(split)].astype(float)[:, None], prepared.horizon, axis=1)
 
 
 @dataclass
@@ -93,13 +116,55 @@ class SeasonalNaive(Forecaster):
     name: str = "seasonal_naive"
 
     def predict(self, prepared: Prepared, split: str) -> np.ndarray:
-        y = prepared.scaled[:, prepared.target_index].astype(float)
+        y = prepared.scaled[:, prepared.target_index]
         origins = prepared.origins(split)[:, None]
         h = np.arange(1, prepared.horizon + 1)[None, :]
         source = origins + h - self.period * np.ceil(h / self.period).astype(int)  # latest same-phase row <= origin
         if source.min() < 0:
             raise ValueError(f"seasonal period {self.period} reaches before the first row of the series")
-        return y[source]
+        return y[source].astype(float)
+
+
+class NormalEquations:
+    """Least squares with an intercept from running sums (X^T X, X^T Y, column sums) accumulated batch by batch.
+
+    Memory is features x features whatever the number of rows, and the solution is the one sklearn's Ridge
+    (cholesky solver, fit_intercept=True) finds from all rows at once. Sums are taken about the first batch's means,
+    which keeps the centring exact enough in float64 for data of any level.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift_x: np.ndarray | None = None
+        self.shift_y: np.ndarray | None = None
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Add rows: x (rows, features), y (rows, outputs)."""
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if self.shift_x is None:
+            self.shift_x, self.shift_y = x.mean(axis=0), y.mean(axis=0)
+            self.sum_x, self.sum_y = np.zeros(x.shape[1]), np.zeros(y.shape[1])
+            self.xtx, self.xty = np.zeros((x.shape[1], x.shape[1])), np.zeros((x.shape[1], y.shape[1]))
+        x, y = x - self.shift_x, y - self.shift_y
+        self.n += len(x)
+        self.sum_x += x.sum(axis=0)
+        self.sum_y += y.sum(axis=0)
+        self.xtx += x.T @ x
+        self.xty += x.T @ y
+
+    def solve(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """Ridge coefficients (features, outputs) and intercept (outputs,) for a penalty alpha (0: ordinary least squares)."""
+        from scipy import linalg
+
+        mx, my = self.sum_x / self.n, self.sum_y / self.n
+        a = self.xtx - self.n * np.outer(mx, mx)
+        b = self.xty - self.n * np.outer(mx, my)
+        a.flat[::a.shape[0] + 1] += alpha
+        try:
+            coef = linalg.solve(a, b, assume_a="pos")
+        except linalg.LinAlgError:  # singular (alpha 0 with collinear columns): the minimum-norm solution
+            coef = linalg.lstsq(a, b)[0]
+        return coef, (my + self.shift_y) - (mx + self.shift_x) @ coef
 
 
 @dataclass
@@ -108,78 +173,117 @@ class LinearWindow(Forecaster):
 
     With `last_value=True` it is NLinear-style: each channel's last observed value is subtracted from its window
     and the target's is added back to the forecast, which makes the model immune to level shifts.
+    Fitted on every training window through normal equations accumulated in batches (`NormalEquations`), so memory
+    stays at (lookback x channels)^2 whatever the length of the series; predictions are made batch by batch.
     """
 
     alphas: list = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0])
     last_value: bool = False
     name: str = "linear"
+    batch_size: int | None = None  # windows per batch; None: Prepared.batch_windows()
     alpha_: float | None = None
-    model_: Ridge | None = None
+    coef_: np.ndarray | None = None       # (lookback x channels, horizon), inputs flattened time-major
+    intercept_: np.ndarray | None = None  # (horizon,)
 
-    def _design(self, prepared: Prepared, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flattened inputs, targets and the level added back to forecasts (zero unless last_value)."""
-        x, y = prepared.arrays(split)
+    def _design(self, x: np.ndarray, y: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A batch's flattened inputs, targets and the level added back to forecasts (zero unless last_value)."""
         level = x[:, -1:, :] if self.last_value else np.zeros_like(x[:, -1:, :])
-        return (x - level).reshape(len(x), -1), y - level[:, :, prepared.target_index], level[:, :, prepared.target_index]
+        return (x - level).reshape(len(x), -1), y - level[:, :, target], level[:, :, target]
+
+    def _batches(self, prepared: Prepared, split: str):
+        """(flattened inputs, targets, level) of a split's windows, batch by batch."""
+        for x, y in prepared.batches(split, self.batch_size):
+            yield self._design(x, y, prepared.target_index)
+
+    def _normal_equations(self, prepared: Prepared) -> NormalEquations:
+        """Sums over every training window of `prepared`."""
+        eq = NormalEquations()
+        for x, y, _ in self._batches(prepared, "train"):
+            eq.add(x, y)
+        return eq
 
     def fit(self, prepared: Prepared) -> LinearWindow:
         from scipy.linalg import LinAlgWarning
 
-        xt, yt, _ = self._design(prepared, "train")
-        xv, yv, _ = self._design(prepared, "val")
+        eq = self._normal_equations(prepared)
         with warnings.catch_warnings():  # small alphas on long windows are ill-conditioned; validation judges them
             warnings.simplefilter("ignore", LinAlgWarning)
-            scores = {a: mean_squared_error(yv, Ridge(alpha=a).fit(xt, yt).predict(xv)) for a in self.alphas}
-            self.alpha_ = min(scores, key=scores.get)
-            self.model_ = Ridge(alpha=self.alpha_).fit(xt, yt)
+            solutions = {a: eq.solve(a) for a in self.alphas}
+        errors = dict.fromkeys(self.alphas, 0.0)
+        for x, y, _ in self._batches(prepared, "val"):
+            for a, (coef, intercept) in solutions.items():
+                errors[a] += float(((x @ coef + intercept - y) ** 2).sum())
+        self.alpha_ = min(errors, key=errors.get)
+        self.coef_, self.intercept_ = solutions[self.alpha_]
         return self
 
     def refit(self, prepared: Prepared) -> LinearWindow:
         """Refit with the chosen alpha on the training windows of `prepared` (e.g. training+validation)."""
-        xt, yt, _ = self._design(prepared, "train")
-        self.model_ = Ridge(alpha=self.alpha_).fit(xt, yt)
+        from scipy.linalg import LinAlgWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LinAlgWarning)
+            self.coef_, self.intercept_ = self._normal_equations(prepared).solve(self.alpha_)
         return self
 
     def predict(self, prepared: Prepared, split: str) -> np.ndarray:
-        x, _, level = self._design(prepared, split)
-        return self.model_.predict(x).reshape(level.shape[0], -1) + level  # Ridge drops the axis of a 1-step horizon
+        out = np.empty((prepared.n_windows(split), prepared.horizon))
+        a = 0
+        for x, _, level in self._batches(prepared, split):
+            out[a:a + len(x)] = x @ self.coef_ + self.intercept_ + level
+            a += len(x)
+        return out
 
 
 @dataclass
 class AutoRegressive(Forecaster):
     """statsmodels AutoReg on the target alone: order chosen by BIC and fitted on the training rows only, then rolled
-    over every window with the parameters frozen (iterated multi-step forecasts from each window's own past)."""
+    over every window with the parameters frozen (iterated multi-step forecasts from each window's own past).
+
+    The order is selected on the last `select_rows` training rows (all of them for shorter series: statsmodels builds
+    a rows x max_lag design matrix); the parameters of that order are the least-squares fit over every training row,
+    accumulated in batches (`NormalEquations`), which is what AutoReg's OLS computes.
+    """
 
     max_lag: int = 48
     name: str = "autoreg"
+    select_rows: int = 100_000
     lags_: int | None = None
     params_: np.ndarray | None = None
 
     def fit(self, prepared: Prepared) -> AutoRegressive:
         from statsmodels.tsa.ar_model import ar_select_order
 
-        y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index].astype(float)
+        y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index]
         max_lag = min(self.max_lag, prepared.lookback, len(y) // 4)
-        selected = ar_select_order(y, maxlag=max_lag, ic="bic", trend="c").ar_lags
+        recent = np.asarray(y[-self.select_rows:], float)
+        selected = ar_select_order(recent, maxlag=min(max_lag, len(recent) // 4), ic="bic", trend="c").ar_lags
         self.lags_ = int(max(selected)) if selected else 1
         return self.refit(prepared)
 
     def refit(self, prepared: Prepared) -> AutoRegressive:
         """Fit the parameters of the chosen order on the training rows of `prepared` (e.g. training+validation)."""
-        from statsmodels.tsa.ar_model import AutoReg
-
-        y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index].astype(float)
-        self.params_ = np.asarray(AutoReg(y, lags=self.lags_, trend="c").fit().params)
+        y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index]
+        p, eq = self.lags_, NormalEquations()
+        lagged = np.lib.stride_tricks.sliding_window_view(y, p + 1)  # row t: y[t .. t + p], a view
+        for a in range(0, len(lagged), CHUNK):
+            rows = np.asarray(lagged[a:a + CHUNK], float)
+            eq.add(rows[:, p - 1::-1], rows[:, p:])  # regressors y[t-1] .. y[t-p], as AutoReg orders them
+        coef, intercept = eq.solve(0.0)
+        self.params_ = np.concatenate([intercept, coef[:, 0]])
         return self
 
     def predict(self, prepared: Prepared, split: str) -> np.ndarray:
-        x, _ = prepared.arrays(split)
-        history = x[:, -self.lags_:, prepared.target_index].astype(float)  # (windows, lags), oldest first
-        const, phi = self.params_[0], self.params_[1:]                     # phi[i] multiplies y[t - 1 - i]
-        out = np.empty((len(x), prepared.horizon))
-        for h in range(prepared.horizon):
-            out[:, h] = const + history[:, ::-1] @ phi
-            history = np.concatenate([history[:, 1:], out[:, h:h + 1]], axis=1)
+        const, phi = self.params_[0], self.params_[1:]  # phi[i] multiplies y[t - 1 - i]
+        origins = prepared.origins(split)
+        y = prepared.scaled[:, prepared.target_index]
+        out = np.empty((len(origins), prepared.horizon))
+        for a in range(0, len(origins), CHUNK):
+            o = origins[a:a + CHUNK]
+            history = y[o[:, None] + np.arange(1 - self.lags_, 1)[None, :]].astype(float)  # (windows, lags), oldest first
+            for h in range(prepared.horizon):
+                out[a:a + len(o), h] = const + history[:, ::-1] @ phi
+                history = np.concatenate([history[:, 1:], out[a:a + len(o), h:h + 1]], axis=1)
         return out
 
 
@@ -237,8 +341,7 @@ def evaluate(model, prepared: Prepared, cfg: Config, noise_std: float | None = N
     from lstmkit.seasonality import resolve_config
 
     cfg, _ = resolve_config(cfg, prepared.index)  # `evaluation.seasonal_period: auto` -> this series' period
-    _, actual = prepared.arrays("test")
-    actual = actual.astype(float)
+    actual = prepared.targets("test").astype(float)
     period = cfg.evaluation.seasonal_period
     forecasts = {"lstm": KerasForecaster(model).predict(prepared, "test")}
     extra = {}
@@ -251,7 +354,8 @@ def evaluate(model, prepared: Prepared, cfg: Config, noise_std: float | None = N
             extra[f"{b.name}_alpha"] = b.alpha_
         if isinstance(b, AutoRegressive):
             extra["autoreg_lags"] = b.lags_
-    reports = {name: metric_report(actual, f, prepared, period) for name, f in forecasts.items()}
+    scales = mase_scales(prepared, period)
+    reports = {name: metric_report(actual, f, prepared, period, scales) for name, f in forecasts.items()}
     doc = {
         "model": reports.pop("lstm"),
         "baselines": reports,

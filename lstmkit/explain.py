@@ -296,11 +296,11 @@ def explain_target(cfg) -> int | str:
 
 def explain_test_windows(model, prepared, cfg) -> tuple[np.ndarray, Attribution]:
     """IG of the configured target for an even sample of test windows, with the configured baseline and rule."""
-    x, _ = prepared.arrays("test")
-    positions = sample_windows(len(x), cfg.explain.windows)
+    positions = sample_windows(prepared.n_windows("test"), cfg.explain.windows)
+    x, _ = prepared.windows("test", positions)  # only the explained windows are gathered
     e = cfg.explain
     train = prepared.scaled[slice(*prepared.bounds.train)]
-    attr = integrated_gradients(model, x[positions], baseline=e.baseline, steps="auto" if e.auto_steps else e.steps,
+    attr = integrated_gradients(model, x, baseline=e.baseline, steps="auto" if e.auto_steps else e.steps,
                                 method=e.method, target=explain_target(cfg), batch_size=e.batch_size,
                                 tolerance=e.tolerance, max_steps=e.steps, mean=train.mean(axis=0),
                                 samples=e.noise_samples, noise_std=e.noise_std, seed=cfg.seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import joblib
@@ -13,6 +14,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from lstmkit.config import Config, ConfigError
 
 SPLITS = ("train", "val", "test")
+BATCH_FLOATS = 1 << 23  # input values per batch of windows gathered by Prepared.batches (32 MB of float32)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class Prepared:
     scaler: StandardScaler | MinMaxScaler
     target_scaler: StandardScaler | MinMaxScaler
     scaled: np.ndarray          # (rows, channels) float32
-    original: np.ndarray        # (rows, channels) float64
+    original: np.ndarray        # (rows, channels) float32, a view of the frame's values where it can be
     lookback: int
     horizon: int
 
@@ -110,14 +112,15 @@ class Prepared:
         n = self.n_windows(split)
         if n == 0:
             raise ValueError(self._too_short(split))
-        series = tf.constant(self.scaled)
-        target = tf.constant(self.scaled[:, self.target_index])
         offset = _first_window_start(self.bounds[split], self.lookback)
+        rows = self.scaled[offset:offset + n + self.lookback + self.horizon - 1]  # the split's rows only
+        series = tf.constant(rows)
+        target = tf.constant(rows[:, self.target_index])
         in_offsets = tf.range(self.lookback)[None, :]
         out_offsets = tf.range(self.lookback, self.lookback + self.horizon)[None, :]
 
         def cut(positions):
-            starts = tf.cast(positions, tf.int32)[:, None] + offset
+            starts = tf.cast(positions, tf.int32)[:, None]
             return tf.gather(series, starts + in_offsets), tf.gather(target, starts + out_offsets)
 
         positions = tf.data.Dataset.range(n)
@@ -126,14 +129,47 @@ class Prepared:
         return positions.batch(batch_size).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """All windows of a split as arrays: inputs (n, lookback, channels), targets (n, horizon)."""
+        """All windows of a split as arrays: inputs (n, lookback, channels), targets (n, horizon).
+
+        This copies every window (n x lookback x channels floats): for long series use `batches`, `windows`
+        or `targets`, which gather only what they return.
+        """
         n = self.n_windows(split)
         if n == 0:
             raise ValueError(self._too_short(split))
-        start = _first_window_start(self.bounds[split], self.lookback)
-        view = np.lib.stride_tricks.sliding_window_view(self.scaled, self.lookback + self.horizon, axis=0)
-        windows = view[start:start + n].transpose(0, 2, 1)  # (n, lookback + horizon, channels)
-        return np.ascontiguousarray(windows[:, :self.lookback]), np.ascontiguousarray(windows[:, self.lookback:, self.target_index])
+        return self.windows(split, np.arange(n))
+
+    def windows(self, split: str, positions: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """The windows at the given positions of a split (0 = its first window): inputs (k, lookback, channels),
+        targets (k, horizon), float32, gathered from the scaled series."""
+        n = self.n_windows(split)
+        positions = np.arange(n)[positions] if isinstance(positions, slice) else np.asarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= n):
+            raise IndexError(f"window positions must lie in 0..{n - 1} for the {split} split")
+        starts = _first_window_start(self.bounds[split], self.lookback) + positions
+        inputs = self.scaled[starts[:, None] + np.arange(self.lookback)[None, :]]
+        targets = self.scaled[starts[:, None] + np.arange(self.lookback, self.lookback + self.horizon)[None, :], self.target_index]
+        return inputs, targets
+
+    def batch_windows(self) -> int:
+        """Default windows per batch of `batches`: about BATCH_FLOATS input values (32 MB of float32) per batch."""
+        return max(1, BATCH_FLOATS // (self.lookback * len(self.columns)))
+
+    def batches(self, split: str, batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The windows of a split in order, batch_size (default `batch_windows()`) at a time:
+        (inputs (b, lookback, channels), targets (b, horizon)), float32."""
+        n = self.n_windows(split)
+        if n == 0:
+            raise ValueError(self._too_short(split))
+        batch_size = batch_size or self.batch_windows()
+        for a in range(0, n, batch_size):
+            yield self.windows(split, slice(a, min(a + batch_size, n)))
+
+    def targets(self, split: str) -> np.ndarray:
+        """Targets of every window of a split, (n, horizon) float32, without gathering the inputs."""
+        if self.n_windows(split) == 0:
+            raise ValueError(self._too_short(split))
+        return self.scaled[:, self.target_index][self.target_rows(split)]
 
     def target_rows(self, split: str) -> np.ndarray:
         """Row numbers of each window's targets: (n, horizon)."""
@@ -155,10 +191,10 @@ class Prepared:
         if not refit_scaler:
             return replace(self, bounds=bounds)
         train = self.original[bounds.train[0]:bounds.train[1]]
-        scaler = clone(self.scaler).fit(train)
-        target_scaler = clone(self.target_scaler).fit(train[:, [self.target_index]])
+        scaler = _fit_in_chunks(clone(self.scaler), train)
+        target_scaler = _fit_in_chunks(clone(self.target_scaler), train[:, [self.target_index]])
         return replace(self, bounds=bounds, scaler=scaler, target_scaler=target_scaler,
-                       scaled=scaler.transform(self.original).astype(np.float32))
+                       scaled=transform_in_chunks(scaler, self.original))
 
     def train_val(self) -> Prepared:
         """Training windows extended over the validation rows (for a final refit); scaling stays as fitted."""
@@ -171,11 +207,34 @@ class Prepared:
                 f"horizon {self.horizon}; enlarge it or shorten window.horizon")
 
 
+CHUNK_ROWS = 1 << 20  # rows per chunk when fitting and applying scalers: bounds their float64 temporaries
+
+
+def _fit_in_chunks(scaler: StandardScaler | MinMaxScaler, rows: np.ndarray) -> StandardScaler | MinMaxScaler:
+    """Fit a scaler on (rows, channels) by partial_fit over chunks of CHUNK_ROWS rows (no copy of all rows)."""
+    for a in range(0, len(rows), CHUNK_ROWS):
+        scaler.partial_fit(rows[a:a + CHUNK_ROWS])
+    return scaler
+
+
+def transform_in_chunks(scaler: StandardScaler | MinMaxScaler, values: np.ndarray) -> np.ndarray:
+    """Scaled copy of (rows, channels) values as one float32 array, transformed CHUNK_ROWS rows at a time."""
+    out = np.empty(values.shape, dtype=np.float32)
+    for a in range(0, len(values), CHUNK_ROWS):
+        out[a:a + CHUNK_ROWS] = scaler.transform(values[a:a + CHUNK_ROWS])
+    return out
+
+
+def series_values(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The frame's columns as one (rows, channels) float32 array: a view of the frame when it holds them so, else a copy."""
+    return frame[columns].to_numpy(dtype=np.float32, copy=False)
+
+
 def fit_scalers(frame: pd.DataFrame, columns: list[str], target: str, bounds: SplitBounds, method: str):
-    """Scaler for all channels and one for the target alone, both fitted on the training rows only."""
-    train = frame.iloc[bounds.train[0]:bounds.train[1]]
-    scaler = make_scaler(method).fit(train[columns].to_numpy(dtype=float))
-    target_scaler = clone(scaler).fit(train[[target]].to_numpy(dtype=float))
+    """Scaler for all channels and one for the target alone, both fitted on the training rows only (in chunks)."""
+    train = series_values(frame, columns)[bounds.train[0]:bounds.train[1]]
+    scaler = _fit_in_chunks(make_scaler(method), train)
+    target_scaler = _fit_in_chunks(make_scaler(method), train[:, [columns.index(target)]])
     return scaler, target_scaler
 
 
@@ -204,10 +263,10 @@ def prepare(frame: pd.DataFrame, cfg: Config, scalers: tuple | None = None) -> P
     columns = input_columns(cfg)
     bounds = check_splits(len(frame), cfg)
     fitted = scalers or fit_scalers(frame, columns, cfg.data.target, bounds, cfg.scaling.method)
-    original = frame[columns].to_numpy(dtype=float)
+    original = series_values(frame, columns)
     return Prepared(index=frame.index, columns=columns, target=cfg.data.target, bounds=bounds,
                     scaler=fitted[0], target_scaler=fitted[1],
-                    scaled=fitted[0].transform(original).astype(np.float32), original=original,
+                    scaled=transform_in_chunks(fitted[0], original), original=original,
                     lookback=cfg.window.lookback, horizon=cfg.window.horizon)
 
 

@@ -58,7 +58,7 @@ class RunFolder:
     # --- 01 data
     @property
     def series_file(self) -> Path:
-        return self.root / "data" / "series.csv"
+        return self.root / "data" / "series.parquet"
 
     @property
     def ground_truth_file(self) -> Path:

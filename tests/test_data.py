@@ -188,12 +188,46 @@ def test_load_csv_reads_numeric_columns_with_timestamp_index(tmp_path):
 
 def test_save_and_read_series_round_trip(tmp_path):
     frame, _ = make_synthetic(240, seed=1)
-    path = tmp_path / "data" / "series.csv"
+    frame = frame[["x3", "target", "x1"]]  # an order that is not alphabetical
+    path = tmp_path / "data" / "series.parquet"
     save_series(frame, path)
     back = read_series(path)
-    pd.testing.assert_frame_equal(back, frame, check_freq=False, rtol=1e-12)
-    assert back.index.freqstr == "h"
-    assert [p.name for p in path.parent.iterdir()] == ["series.csv"]
+    assert list(back.columns) == ["x3", "target", "x1"] and (back.dtypes == np.float32).all()
+    np.testing.assert_array_equal(back.to_numpy(), frame.to_numpy(dtype=np.float32))  # float32 values kept exactly
+    pd.testing.assert_index_equal(back.index, frame.index)
+    assert back.index.name == "date" and back.index.freqstr == "h"
+    assert [p.name for p in path.parent.iterdir()] == ["series.parquet"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("freq", ["15min", "D", "W-SUN", "MS"])
+def test_read_series_restores_the_frequency(tmp_path, freq):
+    index = pd.date_range("2021-01-01", periods=40, freq=freq, name="when")
+    save_series(pd.DataFrame({"y": np.arange(40.0)}, index=index), tmp_path / "s.parquet")
+    back = read_series(tmp_path / "s.parquet")
+    assert back.index.freqstr == index.freqstr and back.index.name == "when"
+    index.freq = None  # a frame without a recorded frequency: inferred on reading
+    save_series(pd.DataFrame({"y": np.arange(40.0)}, index=index), tmp_path / "s.parquet")
+    assert read_series(tmp_path / "s.parquet").index.freqstr == pd.date_range("2021", periods=3, freq=freq).freqstr
+
+
+def test_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    frame, _ = make_synthetic(240, seed=1)
+    with pytest.raises(OSError, match="disk full"):
+        save_series(frame, tmp_path / "series.parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_series_names_a_file_that_is_not_parquet(tmp_path):
+    path = tmp_path / "series.parquet"
+    path.write_text("date,y\n2020-01-01,1\n")
+    with pytest.raises(DataError, match="series.parquet: cannot be read"):
+        read_series(path)
 
 
 # ------------------------------------------------------------------ seasonal decomposition

@@ -58,7 +58,7 @@ def test_run_writes_every_stage_output(quick_run: Path):
         code = [c for c in executed["cells"] if c["cell_type"] == "code"]
         assert all(c.get("execution_count") for c in code), f"{nb}: not every cell ran"
         assert any("injected-parameters" in c["metadata"].get("tags", []) for c in code), f"{nb}: parameters not injected"
-    for artifact in ("config.yaml", "data/series.csv", "data/ground_truth.json", "preprocessing/scaler.joblib",
+    for artifact in ("config.yaml", "data/series.parquet", "data/ground_truth.json", "preprocessing/scaler.joblib",
                      "tuning/best_hyperparameters.json", "tuning/trials.csv", "training/model.keras",
                      "training/history.json", "evaluation/predictions.npz", "explainability/attributions.npz",
                      "explainability/summary.json"):
@@ -137,7 +137,7 @@ def test_notebooks_run_directly_with_papermill_and_their_default_parameters(proj
                             kernel_name="lstmkit", cwd=str(project / "notebooks"), progress_bar=False)
     run = project / "runs" / "interactive"
     assert "length: 1200" in (run / "config.yaml").read_text()  # the quick profile, the notebooks' default
-    assert (run / "data" / "series.csv").is_file() and (run / "preprocessing" / "splits.json").is_file()
+    assert (run / "data" / "series.parquet").is_file() and (run / "preprocessing" / "splits.json").is_file()
 
 
 def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(quick_run: Path):

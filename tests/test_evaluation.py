@@ -316,9 +316,9 @@ def test_train_val_fit_refits_the_baselines_with_their_validated_choices():
     assert a.metrics["meta"]["autoreg_lags"] == b.metrics["meta"]["autoreg_lags"]
     merged = p.train_val()
     x, y = merged.arrays("train")
-    expected = Ridge(alpha=b.metrics["meta"]["linear_alpha"]).fit(x.reshape(len(x), -1), y)
+    expected = Ridge(alpha=b.metrics["meta"]["linear_alpha"]).fit(x.reshape(len(x), -1).astype(float), y.astype(float))
     xt, _ = p.arrays("test")
-    np.testing.assert_allclose(b.forecasts["linear"], expected.predict(xt.reshape(len(xt), -1)), rtol=1e-6)
+    np.testing.assert_allclose(b.forecasts["linear"], expected.predict(xt.reshape(len(xt), -1).astype(float)), rtol=1e-6)
 
 
 def test_evaluate_meta(evaluation):

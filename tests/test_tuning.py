@@ -319,7 +319,7 @@ def test_a_worker_that_dies_mid_trial_is_restarted_and_the_search_completes(fram
 def test_tune_command_needs_the_earlier_stages(tmp_path, capsys):
     run = start_run(tmp_path, tiny_config())
     assert main(["tune", "--run-dir", str(run.root)]) == 2
-    assert "series.csv is missing: run the data (01_data) stage" in capsys.readouterr().err
+    assert "series.parquet is missing: run the data (01_data) stage" in capsys.readouterr().err
 
 
 def test_workers_need_the_run_folder_to_hold_the_tuned_config(frame, tmp_path):
