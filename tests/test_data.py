@@ -180,9 +180,9 @@ def test_load_csv_reads_numeric_columns_with_timestamp_index(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("date,a,y,unused\n2024-01-01 00:00,1,2.5,x\n2024-01-01 01:00,3,4.5,y\n")
     frame, notes = load_csv(csv_config(path))
-    assert notes == []
+    assert notes == ["timestamp column 'date' detected"]  # data.date_column left empty
     assert list(frame.columns) == ["a", "y"]
-    assert frame["a"].dtype == float and frame["y"].tolist() == [2.5, 4.5]
+    assert frame["a"].dtype == np.float32 and frame["y"].tolist() == [2.5, 4.5]
     assert frame.index[1] == pd.Timestamp("2024-01-01 01:00")
 
 

@@ -28,7 +28,9 @@ def write_csv(path, rows: int = 400, edit=None, text: str | None = None):
 
 
 def csv_cfg(path, **data):
-    """Config reading `path` in MS mode (load, temp -> OT) with small windows."""
+    """Config reading `path` in MS mode (load, temp -> OT) with small windows; the date column named (the CLI tests
+    leave it empty, so they go through detection)."""
+    data = {"date_column": "date", **data}
     return from_dict({"data": {"source": "csv", "path": str(path), "target": "OT", "features": ["load", "temp"], **data},
                       "window": {"lookback": 24, "horizon": 6}})
 
