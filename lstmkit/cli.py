@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -40,35 +41,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = from_dict(run.config().to_dict(), overrides)
     else:
         cfg = load_config(config_path, overrides)
-    print(f"lstmkit run -> {run.root}")
-    try:
-        run_pipeline(run, cfg, start=args.resume_from, stop=args.to, progress=args.progress)
-    except StageFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if args.to is None:
-        publish(run)
-        print(f"done. Metrics: {run.metrics_file}\nBuild the report with: lstmkit report --run-dir {run_dir}")
+    live = None if args.quiet or args.progress else sys.stdout  # papermill's bar and the live line would collide
+    with run.lock("lstmkit run", create=True):  # refused at once if another command is writing this folder
+        print(f"lstmkit run -> {run.root}", flush=True)
+        try:
+            run_pipeline(run, cfg, start=args.resume_from, stop=args.to, progress=args.progress, live=live)
+        except StageFailed as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if args.to is None:
+            publish(run)
+            print(f"done. Metrics: {run.metrics_file}\nBuild the report with: lstmkit report --run-dir {run_dir}")
     return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Run or resume the tuning search of a run folder (here, with local workers, or as a chief/worker process)."""
-    from lstmkit import distributed, preprocessing, tuning
-    from lstmkit.runfolder import open_run
+    from lstmkit import distributed, preprocessing, progress, tuning
+    from lstmkit.runfolder import RunFolder, open_run
 
-    run, cfg = open_run(Path(args.run_dir or _latest_run_dir()), _overrides(args.set))
-    prepared = preprocessing.load_prepared(run)
     role = distributed.role()
-    workers = 0 if role else (cfg.tuning.workers if args.workers is None else args.workers)
-    where = f"as {os.environ['KERASTUNER_TUNER_ID']} of a distributed search" if role else \
-        f"with a chief and {workers} workers" if workers else "in one process"
-    print(f"lstmkit tune -> {run.root}: {cfg.tuning.strategy} search {where}", flush=True)
-    try:
-        spec, table = tuning.tune(prepared, cfg, run, workers=workers, verbose=True)
-    except tuning.TuningError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    folder = RunFolder(Path(args.run_dir or _latest_run_dir()).resolve())
+    # a chief or worker process of a distributed search works for the command that holds the lock: it does not lock
+    with contextlib.nullcontext() if role else folder.lock("lstmkit tune"):
+        run, cfg = open_run(folder.root, _overrides(args.set))
+        prepared = preprocessing.load_prepared(run)
+        workers = 0 if role else (cfg.tuning.workers if args.workers is None else args.workers)
+        where = f"as {os.environ['KERASTUNER_TUNER_ID']} of a distributed search" if role else \
+            f"with a chief and {workers} workers" if workers else "in one process"
+        print(f"lstmkit tune -> {run.root}: {cfg.tuning.strategy} search {where}", flush=True)
+        # here: a live progress line (the chief, if any, reports to it); in a chief or worker: Keras Tuner's log
+        display = contextlib.nullcontext() if role else progress.Live(run.progress_file, sys.stdout)
+        try:
+            with display:
+                spec, table = tuning.tune(prepared, cfg, run, workers=workers, verbose=bool(role))
+        except tuning.TuningError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     if spec is not None:
         best = tuning.read_best(run)
         print(f"{len(table)} trials; best val_loss {best['val_loss']:.5g} (trial {best['trial']}): "
@@ -84,7 +93,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = RunFolder(Path(args.run_dir or _latest_run_dir()).resolve())
     try:
-        index = report(run, strict=not args.no_strict)
+        with run.lock("lstmkit report"):  # not while a run or a search is writing the folder
+            index = report(run, strict=not args.no_strict)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -131,7 +141,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir", help="run folder (default: runs/<profile name>)")
     r.add_argument("--from", dest="resume_from", metavar="STAGE", help="resume at a stage (name or number), reusing earlier outputs")
     r.add_argument("--to", metavar="STAGE", help="stop after this stage")
-    r.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar")
+    r.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar (instead of the live progress line)")
+    r.add_argument("--quiet", action="store_true", help="no live progress (trials, epochs, explained windows) under each stage's line")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("tune", help="run or resume the tuning search of a run folder, optionally with parallel workers",
@@ -160,9 +171,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `lstmkit` command."""
+    from lstmkit.runfolder import RunFolderLocked
+
     args = parser().parse_args(argv)
     try:
         return args.func(args)
+    except RunFolderLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except (ConfigError, FileNotFoundError, ValueError) as e:  # DataError and DatasetError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2

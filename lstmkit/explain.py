@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from lstmkit import progress
+
 METHODS = ("midpoint", "left", "right", "trapezoid", "gausslegendre")
 BASELINES = ("zeros", "mean", "last", "noise")
 
@@ -93,8 +95,11 @@ def _predict(out, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def _path_gradients(out, x: np.ndarray, base: np.ndarray, alphas: np.ndarray, weights: np.ndarray,
-                    batch_size: int) -> np.ndarray:
-    """Sum over the rule's points of weight x gradient on the path, per window; at most batch_size inputs per call."""
+                    batch_size: int, done=None) -> np.ndarray:
+    """Sum over the rule's points of weight x gradient on the path, per window; at most batch_size inputs per call.
+
+    `done(windows)`, if given, is called after each call with the number of leading windows whose sum is complete.
+    """
     n, m = len(x), len(alphas)
     total = np.zeros_like(x)
     alphas32, weights32 = alphas.astype(np.float32), weights.astype(np.float32)
@@ -108,6 +113,8 @@ def _path_gradients(out, x: np.ndarray, base: np.ndarray, alphas: np.ndarray, we
         g = tape.gradient(y, z) * weights32[k, None, None]
         first = w[0]
         total[first:w[-1] + 1] += tf.math.segment_sum(g, w - first).numpy()
+        if done is not None:
+            done(int(w[-1]) + int(k[-1] == m - 1))
     return total
 
 
@@ -159,7 +166,14 @@ def integrated_gradients(model, x: np.ndarray, baseline: str | np.ndarray | None
     base_pred = np.zeros(len(x))
     used = np.zeros(len(x), dtype=int)
     chunk = max(1, batch_size // 16)  # windows per auto-steps decision
-    for b in bases:
+    shown = [0]  # window-baseline pairs done, for the live progress (a retried auto-steps chunk does not go back)
+
+    def tick(pairs: int) -> None:
+        if pairs > shown[0]:
+            shown[0] = pairs
+            progress.report("explain", windows=pairs // len(bases), total=len(x))
+
+    for j, b in enumerate(bases):
         b = np.ascontiguousarray(b, dtype=np.float32)
         fb = _predict(out, b, batch_size)
         base_pred += fb / len(bases)
@@ -170,7 +184,8 @@ def integrated_gradients(model, x: np.ndarray, baseline: str | np.ndarray | None
             m = min(16, max_steps) if auto else int(steps)
             while True:
                 alphas, weights = quadrature(method, m)
-                attr = (xs - bs) * _path_gradients(out, xs, bs, alphas, weights, batch_size)
+                attr = (xs - bs) * _path_gradients(out, xs, bs, alphas, weights, batch_size,
+                                                   done=lambda n, i=i, j=j: tick(j * len(x) + i + n))
                 gap = np.abs(attr.sum(axis=(1, 2)) - delta).sum() / max(np.abs(delta).sum(), 1e-12)
                 if not auto or gap <= tolerance or m >= max_steps:
                     break

@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from lstmkit.config import Config
 from lstmkit.runfolder import RunFolder
@@ -139,8 +140,13 @@ def check_inputs(cfg: Config) -> None:
 
 
 def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: str | None = None,
-                 echo=print, progress: bool = False) -> list[Path]:
-    """Run the stages from `start` (default: the first) to `stop` (default: the last); return the executed notebooks."""
+                 echo=print, progress: bool = False, live: TextIO | None = None) -> list[Path]:
+    """Run the stages from `start` (default: the first) to `stop` (default: the last); return the executed notebooks.
+
+    With `live` (a stream, e.g. sys.stdout), each stage's progress (trials, epochs, explained windows) is shown on it
+    as the stage runs, read from the run folder's progress file that the kernel writes (lstmkit.progress).
+    """
+    from lstmkit import progress as live_progress
     root = project_root()
     kernel = ensure_kernel()
     first = stage_index(start) if start else 0
@@ -156,15 +162,18 @@ def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: st
     outputs = []
     for i in range(first, last + 1):
         stage = STAGES[i]
-        echo(f"[{i + 1}/{len(STAGES)}] {stage.name:<15} {stage.notebook} ...", end="", flush=True)
+        header = f"[{i + 1}/{len(STAGES)}] {stage.name:<15} {stage.notebook} ..."
+        echo(header, end="", flush=True)
         t0 = time.perf_counter()
         params = {"run_dir": str(run.root)}
         if i == 0:
             params |= {"config": str(run.config_file), "overrides": {}}
+        display = live_progress.Live(run.progress_file, live, header) if live is not None else contextlib.nullcontext()
         try:
-            outputs.append(run_stage(stage, run, root, kernel, params, progress))
+            with display:  # the kernel inherits LSTMKIT_PROGRESS_FILE from this process
+                outputs.append(run_stage(stage, run, root, kernel, params, progress))
         except StageFailed:
-            echo(" failed")
+            echo(("    " if getattr(display, "lines", 0) else " ") + "failed")
             raise
-        echo(f" done in {time.perf_counter() - t0:.1f} s")
+        echo(("    " if getattr(display, "lines", 0) else " ") + f"done in {time.perf_counter() - t0:.1f} s")
     return outputs

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from lstmkit import progress
 from lstmkit.config import Config
 from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import Prepared
@@ -40,6 +41,19 @@ def callbacks(patience: int, reduce_lr_patience: int, checkpoint: Path | None = 
     return cbs
 
 
+class ProgressCallback(keras.callbacks.Callback):
+    """Reports each finished epoch and its losses to the command line's live progress (lstmkit.progress; else a no-op)."""
+
+    def __init__(self, epochs: int, phase: str = "training"):
+        super().__init__()
+        self.epochs, self.phase = epochs, phase
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Report epoch (1-based) of the planned epochs, with loss and val_loss when Keras has them."""
+        losses = {k: float(v) for k, v in (logs or {}).items() if k in ("loss", "val_loss")}
+        progress.report("training", phase=self.phase, epoch=epoch + 1, epochs=self.epochs, **losses)
+
+
 def fit(prepared: Prepared, spec: LSTMSpec, cfg: Config, checkpoint: Path | None = None) -> tuple[keras.Model, pd.DataFrame]:
     """Build and train one LSTM; returns the model (best weights) and its per-epoch history."""
     prepared = prepared.with_lookback(spec.lookback)
@@ -48,7 +62,8 @@ def fit(prepared: Prepared, spec: LSTMSpec, cfg: Config, checkpoint: Path | None
     train = prepared.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed)
     val = prepared.dataset("val", 1024)
     hist = model.fit(train, validation_data=val, epochs=cfg.training.epochs, verbose=cfg.training.verbose, shuffle=False,
-                     callbacks=callbacks(cfg.training.patience, cfg.training.reduce_lr_patience, checkpoint))
+                     callbacks=callbacks(cfg.training.patience, cfg.training.reduce_lr_patience, checkpoint)
+                     + [ProgressCallback(cfg.training.epochs)])
     history = pd.DataFrame(hist.history)
     history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
     if "learning_rate" in history:
@@ -66,7 +81,8 @@ def refit_train_val(prepared: Prepared, spec: LSTMSpec, cfg: Config, epochs: int
     set_seed(cfg.seed)
     model = build_lstm(merged.lookback, len(merged.columns), merged.horizon, spec)
     model.fit(merged.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed), epochs=epochs,
-              verbose=cfg.training.verbose, shuffle=False, callbacks=[keras.callbacks.TerminateOnNaN()])
+              verbose=cfg.training.verbose, shuffle=False,
+              callbacks=[keras.callbacks.TerminateOnNaN(), ProgressCallback(epochs, "refit on training+validation")])
     return model
 
 

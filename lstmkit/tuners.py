@@ -15,6 +15,7 @@ import pandas as pd
 
 from lstmkit.config import Config
 from lstmkit.preprocessing import Prepared
+from lstmkit.progress import SearchProgress
 from lstmkit.runfolder import RunFolder, atomic_write_json
 from lstmkit.search_space import Param, SearchSpace
 from lstmkit.tuning import KERAS_STRATEGIES, TrialResult, project_name, train_trial
@@ -58,10 +59,26 @@ def _declare(space: SearchSpace, hp) -> None:
 
 
 class _SafeOracle:
-    """Oracle mixin: a time budget, and state files written atomically (a kill never leaves half a file)."""
+    """Oracle mixin: a time budget, state files written atomically (a kill never leaves half a file), live progress."""
 
     deadline: float | None = None
     started_here: int = 0
+    progress: SearchProgress | None = None
+
+    def create_trial(self, tuner_id):
+        trial = super().create_trial(tuner_id)
+        self._report_progress()
+        return trial
+
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        """Trials ended and under way, and the best score so far (the chief's view in a distributed search)."""
+        if self.progress is not None:
+            best = [t.score for t in self.get_best_trials(1) if str(t.status) == "COMPLETED"]
+            self.progress.update(len(self.end_order), len(self.ongoing_trials), best[0] if best else None)
 
     def populate_space(self, trial_id):
         if self.deadline is not None and self.started_here and time.monotonic() > self.deadline:
@@ -97,6 +114,7 @@ def _oracle(cfg: Config, space: SearchSpace, deadline: float | None):
     else:
         oracle = cls(max_trials=t.max_trials, **common)
     oracle.deadline = deadline
+    oracle.progress = SearchProgress(None if t.strategy == "hyperband" else t.max_trials, t.max_minutes)
     return oracle
 
 
@@ -206,12 +224,20 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
 
     counted = _optuna_counted(study)
     remaining = cfg.tuning.max_trials - len(counted)
+    live = SearchProgress(cfg.tuning.max_trials, cfg.tuning.max_minutes)
+
+    def show(study, trial=None) -> None:
+        done = len(_optuna_counted(study))
+        best = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        live.update(done, int(done < cfg.tuning.max_trials), min(best) if best else None)
+
+    show(study)
     if remaining > 0:  # the budget never stops the first trial of a run
-        study.optimize(objective, n_trials=1, catch=(Exception,))
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[show])
     if remaining > 1:
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is None or timeout > 0:
-            study.optimize(objective, n_trials=remaining - 1, timeout=timeout, catch=(Exception,))
+            study.optimize(objective, n_trials=remaining - 1, timeout=timeout, catch=(Exception,), callbacks=[show])
     return optuna_trials(study, space)
 
 
