@@ -196,8 +196,8 @@ def test_grid_strategy_with_a_continuous_range_of_its_own_names_it():
 # ------------------------------------------------------------------ cross-field validation
 
 
-@pytest.mark.parametrize("name,lo,hi", [("layers", 4, 3), ("units", 200, 160), ("dropout", 0.6, 0.5),
-                                        ("learning_rate", 0.5, 0.1)])
+@pytest.mark.parametrize("name,lo,hi", [("layers", 4, 2), ("units", 200, 128), ("dropout", 0.6, 0.3),
+                                        ("learning_rate", 0.5, 0.01)])
 def test_tuning_min_above_max_is_rejected(name, lo, hi):
     with pytest.raises(ConfigError) as err:
         from_dict({"tuning": {"space": {name: {"min": lo}}}})

@@ -12,7 +12,7 @@ from lstmkit.config import DEFAULT_SPACE, Config, ConfigError, from_dict, load_c
 from lstmkit.search_space import Param, merge_space, parse_space, search_space
 
 REPO = Path(__file__).resolve().parents[1]
-TUNED = ["layers", "units", "dropout", "learning_rate", "batch_size", "optimizer"]
+TUNED = ["layers", "units", "dropout", "learning_rate", "batch_size", "optimizer", "normalization"]
 
 
 def space_of(**entries):
@@ -23,18 +23,22 @@ def space_of(**entries):
 # ------------------------------------------------------------------ defaults
 
 
-def test_default_space_tunes_the_classic_six_and_fixes_normalization_and_lookback():
+def test_default_space_tunes_seven_including_window_normalisation_and_fixes_lookback():
     space = search_space(Config())
     assert space.names == TUNED
-    assert space.fixed == {"normalization": "none", "lookback": 48}
-    assert space.params[1].grid() == [32, 64, 96, 128, 160]
+    assert space.fixed == {"lookback": 48}
+    assert space.params[1].grid() == [32, 64, 96, 128]
     assert [r["searched"] for r in space.table()] == [
-        "1..3", "32..160 step 32", "0.2..0.5 step 0.05", "0.0001..0.1 (log scale)", "32 | 64 | 128",
-        "adam | rmsprop | sgd", "fixed at none", "fixed at 48"]
+        "1..2", "32..128 step 32", "0..0.3 step 0.1", "0.0003..0.01 (log scale)", "32 | 64 | 128",
+        "adam | rmsprop", "last | revin", "fixed at 48"]
+
+
+def test_the_default_model_normalises_each_window_by_its_last_value():
+    assert Config().model.normalization == "last"
 
 
 def test_fixed_values_follow_the_model_and_window_settings():
-    cfg = from_dict({"window": {"lookback": 12}, "model": {"normalization": "revin"}})
+    cfg = from_dict({"window": {"lookback": 12}, "model": {"normalization": "revin"}, "tuning": {"space": {"normalization": None}}})
     assert search_space(cfg).fixed == {"normalization": "revin", "lookback": 12}
 
 
@@ -45,7 +49,7 @@ def test_partial_range_override_keeps_the_other_default_keys():
     cfg = from_dict({}, {"tuning.space.units.max": 64})
     assert cfg.tuning.space["units"] == {"min": 32, "max": 64, "step": 32}
     assert {k: v for k, v in cfg.tuning.space.items() if k != "units"} == {k: v for k, v in DEFAULT_SPACE.items() if k != "units"}
-    assert DEFAULT_SPACE["units"]["max"] == 160  # the defaults themselves are untouched
+    assert DEFAULT_SPACE["units"]["max"] == 128  # the defaults themselves are untouched
 
 
 @pytest.mark.parametrize("entry", [{"choices": [16, 48]}, [16, 48]])
@@ -74,7 +78,7 @@ def test_null_fixes_at_the_model_setting_and_survives_a_save_and_reload(tmp_path
     cfg = from_dict({"model": {"units": 80, "optimizer": "rmsprop"}, "tuning": {"space": {"units": None}}},
                     {"tuning.space.optimizer": None})
     space = search_space(cfg)
-    assert space.names == ["layers", "dropout", "learning_rate", "batch_size"]
+    assert space.names == ["layers", "dropout", "learning_rate", "batch_size", "normalization"]
     assert (space.fixed["units"], space.fixed["optimizer"]) == (80, "rmsprop")
     again = from_dict(cfg.to_dict())
     assert again.tuning.space == cfg.tuning.space and again.tuning.space["units"] is None
@@ -84,18 +88,20 @@ def test_null_fixes_at_the_model_setting_and_survives_a_save_and_reload(tmp_path
 
 def test_merge_is_idempotent():
     user = {"units": {"max": 64}, "layers": 2, "dropout": None, "optimizer": ["adam", "sgd"],
-            "learning_rate": {"step": 0.01, "min": 0.01}, "batch_size": {"min": 16, "max": 64, "step": 16},
+            "learning_rate": {"step": 0.002, "min": 0.002}, "batch_size": {"min": 16, "max": 64, "step": 16},
             "lookback": {"choices": [24, 48]}}
     merged = merge_space(user)
     assert merge_space(merged) == merged
-    assert merged["learning_rate"] == {"min": 0.01, "max": 0.1, "step": 0.01}
+    assert merged["learning_rate"] == {"min": 0.002, "max": 0.01, "step": 0.002}
+    grid = merge_space(user, "grid")
+    assert merge_space(grid, "grid") == grid
 
 
 def test_step_on_learning_rate_drops_the_inherited_log_and_log_drops_a_step():
-    space = space_of(learning_rate={"step": 0.02, "min": 0.02}, dropout={"min": 0.1, "log": True})
+    space = space_of(learning_rate={"step": 0.002, "min": 0.002}, dropout={"min": 0.1, "log": True})
     lr, dropout = space.params[3], space.params[2]
-    assert (lr.step, lr.log, lr.grid()) == (0.02, False, [0.02, 0.04, 0.06, 0.08, 0.1])
-    assert (dropout.step, dropout.log, dropout.grid(), dropout.describe()) == (None, True, None, "0.1..0.5 (log scale)")
+    assert (lr.step, lr.log, lr.grid()) == (0.002, False, [0.002, 0.004, 0.006, 0.008, 0.01])
+    assert (dropout.step, dropout.log, dropout.grid(), dropout.describe()) == (None, True, None, "0.1..0.3 (log scale)")
 
 
 def test_exponent_notation_in_a_yaml_file_is_read_as_a_number(tmp_path):
@@ -103,7 +109,7 @@ def test_exponent_notation_in_a_yaml_file_is_read_as_a_number(tmp_path):
     path.write_text("tuning:\n  space:\n    learning_rate: {min: 1e-5, max: 1e-2}\n    dropout: {step: 1e-1}\n")
     dropout, lr = search_space(load_config(path)).params[2:4]
     assert (lr.min, lr.max, lr.log) == (1e-5, 1e-2, True)
-    assert dropout.grid() == [0.2, 0.3, 0.4, 0.5]
+    assert dropout.grid() == [0.0, 0.1, 0.2, 0.3]
 
 
 # ------------------------------------------------------------------ bad spaces
@@ -111,7 +117,7 @@ def test_exponent_notation_in_a_yaml_file_is_read_as_a_number(tmp_path):
 
 @pytest.mark.parametrize("entries,message", [
     ({"batch_size": {"choices": []}}, "tuning.space.batch_size.choices: must be a non-empty list, got []"),
-    ({"units": {"min": 200}}, "tuning.space.units: min (200) is greater than max (160)"),
+    ({"units": {"min": 200}}, "tuning.space.units: min (200) is greater than max (128)"),
     ({"unit": 64}, "tuning.space: unknown hyperparameter 'unit'; tunable are: layers, units, dropout, learning_rate, "
                    "batch_size, optimizer, normalization, lookback"),
     ({"units": {"maximum": 64}}, "tuning.space.units: unknown key 'maximum'; use `choices`, or `min`, `max` and optional "
@@ -183,8 +189,8 @@ def test_param_grid(param, grid):
 
 def test_grid_size_is_the_product_of_the_grids():
     cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": [1e-3, 1e-2], "lookback": [24, 48],
-                                                              "units": {"min": 32, "max": 128, "step": 32}}}})
-    assert search_space(cfg).grid_size() == 3 * 4 * 4 * 2 * 3 * 2
+                                                              "units": {"min": 32, "max": 96, "step": 32}}}})
+    assert search_space(cfg).grid_size() == 3 * 3 * 4 * 2 * 3 * 2
 
 
 def test_grid_without_a_grid_of_its_own_searches_the_324_common_values():
