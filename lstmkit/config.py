@@ -63,6 +63,7 @@ class DataConfig:
     on_unsorted: str = _opt("error", "Timestamps of a CSV that step back in time: `error` (name the first), or `sort` the rows by timestamp (stable: rows sharing a timestamp keep their file order); reported in the data chapter.", ("error", "sort"))
     frequency: str | None = _opt(None, "Time step of a CSV as a pandas offset alias (`h`, `15min`); empty = the most common step in the file.")
     units: str = _opt("a.u.", "Unit of the target's original values, used in axis labels and tables (a.u. = arbitrary units).")
+    decompose_rows: int = _opt(5000, "Most recent rows of the series decomposed (MSTL) in the data chapter: raised to four cycles of the longest seasonal period, at most 50,000 (MSTL takes about 0.2 ms a row); the chapter names the span.")
     length: int = _opt(5040, "Synthetic only: number of hourly rows to generate.")
     noise_std: float = _opt(0.3, "Synthetic only: standard deviation of the target's irreducible noise (the error floor).")
 

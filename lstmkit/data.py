@@ -555,14 +555,39 @@ def load_series(cfg: Config) -> SeriesData:
     return SeriesData(frame, None, notes, f"named dataset {cfg.data.source} ({path.name})")
 
 
-def decompose(series: pd.Series, periods: tuple[int, ...] = (24, 168)):
-    """MSTL decomposition (trend, one seasonal component per period that fits twice, remainder)."""
+def decompose(series: pd.Series, periods: tuple[int, ...], max_rows: int | None = None):
+    """MSTL decomposition of the most recent `max_rows` rows (all when None), with a sentence saying what was done.
+
+    Returns (result, sentence): result is statsmodels' DecomposeResult (trend, one seasonal component per period that
+    fits more than twice into the span, remainder) or None when no period fits (or there is none); the sentence names
+    the span and periods decomposed, or why nothing was, for the data chapter.
+    """
+    import warnings
+
     from statsmodels.tsa.seasonal import MSTL
 
-    usable = tuple(p for p in periods if len(series) >= 2 * p)
+    n = len(series)
+    part = series if max_rows is None or n <= max_rows else series.iloc[-max_rows:]
+    unit = step_words(series.index) if isinstance(series.index, pd.DatetimeIndex) else "steps"
+    span = (f"all {n:,} rows" if len(part) == n else
+            f"the most recent {len(part):,} of {n:,} rows ({part.index[0]} to {part.index[-1]})")
+    if not periods:
+        return None, ("No seasonal decomposition: the series' time step holds no seasonal period, so there is no "
+                      "cycle to separate from the trend.")
+    usable = tuple(p for p in periods if len(part) > 2 * p)  # MSTL drops periods of half the span or more
+    left_out = [p for p in periods if p not in usable]
     if not usable:
-        raise DataError(f"series of {len(series)} rows is too short for a seasonal decomposition with periods {periods}")
-    return MSTL(series, periods=usable).fit()
+        return None, (f"No seasonal decomposition: {span} hold {len(part) / min(periods):.3g} cycles of the shortest "
+                      f"seasonal period ({min(periods)} {unit}), and MSTL needs more than two to tell a seasonal "
+                      f"component from the trend.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels warns about short spans that the sentence already explains
+        result = MSTL(part, periods=usable).fit()
+    text = f"MSTL decomposed {span} with seasonal period(s) of " + " and ".join(f"{p} {unit}" for p in usable)
+    if left_out:
+        text += ("; left out: " + ", ".join(f"{p} {unit}" for p in left_out)
+                 + " (not more than two full cycles in the span)")
+    return result, text + "."
 
 
 def input_columns(cfg: Config) -> list[str]:

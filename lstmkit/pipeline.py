@@ -126,17 +126,54 @@ def run_stage(stage: Stage, run: RunFolder, root: Path, kernel: str, parameters:
 
 
 def check_inputs(cfg: Config) -> None:
-    """Load and validate the configured data and splits before anything is written (raises DataError/ConfigError)."""
+    """Load and validate the configured data and splits before anything is written (raises DataError/ConfigError).
+
+    Covers every stage's needs from the row counts alone: a window in every split, the seasonal period's MASE scale
+    on the training rows, and, when tuning, the longest searched look-back and the walk-forward folds. What only
+    serves a figure (decomposition, zoomed views) and the explained windows degrade in their chapters instead.
+    """
     from lstmkit.data import load_series
     from lstmkit.preprocessing import check_splits
-    from lstmkit.search_space import check_space_fits
+    from lstmkit.search_space import check_space_fits, longest_lookback
     from lstmkit.seasonality import resolve_config
 
     frame = load_series(cfg).frame
     cfg, _ = resolve_config(cfg, frame.index)
     bounds = check_splits(len(frame), cfg)
+    check_season_fits(bounds, cfg.evaluation.seasonal_period)
     if cfg.tuning.strategy != "none":
         check_space_fits(bounds, cfg.window.horizon, cfg)
+        check_folds_fit(bounds, longest_lookback(cfg), cfg.window.horizon, cfg.tuning.cv_folds)
+
+
+def check_season_fits(bounds, period: int) -> None:
+    """ConfigError if the training split holds no season plus one step, which the MASE scale needs (an explicit
+    `evaluation.seasonal_period`; `auto` falls back to 1 by itself, see seasonality.resolve_config)."""
+    from lstmkit.config import ConfigError
+
+    a, b = bounds.train
+    if b - a <= period:
+        raise ConfigError(f"evaluation.seasonal_period: {period} needs a training split of more than {period} rows "
+                          f"(the MASE scale compares each training row with the one a season earlier), but it has "
+                          f"{b - a} (rows {a}-{b - 1}); set a shorter period (1 = persistence) or `auto`, or use a "
+                          f"longer series")
+
+
+def check_folds_fit(bounds, lookback: int, horizon: int, k: int) -> None:
+    """ConfigError if the first of k walk-forward tuning folds (tuning.cv_folds) cannot hold one training window of
+    the longest look-back searched; each fold validates on a block as long as the validation split."""
+    from lstmkit.config import ConfigError
+
+    if k <= 1:
+        return
+    end, val_rows = bounds.val[1], bounds.val[1] - bounds.val[0]
+    first_train = end - k * val_rows
+    if first_train < lookback + horizon:
+        most = max(1, (end - lookback - horizon) // max(val_rows, 1))
+        raise ConfigError(f"tuning.cv_folds: {k} walk-forward folds of {val_rows} validation rows leave the first "
+                          f"fold {max(first_train, 0)} training rows, fewer than the longest look-back searched + "
+                          f"window.horizon = {lookback + horizon}; use at most {most} fold(s), a shorter look-back, "
+                          f"or a longer series")
 
 
 def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: str | None = None,

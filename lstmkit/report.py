@@ -32,6 +32,21 @@ def _markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join(lines)
 
 
+def _period_words(run: RunFolder, metrics: dict) -> str:
+    """The seasonal period of metrics.json (`meta.seasonal_period`) and why it was used, read from the run folder."""
+    import pyarrow.parquet as pq
+
+    from lstmkit.seasonality import period_sentence, seasonality
+
+    period = int(metrics["meta"]["seasonal_period"])
+    try:  # the time step the data stage stored with the series, and the training rows of the split
+        freq = (pq.read_schema(run.series_file).metadata or {}).get(b"lstmkit.freq", b"").decode()
+        train = read_json(run.splits_file)["rows"]["train"]
+        return period_sentence(period, seasonality(freq), train[1] - train[0])
+    except (OSError, ValueError, KeyError):  # no stored step (irregular series): the number alone
+        return f"{period} steps"
+
+
 def intro_page(run: RunFolder) -> str:
     """The book's first page: what was run, the headline metrics beside the baselines, and the chapters."""
     cfg = run.config()
@@ -68,8 +83,8 @@ Scaled units (training z-scores of the target):
 
 {_markdown_table(scaled)}
 
-MAPE and sMAPE are in percent; MASE divides MAE by the in-sample MAE of the seasonal-naive forecast (period
-{cfg.evaluation.seasonal_period}) on the training rows.
+MAPE and sMAPE are in percent; MASE divides MAE by the in-sample MAE of the seasonal-naive forecast on the
+training rows, with a seasonal period of {_period_words(run, metrics)}.
 
 ## Chapters
 

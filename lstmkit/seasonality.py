@@ -136,6 +136,7 @@ def resolve_config(cfg: Config, index: pd.DatetimeIndex) -> tuple[Config, list[s
     notes: list[str] = []
     if cfg.evaluation.seasonal_period == AUTO:
         period, why = resolve_period(AUTO, index, cfg.data.frequency)
+        period, why = _period_that_fits(period, why, cfg, len(index))
         overrides["evaluation.seasonal_period"] = period
         notes.append(f"Seasonal period of the seasonal-naive baseline and MASE: {why}.")
     if cfg.window.lookback == AUTO:
@@ -153,3 +154,77 @@ def resolve_config(cfg: Config, index: pd.DatetimeIndex) -> tuple[Config, list[s
     if not overrides:
         return cfg, notes
     return from_dict(cfg.to_dict(), overrides), notes
+
+
+NO_SEASON_ZOOM = 100  # steps shown by the zoomed view of a series without a season (yearly data)
+
+
+def zoom_steps(s: Seasonality, n_rows: int) -> tuple[int, str]:
+    """Rows of the data chapter's zoomed view (the most recent ones) and their span in words.
+
+    Two of the longest cycle that fits twice in the series (hourly: 336 steps, `2 weeks`; 15-minute: 1,344 steps,
+    `2 weeks`; daily and weekly: `2 years`; monthly: 24 steps, `2 years`); the whole series when no cycle fits twice;
+    NO_SEASON_ZOOM steps when the time step holds no cycle.
+    """
+    for period, cycle in sorted(zip(s.periods, s.cycles), reverse=True):
+        if 2 * period <= n_rows:
+            return 2 * period, f"2 {cycle}s"
+    if s.periods or n_rows <= NO_SEASON_ZOOM:
+        return n_rows, "whole series"
+    return NO_SEASON_ZOOM, f"{NO_SEASON_ZOOM} steps"
+
+
+DECOMPOSE_SEASONS = 4         # the decomposed span holds at least this many of the longest period
+DECOMPOSE_MAX_ROWS = 50_000   # MSTL takes about 0.2 ms a row: beyond this the data chapter would take minutes
+
+
+def decompose_span(s: Seasonality, rows: int) -> int:
+    """Most recent rows the data chapter decomposes: `data.decompose_rows`, raised to DECOMPOSE_SEASONS of the
+    longest period, at most DECOMPOSE_MAX_ROWS (periods that then do not fit twice are left out)."""
+    longest = max(s.periods, default=1)
+    return int(min(max(rows, DECOMPOSE_SEASONS * longest), DECOMPOSE_MAX_ROWS))
+
+
+MAX_CORRELATION_LAG = 48      # lags of the lagged-correlation figure when the season is short
+CORRELATION_ROWS = 100_000    # most recent rows the lagged correlations are computed on
+
+
+def correlation_lags(s: Seasonality, lookback: int, n_rows: int) -> int:
+    """Largest lag of the lagged-correlation figure: the look-back (the model sees no further), at most
+    max(MAX_CORRELATION_LAG, a main season) and a quarter of the rows (0: too few rows for the figure)."""
+    return int(max(0, min(lookback, max(MAX_CORRELATION_LAG, s.main), n_rows // 4)))
+
+
+def _period_that_fits(period: int, why: str, cfg: Config, n_rows: int) -> tuple[int, str]:
+    """The `auto` seasonal period, or 1 (persistence) when the training split holds no season plus one step: the
+    MASE scale compares each training row with the one a season earlier, so it needs more than `period` rows."""
+    from lstmkit.config import ConfigError
+    from lstmkit.preprocessing import split_bounds
+
+    if period <= 1:
+        return period, why
+    try:
+        a, b = split_bounds(n_rows, cfg.split.train, cfg.split.val, cfg.split.test).train
+    except ConfigError:  # the split itself does not fit: check_splits says so
+        return period, why
+    if b - a > period:
+        return period, why
+    return 1, (f"1 step: the series' season would be {why.split(', derived')[0]}, but the training split holds only "
+               f"{b - a} rows, too few for a seasonal MASE scale (more than {period} rows); seasonal naive repeats "
+               f"the last value and MASE uses the one-step naive scale")
+
+
+def period_sentence(period: int, s: Seasonality, train_rows: int | None = None) -> str:
+    """Why the seasonal-naive baseline and MASE use `period` steps, in words (for the chapters and the report)."""
+    if s.periods and period == s.main:
+        return (f"{period} steps, a {s.cycles[0]}: the shortest cycle that the series' `{s.step}` time step holds "
+                f"(`evaluation.seasonal_period: auto`)")
+    if period == 1 and not s.periods:
+        return (f"1 step (seasonal naive is persistence): the series' `{s.step}` time step holds no day, week or "
+                f"year cycle")
+    if period == 1 and train_rows is not None and train_rows <= s.main:
+        return (f"1 step (seasonal naive is persistence, MASE uses the one-step naive scale): the series' season of "
+                f"{s.main} steps (a {s.cycles[0]}) needs a training split of more than {s.main} rows, and it has "
+                f"{train_rows}")
+    main = f"{s.main} steps (a {s.cycles[0]})" if s.periods else "none"
+    return f"{period} steps, set by `evaluation.seasonal_period` (the series' own main cycle: {main})"

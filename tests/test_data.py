@@ -233,24 +233,43 @@ def test_read_series_names_a_file_that_is_not_parquet(tmp_path):
 # ------------------------------------------------------------------ seasonal decomposition
 
 
-def test_decompose_uses_only_periods_that_fit_twice():
+def test_decompose_uses_only_periods_that_fit_more_than_twice():
     frame, _ = make_synthetic(400, seed=1)
-    short = decompose(frame["target"].iloc[:200], periods=(24, 168))   # 168 does not fit twice in 200 rows
+    short, text = decompose(frame["target"].iloc[:200], periods=(24, 168))   # 168 does not fit twice in 200 rows
     assert isinstance(short.seasonal, pd.Series)
-    full = decompose(frame["target"], periods=(24, 168))
+    assert "24 hours" in text and "left out: 168 hours" in text
+    full, text = decompose(frame["target"], periods=(24, 168))
     assert list(full.seasonal.columns) == ["seasonal_24", "seasonal_168"]
+    assert "all 400 rows" in text and "left out" not in text
 
 
 def test_decompose_components_add_up_to_the_series():
     frame, _ = make_synthetic(400, seed=1)
-    result = decompose(frame["target"])
+    result, _ = decompose(frame["target"], periods=(24, 168))
     total = result.trend + result.seasonal.sum(axis=1) + result.resid
     np.testing.assert_allclose(total, frame["target"], atol=1e-9)
 
 
-def test_decompose_too_short_series():
-    with pytest.raises(DataError, match="too short for a seasonal decomposition"):
-        decompose(pd.Series(np.arange(40.0)), periods=(24, 168))
+@pytest.mark.parametrize("rows", [40, 48])  # 48: exactly two days, still not more than two cycles
+def test_decompose_of_a_too_short_series_is_none_with_the_reason(rows):
+    series = pd.Series(np.sin(np.arange(rows)), index=pd.date_range("2024-01-01", periods=rows, freq="h"))
+    result, text = decompose(series, periods=(24, 168))
+    assert result is None
+    assert text.startswith("No seasonal decomposition") and f"all {rows} rows" in text and "24 hours" in text
+
+
+def test_decompose_without_a_period_is_none_with_the_reason():
+    series = pd.Series(np.arange(60.0), index=pd.date_range("1900-01-01", periods=60, freq="YS"))
+    result, text = decompose(series, periods=())
+    assert result is None and "no seasonal period" in text
+
+
+def test_decompose_takes_only_the_most_recent_rows():
+    frame, _ = make_synthetic(3000, seed=1)
+    result, text = decompose(frame["target"], periods=(24, 168), max_rows=1000)
+    assert len(result.observed) == 1000
+    assert result.observed.index[0] == frame.index[-1000] and result.observed.index[-1] == frame.index[-1]
+    assert "the most recent 1,000 of 3,000 rows" in text
 
 
 @pytest.mark.parametrize("freq, words", [("h", "hours"), ("15min", "15-minute steps"), ("D", "days"), ("2h", "2-hour steps"),

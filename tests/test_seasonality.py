@@ -1,0 +1,145 @@
+"""Frequency-aware defaults: time step -> seasonal periods, `auto` settings, the data chapter's spans, check_inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmkit.config import AUTO, ConfigError, from_dict
+from lstmkit.preprocessing import split_bounds
+from lstmkit.seasonality import (
+    DECOMPOSE_MAX_ROWS,
+    MAX_AUTO_LOOKBACK,
+    auto_lookback,
+    correlation_lags,
+    decompose_span,
+    period_sentence,
+    resolve_config,
+    seasonality,
+    series_seasonality,
+    zoom_steps,
+)
+
+
+@pytest.mark.parametrize("freq, periods, cycles", [
+    ("15min", (96, 672), ("day", "week")),
+    ("h", (24, 168), ("day", "week")),
+    ("D", (7, 365), ("week", "year")),
+    ("W", (52,), ("year",)),
+    ("MS", (12,), ("year",)),
+    ("QS", (4,), ("year",)),
+    ("YS", (), ()),
+])
+def test_the_periods_of_each_time_step(freq, periods, cycles):
+    s = seasonality(freq)
+    assert s.periods == periods and s.cycles == cycles
+    assert s.main == (periods[0] if periods else 1)
+
+
+def test_series_seasonality_infers_the_step_or_takes_the_configured_one():
+    index = pd.date_range("2024-01-01", periods=50, freq="15min")
+    assert series_seasonality(index).periods == (96, 672)
+    assert series_seasonality(index, "h").periods == (24, 168)   # data.frequency wins
+    irregular = pd.DatetimeIndex(["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-23", "2024-01-29"])
+    assert series_seasonality(irregular).periods == (52,)        # the most common difference: a week
+
+
+def _cfg(**overrides):
+    return from_dict({}, {"data.source": "csv", "data.path": "x.csv", **overrides})
+
+
+@pytest.mark.parametrize("freq, rows, period", [("h", 1000, 24), ("D", 1000, 7), ("W", 400, 52), ("MS", 200, 12),
+                                                ("YS", 100, 1)])
+def test_resolve_config_turns_auto_into_the_main_period(freq, rows, period):
+    cfg, notes = resolve_config(_cfg(), pd.date_range("2000-01-01", periods=rows, freq=freq))
+    assert cfg.evaluation.seasonal_period == period
+    assert len(notes) == 1 and notes[0].startswith("Seasonal period")
+
+
+def test_an_explicit_period_wins_over_auto():
+    cfg, notes = resolve_config(_cfg(**{"evaluation.seasonal_period": 12}), pd.date_range("2000", periods=500, freq="h"))
+    assert cfg.evaluation.seasonal_period == 12 and notes == []
+
+
+@pytest.mark.parametrize("freq, season", [("W", 52), ("15min", 96)])
+def test_auto_period_falls_back_to_one_when_the_training_split_holds_no_season(freq, season):
+    index = pd.date_range("2000-01-01", periods=60, freq=freq)   # 42 training rows: no season plus one step
+    cfg, notes = resolve_config(_cfg(), index)
+    assert cfg.evaluation.seasonal_period == 1
+    assert f"season would be {season} steps" in notes[0] and "42 rows" in notes[0]
+    train = split_bounds(60, 0.7, 0.15, 0.15).train
+    assert "needs a training split of more than" in period_sentence(1, seasonality(freq), train[1] - train[0])
+
+
+def test_auto_lookback_is_bounded_by_the_training_rows():
+    for freq in ("15min", "h", "D", "W", "YS"):
+        assert 1 <= auto_lookback(seasonality(freq), horizon=6) <= MAX_AUTO_LOOKBACK
+    cfg, notes = resolve_config(_cfg(**{"window.lookback": AUTO, "window.horizon": 6}),
+                                pd.date_range("2000", periods=100, freq="15min"))
+    train = split_bounds(100, 0.7, 0.15, 0.15).train
+    assert cfg.window.lookback <= (train[1] - train[0] - 6) // 2      # 192 would leave no training window
+    assert any(n.startswith("Look-back") and "shortened" in n for n in notes)
+
+
+@pytest.mark.parametrize("freq, rows, steps, words", [
+    ("h", 10_000, 336, "2 weeks"), ("15min", 10_000, 1344, "2 weeks"), ("D", 5_000, 730, "2 years"),
+    ("W", 500, 104, "2 years"), ("MS", 100, 24, "2 years"), ("h", 100, 48, "2 days"), ("h", 40, 40, "whole series"),
+    ("YS", 500, 100, "100 steps"), ("YS", 30, 30, "whole series"),
+])
+def test_zoom_shows_two_of_the_longest_cycle_that_fits(freq, rows, steps, words):
+    assert zoom_steps(seasonality(freq), rows) == (steps, words)
+
+
+def test_decompose_span_holds_four_of_the_longest_cycle_and_is_capped():
+    assert decompose_span(seasonality("h"), 5000) == 5000
+    assert decompose_span(seasonality("h"), 100) == 4 * 168
+    assert decompose_span(seasonality("min"), 5000) == 4 * 10080        # a week of minutes
+    assert decompose_span(seasonality("s"), 5000) == DECOMPOSE_MAX_ROWS  # a week of seconds would be 2.4 million rows
+
+
+def test_correlation_lags_follow_the_lookback_and_the_rows():
+    assert correlation_lags(seasonality("h"), 336, 10_000) == 48
+    assert correlation_lags(seasonality("15min"), 192, 10_000) == 96
+    assert correlation_lags(seasonality("h"), 24, 10_000) == 24
+    assert correlation_lags(seasonality("h"), 24, 40) == 10
+    assert correlation_lags(seasonality("h"), 24, 3) == 0
+
+
+# ---------------------------------------------------------------- the up-front check
+
+
+def _write(tmp_path, rows: int, freq: str = "h"):
+    index = pd.date_range("2024-01-01", periods=rows, freq=freq)
+    y = np.sin(np.arange(rows) / 3) + np.arange(rows) * 0.01
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"when": index.strftime("%Y-%m-%d %H:%M:%S"), "y": y}).to_csv(path, index=False)
+    return path
+
+
+def _quick(path, **overrides):
+    from lstmkit.config import load_config
+    from lstmkit.pipeline import project_root
+
+    return load_config(str(project_root() / "configs" / "quick.yaml"),
+                       {"data.source": "csv", "data.path": str(path), "data.target": "y", "data.features": [],
+                        "data.date_column": "when", **overrides})
+
+
+def test_check_inputs_refuses_tuning_folds_that_hold_no_window(tmp_path):
+    from lstmkit.pipeline import check_inputs
+
+    path = _write(tmp_path, 45)   # 45 rows: every split holds a window, the first of two folds does not
+    check_inputs(_quick(path, **{"tuning.strategy": "none"}))
+    with pytest.raises(ConfigError, match=r"tuning.cv_folds: 2 walk-forward folds .* use at most 1 fold"):
+        check_inputs(_quick(path))
+    check_inputs(_quick(_write(tmp_path, 60)))
+
+
+def test_check_inputs_refuses_an_explicit_period_longer_than_the_training_split(tmp_path):
+    from lstmkit.pipeline import check_inputs
+
+    path = _write(tmp_path, 40, "W")
+    check_inputs(_quick(path, **{"tuning.strategy": "none"}))   # auto: period 1, with a note
+    with pytest.raises(ConfigError, match=r"evaluation.seasonal_period: 52 needs a training split of more than 52 rows"):
+        check_inputs(_quick(path, **{"tuning.strategy": "none", "evaluation.seasonal_period": 52}))
