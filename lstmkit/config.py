@@ -52,7 +52,7 @@ def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
 
 @dataclass
 class DataConfig:
-    source: str = _opt("synthetic", "Where the series comes from: `synthetic` (generated with known ground truth), `csv` (`data.path`), or a named dataset: `etth2` (bundled), `etth1`, `ettm1`, `ettm2` (downloaded on first use).")
+    source: str = _opt("synthetic", "Where the series comes from: `synthetic` (generated with known ground truth), `csv` (`data.path`), or a named dataset: `etth2` (bundled), `etth1`, `ettm1`, `ettm2`, `jena_climate`, `electricity` (downloaded on first use; see `configs/<name>.yaml` for the last two).")
     path: str | None = _opt(None, "CSV file to read when `source` is `csv` (relative to the working directory).")
     date_column: str = _opt("", "Name of the timestamp column in the CSV file; empty = detect it: the one column whose first 100 values parse as timestamps (numeric columns never count); several or none is an error listing the columns.")
     target: str = _opt("target", "Column to forecast.")

@@ -133,12 +133,13 @@ def _prepare_electricity(archive: Path, member: str, out: Path) -> None:
 
     Each hour is the mean of its four 15-minute kW readings (= their sum divided by 4 = the kWh used in that hour),
     labelled by the hour's start: the readings stamped 00:15, 00:30, 00:45 and 01:00 (each closing its quarter
-    hour) make the hour 00:00. Clients with no consumption at all before 2012 (connected later) are dropped; an hour
-    in which every kept client reads zero (the spring daylight-saving hour) is left empty as missing.
+    hour) make the hour 00:00. Clients with no consumption at all before 2012 (connected later) are dropped. An hour
+    holding a reading at which every client reads zero (the source's spring daylight-saving hour) is left empty as
+    missing in every column, whichever way the source stamps that hour.
     """
     import pandas as pd
 
-    sums, counts, offset = [], [], 0
+    sums, counts, dead, offset = [], [], [], 0
     with zipfile.ZipFile(archive) as z, z.open(member) as f:
         for chunk in pd.read_csv(f, sep=";", decimal=",", index_col=0, chunksize=_ROWS_PER_CHUNK):
             stamps = pd.to_datetime(chunk.index.astype(str).str.strip(), format=ELECTRICITY_DATE_FORMAT,
@@ -154,6 +155,7 @@ def _prepare_electricity(archive: Path, member: str, out: Path) -> None:
                                    f"'{values.columns[values.iloc[row].isna().to_numpy()][0]}'")
             hours = (stamps - pd.Timedelta(minutes=15)).floor("h")
             values.index = hours
+            dead.extend(hours[(values == 0).all(axis=1).to_numpy()])
             sums.append(values.groupby(level=0).sum())
             counts.append(pd.Series(1, index=hours).groupby(level=0).sum())
             offset += len(chunk)
@@ -179,14 +181,14 @@ def _prepare_electricity(archive: Path, member: str, out: Path) -> None:
     if kept.empty:
         raise DatasetError(f"{member}: no client has any consumption before {start}")
     span = hourly.loc[start:end, kept]
-    dead = (span == 0).all(axis=1)
-    span = span.mask(dead)
-    span[ELECTRICITY_TOTAL] = span.sum(axis=1, min_count=1)
+    dead_hours = span.index.isin(pd.DatetimeIndex(dead))
+    span = span.mask(pd.Series(dead_hours, index=span.index), axis=0)
+    span = pd.concat([span, span.sum(axis=1, min_count=1).rename(ELECTRICITY_TOTAL)], axis=1)
     span.index.name = "date"
     span.to_csv(out, date_format="%Y-%m-%d %H:%M:%S", float_format="%.8g")
     print(f"note: electricity: kept {len(kept)} of {hourly.shape[1]} clients (those with consumption before {start:%Y}); "
-          f"{len(span):,} hourly rows from {start} to {end}; {int(dead.sum())} hour(s) with no consumption in any "
-          "client written as missing", file=sys.stderr, flush=True)
+          f"{len(span):,} hourly rows from {start} to {end}; {int(dead_hours.sum())} hour(s) holding a reading with no "
+          "consumption in any client written as missing", file=sys.stderr, flush=True)
 
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in [
@@ -235,8 +237,8 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in [
                  "Short-Term Temporal Patterns with Deep Neural Networks\" (LSTNet), SIGIR 2018",
         preparation="converted by lstmkit: each hour is the mean of its four 15-minute kW readings (= the kWh used "
                     "in the hour), labelled by the hour's start; kept 2012-2014 and the clients with consumption "
-                    "before 2012; added `total`, the sum of the kept clients; an hour in which every client reads "
-                    "zero (the spring daylight-saving hour) written as missing"),
+                    "before 2012; added `total`, the sum of the kept clients; an hour holding a reading at which every "
+                    "client reads zero (the spring daylight-saving hour) written as missing in every column"),
 ]}
 
 

@@ -58,7 +58,7 @@ def intro_page(run: RunFolder) -> str:
 
         info = describe(cfg.data.source)
         data_note = (f"\n**Data:** {info['description']}. Source: <{info['source']}>. Licence: {info['licence']}; "
-                     f"shipped unmodified. Cite: {info['citation']}.\n")
+                     f"{info.get('preparation') or 'used unmodified'}. Cite: {info['citation']}.\n")
     chapters = "\n".join(f"{i + 1}. [{s.title}]({Path(s.notebook).stem}.ipynb)" for i, s in enumerate(STAGES))
     config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip()
     return f"""# lstmkit forecasting report

@@ -339,7 +339,8 @@ def elec_text() -> str:
     """LD2011_2014.txt in miniature: `;`-separated, decimal commas, readings stamped at the end of each quarter hour.
 
     MT_001 and MT_003 consume before 2012 (kept); MT_002 starts in 2012 (dropped); every client reads zero in the
-    hour starting 2012-01-02 01:00 (as in the spring daylight-saving hour).
+    hour starting 2012-01-02 01:00 (as in the spring daylight-saving hour), and in one reading, stamped
+    2012-01-03 10:30 (a dead quarter hour that does not fill its hour: the hour 10:00 is dropped all the same).
     """
     lines = ['"";"MT_001";"MT_002";"MT_003"']
     for i in range(ELEC_QUARTERS):
@@ -348,7 +349,7 @@ def elec_text() -> str:
         mt1 = BLOCK.get(t, f"{1 + (i % 8) / 4:g}".replace(".", ","))
         mt2 = "0" if t <= datetime(2012, 1, 1) else f"{5 + i % 3},5"
         mt3 = f"{10 + i % 4},125"
-        if hour == datetime(2012, 1, 2, 1):
+        if hour == datetime(2012, 1, 2, 1) or t == datetime(2012, 1, 3, 10, 30):
             mt1 = mt2 = mt3 = "0"
         lines.append(f'"{t:%Y-%m-%d %H:%M:%S}";{mt1};{mt2};{mt3}')
     return "\n".join(lines) + "\n"
@@ -393,7 +394,7 @@ def test_both_archives_download_from_one_mirror_and_convert_once(cache, zips, mo
     assert f"downloading electricity from {base}/{ELEC_ZIP} ..." in err
     assert f"converting {JENA_ZIP} into {JENA_CSV}" in err and "2 value(s) of -9999" not in err
     assert "1 value(s) of -9999 in 'wv (m/s)', 1 value(s) of -9999 in 'max. wv (m/s)' written as missing" in err
-    assert "kept 2 of 3 clients" in err
+    assert "kept 2 of 3 clients" in err and "2 hour(s) holding a reading with no consumption" in err
 
     # server gone and mirror unreachable: both resolve from the cache, without a download or a conversion
     monkeypatch.setenv("LSTMKIT_DATASET_BASE_URL", closed_port_url())
@@ -455,8 +456,8 @@ def test_electricity_is_hourly_kwh_from_the_quarter_hours(cache, zips, monkeypat
     assert frame.loc[datetime(2012, 1, 1, 6), "MT_001"] != pytest.approx(2.875)  # 06:00's reading closed hour 05:00
     expected_mt3 = sum(10 + k % 4 + 0.125 for k in range(4)) / 4  # any whole hour holds each of 10..13 once
     assert frame.loc[datetime(2012, 1, 1, 12), "MT_003"] == pytest.approx(expected_mt3)
-    dead = datetime(2012, 1, 2, 1)
-    assert frame.loc[dead].isna().all() and frame.drop(index=dead).notna().all().all()
+    dead = [datetime(2012, 1, 2, 1), datetime(2012, 1, 3, 10)]
+    assert frame.loc[dead].isna().all().all() and frame.drop(index=dead).notna().all().all()
     assert frame["total"].drop(index=dead).to_numpy() == pytest.approx(
         (frame["MT_001"] + frame["MT_003"]).drop(index=dead).to_numpy())
 
