@@ -127,7 +127,7 @@ def _first(mask: np.ndarray) -> int:
 
 
 MISSING_TEXT = {"", "nan", "NaN", "NA", "N/A", "null", "NULL", "None", "inf", "-inf", "Inf", "-Inf", "infinity", "-infinity"}
-BLOCK_BYTES = 1 << 24  # CSV bytes parsed and validated at a time: memory beyond the loaded series stays near this
+BLOCK_BYTES = 1 << 20  # CSV bytes parsed at a time (pyarrow holds many blocks in flight: 16 MiB blocks cost 700 MB)
 SAMPLE_ROWS = 100  # rows looked at to detect the timestamp column
 
 
@@ -188,10 +188,18 @@ def _detect_date_column(path: Path, header: list[str], sample: list[list[str]], 
                     f"name the timestamp column in data.date_column")
 
 
-def _parse_timestamps(path: Path, column: str, text: np.ndarray, first_line: int,
-                      fmt: str | None) -> np.ndarray:
-    """One block's timestamp text as datetime64[ns]: the file's format, then any format; a DataError names the row."""
-    stripped = pd.Series(text, dtype=object).str.strip()
+def _parse_timestamps(path: Path, column: str, text, first_line: int, fmt: str | None) -> np.ndarray:
+    """One block's timestamp text (a pyarrow string array) as datetime64[ns]: ISO 8601 by pyarrow, else pandas with
+    the file's format, then any format; a DataError names the first row that is no timestamp."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(text)
+    try:  # the common case, ISO 8601 without a UTC offset: parsed in C
+        return pc.cast(trimmed, pa.timestamp("ns")).to_numpy(zero_copy_only=False).astype("datetime64[ns]", copy=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    stripped = pd.Series(trimmed.to_numpy(zero_copy_only=False), dtype=object)
     try:
         parsed = pd.to_datetime(stripped, errors="coerce", format=fmt or "mixed")
         bad = parsed.isna().to_numpy()
@@ -203,7 +211,8 @@ def _parse_timestamps(path: Path, column: str, text: np.ndarray, first_line: int
                         f"({str(e).strip().splitlines()[0]})") from None
     if bad.any():
         row = _first(bad)
-        raise DataError(f"{path}: row {first_line + row} of column '{column}' is not a timestamp: {text[row]!r}")
+        raise DataError(f"{path}: row {first_line + row} of column '{column}' is not a timestamp: "
+                        f"{text[row].as_py()!r}")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.to_numpy(dtype="datetime64[ns]")
@@ -261,10 +270,11 @@ def _read_table(path: Path, date_column: str, columns: list[str],
                                                                    quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, OSError) as e:
         raise _cannot_read(path, e) from None
-    stamps: list[np.ndarray] = []
-    blocks: list[list[np.ndarray]] = [[] for _ in columns]
+    size = path.stat().st_size
+    stamps = np.empty(0, dtype="datetime64[ns]")
+    values = np.empty((len(columns), 0), dtype=np.float32)
     fmt: str | None = None
-    line = 2  # file line of the block's first data row
+    n = 0  # rows read so far; the block's first data row is file line n + 2
     while True:
         try:
             batch = reader.read_next_batch()
@@ -272,26 +282,29 @@ def _read_table(path: Path, date_column: str, columns: list[str],
             break
         except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
             raise _cannot_read(path, e) from None
-        if batch.num_rows == 0:
+        rows = batch.num_rows
+        if rows == 0:
             continue
-        dates = batch.column(date_column).to_numpy(zero_copy_only=False)
-        if not stamps:
+        dates = batch.column(date_column)
+        if n == 0:
             from pandas.tseries.api import guess_datetime_format
 
-            fmt = guess_datetime_format(str(dates[0]).strip())
-        stamps.append(_parse_timestamps(path, date_column, dates, line, fmt))
+            fmt = guess_datetime_format(str(dates[0].as_py()).strip())
+        if n + rows > len(stamps):  # room for the rows the file size suggests (a block is about block_size
+            # bytes), with a margin: pages never written cost no memory; a longer file doubles the room
+            capacity = max(int(size / min(block_size, size) * rows * 1.25) + rows, 2 * len(stamps), n + rows)
+            grown_stamps = np.empty(capacity, dtype="datetime64[ns]")
+            grown_stamps[:n] = stamps[:n]
+            grown = np.empty((len(columns), capacity), dtype=np.float32)
+            grown[:, :n] = values[:, :n]
+            stamps, values = grown_stamps, grown
+        stamps[n:n + rows] = _parse_timestamps(path, date_column, dates, n + 2, fmt)
         for j, c in enumerate(columns):
-            blocks[j].append(_parse_numbers(path, c, batch.column(c), line))
-        line += batch.num_rows
-    if not stamps:
+            values[j, n:n + rows] = _parse_numbers(path, c, batch.column(c), n + 2)
+        n += rows
+    if n == 0:
         raise DataError(f"{path}: has a header but no data rows")
-    index = np.concatenate(stamps)
-    del stamps
-    values = np.empty((len(columns), len(index)), dtype=np.float32)
-    for j in range(len(columns)):
-        values[j] = np.concatenate(blocks[j])
-        blocks[j] = []
-    return index, values
+    return stamps[:n], values[:, :n]
 
 
 def _lines_at(lines: np.ndarray | None, rows) -> np.ndarray:
@@ -356,10 +369,10 @@ def _fill_missing(path: Path, frame: pd.DataFrame, how: str, notes: list[str], l
     The error names the file row (`lines`: rows' file lines after a repair, None = position + 2), or the timestamp
     when the missing values are rows inserted on the grid (`inserted`).
     """
-    missing = np.isnan(frame.to_numpy())
-    if not missing.any():
+    columns = np.array([np.isnan(frame[c].to_numpy()).any() for c in frame.columns])
+    if not columns.any():
         return frame
-    columns = missing.any(axis=0)
+    missing = np.isnan(frame.to_numpy())
     if how == "error":
         j = _first(columns)
         col = frame.columns[j]
@@ -417,6 +430,11 @@ def _infer(index: pd.DatetimeIndex) -> pd.DateOffset | None:
     return to_offset(name) if name else None
 
 
+def _steps_equal(stamps: np.ndarray, size: int, chunk: int = 1 << 20) -> bool:
+    """Whether every step between consecutive int64 timestamps equals `size`, checked in chunks (no full diff copy)."""
+    return all((np.diff(stamps[a:a + chunk + 1]) == size).all() for a in range(0, len(stamps) - 1, chunk))
+
+
 def _grid_offset(path: Path, index: pd.DatetimeIndex, frequency: str | None) -> pd.DateOffset:
     """The time step: `data.frequency`, else what pandas infers from the first rows, else the most common step."""
     from pandas.tseries.frequencies import to_offset
@@ -427,8 +445,9 @@ def _grid_offset(path: Path, index: pd.DatetimeIndex, frequency: str | None) -> 
         except ValueError:
             raise DataError(f"data.frequency: {frequency!r} is not a pandas offset alias (e.g. h, 15min, D, W-SUN, "
                             f"MS)") from None
-    diffs = np.diff(index.asi8)
-    step = pd.Timedelta(int(diffs[0]) if (diffs == diffs[0]).all() else int(pd.Series(diffs).mode().iloc[0]), "ns")
+    stamps = index.as_unit("ns").asi8
+    first = int(stamps[1] - stamps[0])
+    step = pd.Timedelta(first if _steps_equal(stamps, first) else int(pd.Series(np.diff(stamps)).mode().iloc[0]), "ns")
     head = _infer(index[:SAMPLE_ROWS])
     if head is not None and _fixed_step(head) in (None, step):  # the first rows are regular: trust their step
         return head
@@ -452,10 +471,14 @@ def _regular_grid(path: Path, frame: pd.DataFrame, frequency: str | None, on_gap
     step = _fixed_step(offset)
     text = _grid_text(offset)
     if step is not None:
-        rel = index.asi8 - index.asi8[0]
-        size = step.as_unit("ns").value
-        off = rel % size != 0
-        pos = rel // size
+        stamps = index.as_unit("ns").asi8
+        size = int(step / pd.Timedelta(1, "ns"))
+        if _steps_equal(stamps, size):  # the common case: regular throughout
+            frame.index.freq = offset
+            return frame
+        pos = stamps - stamps[0]
+        off = pos % size != 0
+        np.floor_divide(pos, size, out=pos)
     else:
         grid = pd.date_range(index[0], index[-1], freq=offset)
         pos = grid.get_indexer(index)
@@ -518,7 +541,8 @@ def load_csv(cfg: DataConfig, path: str | Path | None = None, *,
     index, values = _read_table(path, date_column, columns, _block_size)
     index, values, lines = _sort_rows(path, date_column, index, values, None, cfg.on_unsorted, notes)
     index, values, lines = _merge_duplicates(path, date_column, index, values, lines, cfg.on_duplicates, notes)
-    frame = pd.DataFrame(values.T, index=pd.DatetimeIndex(index, name=date_column), columns=columns, copy=False)
+    frame = pd.DataFrame(values.T, index=pd.DatetimeIndex(index, name=date_column, copy=False), columns=columns,
+                         copy=False)
     del values
     frame = _fill_missing(path, frame, cfg.fill_missing, notes, lines)
     frame = _regular_grid(path, frame, cfg.frequency, cfg.on_gaps, notes, lines)
