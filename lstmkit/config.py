@@ -105,6 +105,7 @@ class TrainingConfig:
     use_tuned: bool = _opt(True, "Train with the tuning stage's best hyperparameters when they exist.")
     fit_on: str = _opt("train", "Data of the final model: `train` (early stopping on validation; the default) or `train+val`: after the usual fit, refit from scratch on training and validation windows for the best epoch count found, so the model sees the most recent data before the test (validation metrics then become in-sample, and the baselines are refitted the same way).", FIT_ON)
     verbose: int = _opt(2, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.", (0, 1, 2))
+    steps_per_epoch: int = _opt(0, "Most batches per training epoch; 0 (the default) trains on every training window each epoch. For very long series: each epoch then takes this many batches from an endless reshuffled stream of the training windows, so successive epochs see different windows; validation still covers every validation window.")
 
 
 @dataclass
@@ -291,6 +292,8 @@ def _validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}: must be positive, got {v}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
+    if cfg.training.steps_per_epoch < 0:
+        raise ConfigError(f"training.steps_per_epoch: must be 0 (every window) or positive, got {cfg.training.steps_per_epoch}")
     if cfg.tuning.max_minutes < 0:
         raise ConfigError(f"tuning.max_minutes: must be 0 (no budget) or positive, got {cfg.tuning.max_minutes}")
     if cfg.tuning.cv_folds < 1 or cfg.tuning.workers < 0:

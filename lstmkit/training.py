@@ -54,14 +54,23 @@ class ProgressCallback(keras.callbacks.Callback):
         progress.report("training", phase=self.phase, epoch=epoch + 1, epochs=self.epochs, **losses)
 
 
+def steps_per_epoch(prepared: Prepared, batch_size: int, cfg: Config) -> int | None:
+    """Batches per training epoch: `training.steps_per_epoch` when set and below a full pass, else None (every window)."""
+    cap = cfg.training.steps_per_epoch
+    full = -(-prepared.n_windows("train") // batch_size)
+    return cap if 0 < cap < full else None
+
+
 def fit(prepared: Prepared, spec: LSTMSpec, cfg: Config, checkpoint: Path | None = None) -> tuple[keras.Model, pd.DataFrame]:
     """Build and train one LSTM; returns the model (best weights) and its per-epoch history."""
     prepared = prepared.with_lookback(spec.lookback)
     set_seed(cfg.seed)
     model = build_lstm(prepared.lookback, len(prepared.columns), prepared.horizon, spec)
-    train = prepared.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed)
+    steps = steps_per_epoch(prepared, spec.batch_size, cfg)
+    train = prepared.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed, repeat=steps is not None)
     val = prepared.dataset("val", 1024)
     hist = model.fit(train, validation_data=val, epochs=cfg.training.epochs, verbose=cfg.training.verbose, shuffle=False,
+                     steps_per_epoch=steps,
                      callbacks=callbacks(cfg.training.patience, cfg.training.reduce_lr_patience, checkpoint)
                      + [ProgressCallback(cfg.training.epochs)])
     history = pd.DataFrame(hist.history)
@@ -80,7 +89,9 @@ def refit_train_val(prepared: Prepared, spec: LSTMSpec, cfg: Config, epochs: int
     merged = prepared.with_lookback(spec.lookback).train_val()
     set_seed(cfg.seed)
     model = build_lstm(merged.lookback, len(merged.columns), merged.horizon, spec)
-    model.fit(merged.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed), epochs=epochs,
+    steps = steps_per_epoch(merged, spec.batch_size, cfg)
+    model.fit(merged.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed, repeat=steps is not None),
+              epochs=epochs, steps_per_epoch=steps,
               verbose=cfg.training.verbose, shuffle=False,
               callbacks=[keras.callbacks.TerminateOnNaN(), ProgressCallback(epochs, "refit on training+validation")])
     return model

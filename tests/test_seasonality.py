@@ -143,3 +143,54 @@ def test_check_inputs_refuses_an_explicit_period_longer_than_the_training_split(
     check_inputs(_quick(path, **{"tuning.strategy": "none"}))   # auto: period 1, with a note
     with pytest.raises(ConfigError, match=r"evaluation.seasonal_period: 52 needs a training split of more than 52 rows"):
         check_inputs(_quick(path, **{"tuning.strategy": "none", "evaluation.seasonal_period": 52}))
+
+
+# ---------------------------------------------------------------- short series in evaluation, long ones in figures
+
+
+def test_seasonal_naive_reaches_before_the_window_into_the_series():
+    from lstmkit.evaluation import SeasonalNaive, mase_scale
+    from lstmkit.preprocessing import prepare
+
+    rows = 200
+    index = pd.date_range("2024-01-01", periods=rows, freq="h")
+    frame = pd.DataFrame({"y": np.sin(2 * np.pi * np.arange(rows) / 24) + np.arange(rows) * 0.01}, index=index)
+    cfg = _cfg(**{"data.target": "y", "data.features": [], "window.lookback": 4, "window.horizon": 3})
+    prepared = prepare(frame, cfg)
+    forecast = SeasonalNaive(24).predict(prepared, "test")
+    y = prepared.scaled[:, 0]
+    origins = prepared.origins("test")
+    np.testing.assert_allclose(forecast[:, 0], y[origins + 1 - 24], rtol=1e-6)  # 24 rows back: far before the window
+    assert np.isfinite(mase_scale(y[:141].astype(float), 24))
+
+
+def test_an_auto_period_longer_than_the_training_split_scores_finite_mase():
+    from lstmkit.evaluation import mase_scale
+
+    index = pd.date_range("2000-01-02", periods=40, freq="W")
+    cfg, _ = resolve_config(_cfg(), index)
+    train = split_bounds(40, 0.7, 0.15, 0.15).train
+    y = np.sin(np.arange(40) / 5.0)[slice(*train)]
+    assert cfg.evaluation.seasonal_period == 1
+    assert np.isfinite(mase_scale(y, cfg.evaluation.seasonal_period))
+    with pytest.raises(ValueError, match="shorter than the seasonal period"):
+        mase_scale(y, 52)  # what the up-front check keeps from happening
+
+
+def test_long_series_figures_draw_a_bounded_envelope():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lstmkit import plots
+
+    rows = 200_000
+    index = pd.date_range("2020-01-01", periods=rows, freq="min")
+    y = np.sin(np.arange(rows) / 500.0)
+    y[123_457] = 9.0  # one spike: the envelope keeps it
+    fig = plots.series(pd.DataFrame({"y": y}, index=index), "y", "a.u.")
+    line = fig.axes[0].lines[0]
+    assert len(line.get_xdata()) <= plots.MAX_POINTS
+    assert line.get_ydata().max() == 9.0
+    assert "min and max of every 100 steps" in fig._suptitle.get_text() and "all 200,000 steps" in fig._suptitle.get_text()
+    recent = plots.series(pd.DataFrame({"y": y}, index=index), "y", "a.u.", last=336, span="2 weeks")
+    assert "last 336 steps: 2 weeks" in recent._suptitle.get_text() and len(recent.axes[0].lines[0].get_xdata()) == 336
