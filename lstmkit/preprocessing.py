@@ -14,6 +14,8 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from lstmkit.config import Config, ConfigError
 
 SPLITS = ("train", "val", "test")
+SHUFFLE_WINDOWS = 1 << 18  # windows shuffled exactly by Prepared.dataset; more are shuffled by blocks (see there)
+SHUFFLE_BLOCKS = 1 << 15   # blocks of consecutive windows of a longer split
 BATCH_FLOATS = 1 << 23  # input values per batch of windows gathered by Prepared.batches (32 MB of float32)
 
 
@@ -101,11 +103,16 @@ class Prepared:
         first = _first_window_start(self.bounds[split], self.lookback) + self.lookback - 1
         return np.arange(first, first + self.n_windows(split))
 
-    def dataset(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int | None = None):
-        """Batched tf.data pipeline of (inputs, targets) windows, gathered lazily from the scaled series.
+    def dataset(self, split: str, batch_size: int = 256, shuffle: bool = False, seed: int | None = None,
+                repeat: bool = False):
+        """Batched tf.data pipeline of (inputs, targets) windows, gathered lazily from the split's rows of the series.
 
-        Only window start positions are shuffled (reshuffled each epoch, deterministically for a seed);
-        each batch's windows are sliced from the series when the batch is requested.
+        Only window start positions are shuffled (reshuffled each epoch, deterministically for a seed); each batch's
+        windows are sliced from the series when the batch is requested. Up to SHUFFLE_WINDOWS windows are shuffled
+        exactly; beyond that (a shuffle buffer of every position would take about 300 bytes per window) blocks of
+        consecutive positions are shuffled and their windows mixed in a buffer of SHUFFLE_WINDOWS, so each batch
+        still draws from thousands of places along the split. With `repeat` the windows repeat without end (for
+        `steps_per_epoch`), reshuffled at each pass.
         """
         import tensorflow as tf
 
@@ -124,8 +131,15 @@ class Prepared:
             return tf.gather(series, starts + in_offsets), tf.gather(target, starts + out_offsets)
 
         positions = tf.data.Dataset.range(n)
-        if shuffle:
+        if shuffle and n <= SHUFFLE_WINDOWS:
             positions = positions.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        elif shuffle:
+            block = -(-n // SHUFFLE_BLOCKS)
+            positions = (tf.data.Dataset.range(0, n, block).shuffle(SHUFFLE_BLOCKS, seed=seed, reshuffle_each_iteration=True)
+                         .flat_map(lambda a: tf.data.Dataset.range(a, tf.minimum(a + block, n)))
+                         .shuffle(SHUFFLE_WINDOWS, seed=seed, reshuffle_each_iteration=True))
+        if repeat:
+            positions = positions.repeat()
         return positions.batch(batch_size).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
