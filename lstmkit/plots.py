@@ -129,14 +129,20 @@ def lagged_correlations(frame: pd.DataFrame, target: str, max_lag: int, true_lag
     return _save(fig, path)
 
 
+MAX_LINE_POINTS = 50_000  # points of a line or scatter over all rows or windows; longer ones are drawn every k-th
+MAX_BOX_ROWS = 200_000    # rows per split behind the box plots of scaled channels
+
+
 def splits(prepared: Prepared, units: str, path=None) -> plt.Figure:
     """The target coloured by the split each row belongs to."""
     fig, ax = plt.subplots(figsize=(11, 3.4))
     y = prepared.original[:, prepared.target_index]
+    every = max(1, len(y) // MAX_LINE_POINTS)  # a long series is drawn every `every` rows (a figure shows no more)
     for s in SPLITS:
         a, b = prepared.bounds[s]
-        ax.plot(prepared.index[a:b], y[a:b], lw=0.6, color=SPLIT_COLORS[s], label=f"{s} ({b - a} rows)")
-    ax.set_title(f"Chronological split of '{prepared.target}': train, validation, test")
+        ax.plot(prepared.index[a:b:every], y[a:b:every], lw=0.6, color=SPLIT_COLORS[s], label=f"{s} ({b - a:,} rows)")
+    ax.set_title(f"Chronological split of '{prepared.target}': train, validation, test"
+                 + (f" (every {every:,}th row drawn)" if every > 1 else ""))
     ax.set_xlabel("time")
     ax.set_ylabel(f"{prepared.target} ({units})")
     ax.legend(loc="upper left")
@@ -145,15 +151,18 @@ def splits(prepared: Prepared, units: str, path=None) -> plt.Figure:
 
 def scaled_distributions(prepared: Prepared, path=None) -> plt.Figure:
     """Distribution of each scaled channel per split: later splits may drift away from the training range."""
-    rows = []
+    rows, sampled = [], False
     for s in SPLITS:
         a, b = prepared.bounds[s]
-        part = pd.DataFrame(prepared.scaled[a:b], columns=prepared.columns).melt(var_name="channel", value_name="scaled value")
+        every = max(1, (b - a) // MAX_BOX_ROWS)  # long splits: an evenly spaced sample of rows
+        sampled |= every > 1
+        part = pd.DataFrame(prepared.scaled[a:b:every], columns=prepared.columns).melt(var_name="channel", value_name="scaled value")
         rows.append(part.assign(split=s))
     data = pd.concat(rows)
     fig, ax = plt.subplots(figsize=(10, 3.8))
     sns.boxplot(data=data, x="channel", y="scaled value", hue="split", palette=SPLIT_COLORS, fliersize=1, ax=ax)
-    ax.set_title("Scaled channels per split (scaler fitted on training rows only)")
+    ax.set_title("Scaled channels per split (scaler fitted on training rows only)"
+                 + (f"; at most {MAX_BOX_ROWS:,} evenly spaced rows per split" if sampled else ""))
     ax.set_xlabel("channel")
     ax.set_ylabel("scaled value (training standard units)")
     return _save(fig, path)
@@ -235,7 +244,9 @@ def residuals(res: pd.DataFrame, units: str, lags: int = 48, unit: str = "steps"
     from statsmodels.graphics.tsaplots import plot_acf
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 7))
-    axes[0, 0].plot(res.index, res["residual"], lw=0.6)
+    every = max(1, len(res) // MAX_LINE_POINTS)  # the line and the scatter draw at most about MAX_LINE_POINTS
+    few = res.iloc[::every]
+    axes[0, 0].plot(few.index, few["residual"], lw=0.6)
     axes[0, 0].axhline(0, color="k", lw=0.8)
     axes[0, 0].set_title("Residuals over the test span")
     axes[0, 0].set_xlabel("time")
@@ -251,12 +262,13 @@ def residuals(res: pd.DataFrame, units: str, lags: int = 48, unit: str = "steps"
     axes[1, 0].set_title("Residual autocorrelation (band: 95% for white noise)")
     axes[1, 0].set_xlabel(f"lag ({unit})")
     axes[1, 0].set_ylabel("autocorrelation (unitless)")
-    axes[1, 1].scatter(res["forecast"], res["residual"], s=4, alpha=0.5)
+    axes[1, 1].scatter(few["forecast"], few["residual"], s=4, alpha=0.5)
     axes[1, 1].axhline(0, color="k", lw=0.8)
     axes[1, 1].set_title("Residual vs forecast")
     axes[1, 1].set_xlabel(f"forecast ({units})")
     axes[1, 1].set_ylabel(f"actual - forecast ({units})")
-    fig.suptitle("Residual diagnostics of the LSTM (1-step-ahead, original units)")
+    fig.suptitle("Residual diagnostics of the LSTM (1-step-ahead, original units)"
+                 + (f"; over time and vs forecast: every {every:,}th of {len(res):,} windows" if every > 1 else ""))
     return _save(fig, path)
 
 
