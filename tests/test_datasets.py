@@ -309,7 +309,7 @@ BLOCK = {datetime(2012, 1, 1, 5, 15): "1,5", datetime(2012, 1, 1, 5, 30): "2,25"
 
 def jena_row(t: datetime, i: int) -> str:
     """One line of the published Jena layout: day-first timestamp, 14 values with two decimals."""
-    temp = -5 + 4 * math.sin(2 * math.pi * i / 144)
+    temp = -5 + 4 * math.sin(2 * math.pi * i / 144) + 0.5 * math.sin(0.37 * i) + i / 2000  # not exactly periodic
     values = [990 + i % 7, temp, temp + 273.15, temp - 3, 80 + i % 11, 4 + temp / 10, 3 + temp / 20, 1 + (i % 5) / 10,
               2 + (i % 3) / 10, 3 + (i % 4) / 10, 1300 - temp, 1 + (i % 6) / 4, 2 + (i % 6) / 4, (37 * i) % 360]
     return t.strftime("%d.%m.%Y %H:%M:%S") + "," + ",".join(f"{v:.2f}" for v in values)
