@@ -126,15 +126,17 @@ def describe(state: dict, now: float | None = None) -> str:
     stage = state.get("stage", "")
     if stage == "tuning":
         n, done, running = state.get("trials"), state.get("done", 0), state.get("running", 1)
-        if running > 1:
-            parts = [f"{done}/{n} trials done, {running} running" if n else f"{done} trials done, {running} running"]
+        finished = bool(n) and done >= n
+        if running > 1 or finished:
+            parts = [f"{done}/{n} trials done" if n else f"{done} trials done"]
+            parts[0] += f", {running} running" if running else ""
         else:
             parts = [f"trial {state.get('trial')}/{n}" if n else f"trial {state.get('trial')}"]
         if state.get("best") is not None:
             parts.append(f"best {state.get('objective', 'val_loss')} {state['best']:.4g}")
-        if state.get("started"):
-            parts.append(f"{duration(now - state['started'])} elapsed")
-        if state.get("eta") is not None:
+        if state.get("started"):  # the clock stops with the search
+            parts.append(f"{duration((state.get('time', now) if finished else now) - state['started'])} elapsed")
+        if state.get("eta") is not None and not finished:
             parts.append(f"~{duration(state['eta'] - (now - state.get('time', now)))} left")
         return ", ".join(parts)
     if stage == "training":
@@ -153,7 +155,7 @@ def milestone(state: dict) -> tuple:
     """What must change for a new plain line: a new trial or finished trial, a new epoch, another 10% of windows."""
     stage = state.get("stage")
     if stage == "tuning":
-        return stage, state.get("trial"), state.get("done"), state.get("running")
+        return stage, state.get("trial"), state.get("done"), (state.get("running") or 0) > 1  # not each end + start
     if stage == "training":
         return stage, state.get("phase"), state.get("epoch")
     if stage == "explain":

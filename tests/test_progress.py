@@ -129,6 +129,8 @@ def test_describe_names_what_each_stage_is_doing():
     assert progress.describe(hyperband, now=t) == "trial 3, best val_loss 0.01235, 1m05s elapsed"
     chief = {**tuning, "running": 2, "done": 4}
     assert progress.describe(chief, now=t).startswith("4/10 trials done, 2 running, best val_loss")
+    finished = {**tuning, "trial": 10, "done": 10, "running": 0, "eta": 0}
+    assert progress.describe(finished, now=t + 30) == "10/10 trials done, best val_loss 0.01235, 1m05s elapsed"
     epoch = {"stage": "training", "phase": "training", "epoch": 3, "epochs": 20, "loss": 0.5, "val_loss": 0.25}
     assert progress.describe(epoch) == "epoch 3/20, loss 0.5, val_loss 0.25"
     assert progress.describe({**epoch, "phase": "refit"}).startswith("refit: epoch 3/20")
