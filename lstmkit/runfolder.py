@@ -190,6 +190,7 @@ class RunLock:
         self.fd: int | None = None
         self.took_over: int | None = None  # PID of the dead process whose lock was taken over
         self._saved_env: str | None = None
+        self._created: list[Path] = []  # folders made for the lock, removed again if nothing else was written
 
     def acquire(self) -> RunLock:
         """Take the lock, or raise RunFolderLocked naming the process that holds it."""
@@ -199,6 +200,7 @@ class RunLock:
         if os.environ.get(LOCK_ENV) == str(path):
             return self  # a child of the holder (e.g. a tuning worker started for this run)
         if self.create:
+            self._created = [p for p in (self.run.root, *self.run.root.parents) if not p.exists()]
             self.run.root.mkdir(parents=True, exist_ok=True)
         elif not self.run.root.is_dir():
             return self  # nothing to protect; the command itself says the folder is missing
@@ -235,6 +237,10 @@ class RunLock:
             os.environ[LOCK_ENV] = self._saved_env
         try:
             os.ftruncate(self.fd, 0)
+            if self._created and os.listdir(self.run.root) == [self.run.lock_file.name]:
+                self.run.lock_file.unlink()  # a command refused before writing anything leaves no folder behind
+                for folder in self._created:
+                    folder.rmdir()
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:
             os.close(self.fd)

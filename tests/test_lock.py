@@ -132,9 +132,13 @@ def test_the_holder_tells_its_children_and_forgets_after(run_dir):
     assert LOCK_ENV not in os.environ
 
 
-def test_a_missing_folder_is_not_created_unless_asked(tmp_path):
+def test_a_missing_folder_is_not_created_unless_asked_and_removed_if_left_empty(tmp_path):
     with RunFolder(tmp_path / "nothing").lock("lstmkit report"):
         pass
     assert not (tmp_path / "nothing").exists()
-    with RunFolder(tmp_path / "new").lock("lstmkit run", create=True):
-        assert (tmp_path / "new" / ".lock").is_file()
+    with RunFolder(tmp_path / "runs" / "new").lock("lstmkit run", create=True):  # e.g. refused input: nothing written
+        assert (tmp_path / "runs" / "new" / ".lock").is_file()
+    assert list(tmp_path.iterdir()) == []
+    with RunFolder(tmp_path / "runs" / "new").lock("lstmkit run", create=True):
+        (tmp_path / "runs" / "new" / "config.yaml").write_text("seed: 1\n")
+    assert sorted(p.name for p in (tmp_path / "runs" / "new").iterdir()) == [".lock", "config.yaml"]
