@@ -141,6 +141,8 @@ def describe(state: dict, now: float | None = None) -> str:
         return ", ".join(parts)
     if stage == "training":
         parts = [f"epoch {state.get('epoch')}/{state.get('epochs')}"]
+        if state.get("batch") is not None:  # within an epoch
+            parts.append(f"batch {state['batch']}" + (f"/{state['batches']}" if state.get("batches") else ""))
         parts += [f"{k} {state[k]:.4g}" for k in ("loss", "val_loss") if state.get(k) is not None]
         phase = state.get("phase")
         return (f"{phase}: " if phase and phase != "training" else "") + ", ".join(parts)
@@ -156,8 +158,9 @@ def milestone(state: dict) -> tuple:
     stage = state.get("stage")
     if stage == "tuning":
         return stage, state.get("trial"), state.get("done"), (state.get("running") or 0) > 1  # not each end + start
-    if stage == "training":
-        return stage, state.get("phase"), state.get("epoch")
+    if stage == "training":  # within an epoch: no new line after the first (the line comes when the epoch ends)
+        epoch = state.get("epoch") or 0
+        return stage, state.get("phase"), epoch - 1 if state.get("batch") is not None else epoch
     if stage == "explain":
         total = max(1, int(state.get("total") or 1))
         return stage, state.get("what"), int(10 * int(state.get("windows") or 0) / total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import keras
@@ -42,11 +43,29 @@ def callbacks(patience: int, reduce_lr_patience: int, checkpoint: Path | None = 
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Reports each finished epoch and its losses to the command line's live progress (lstmkit.progress; else a no-op)."""
+    """Reports each finished epoch and its losses to the command line's live progress (lstmkit.progress; else a no-op).
 
-    def __init__(self, epochs: int, phase: str = "training"):
+    Within an epoch, the batch reached is reported too, at most every `every` seconds (long epochs of long series).
+    """
+
+    def __init__(self, epochs: int, phase: str = "training", every: float = 0.5):
         super().__init__()
-        self.epochs, self.phase = epochs, phase
+        self.epochs, self.phase, self.every = epochs, phase, every
+        self.epoch, self.last = 0, 0.0
+        self.async_safe = True  # a batch hook would otherwise make Keras wait for every batch's logs
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Remember the epoch under way."""
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Report the batch reached and the epoch's running loss, throttled."""
+        now = time.monotonic()
+        if progress.enabled() and now - self.last >= self.every:
+            self.last = now
+            loss = (logs or {}).get("loss")
+            progress.report("training", phase=self.phase, epoch=self.epoch + 1, epochs=self.epochs, batch=batch + 1,
+                            batches=self.params.get("steps"), **({} if loss is None else {"loss": float(loss)}))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Report epoch (1-based) of the planned epochs, with loss and val_loss when Keras has them."""

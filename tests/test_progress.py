@@ -134,6 +134,8 @@ def test_describe_names_what_each_stage_is_doing():
     epoch = {"stage": "training", "phase": "training", "epoch": 3, "epochs": 20, "loss": 0.5, "val_loss": 0.25}
     assert progress.describe(epoch) == "epoch 3/20, loss 0.5, val_loss 0.25"
     assert progress.describe({**epoch, "phase": "refit"}).startswith("refit: epoch 3/20")
+    within = {"stage": "training", "phase": "training", "epoch": 4, "epochs": 20, "batch": 120, "batches": 500, "loss": 0.5}
+    assert progress.describe(within) == "epoch 4/20, batch 120/500, loss 0.5"
     assert progress.describe({"stage": "explain", "windows": 40, "total": 100}) == "windows explained 40/100"
 
 
@@ -173,6 +175,14 @@ def test_elsewhere_plain_lines_at_milestones_and_at_most_one_a_second(progress_f
     fast.poll(force=True)
     fast.poll(force=True)  # no new milestone: no new line
     assert out2.getvalue() == "    epoch 1/3\n    epoch 3/3\n" and fast.lines == 2
+    out3, clock3 = io.StringIO(), Clock()
+    epochs = progress.Renderer(progress_file, out3, clock=clock3)
+    for epoch in (1, 2):  # batches within an epoch add no line after the first one of the run
+        for batch in (1, 50, None):
+            progress.report("training", epoch=epoch, epochs=2, **({} if batch is None else {"batch": batch, "batches": 99}))
+            epochs.poll()
+            clock3.now += 5
+    assert out3.getvalue() == "    epoch 1/2, batch 1/99\n    epoch 1/2\n    epoch 2/2\n"
 
 
 def test_live_sets_the_variable_for_the_stage_renders_and_cleans_up(tmp_path, monkeypatch):
@@ -202,7 +212,10 @@ def test_training_reports_each_epoch_with_its_losses(recorded, capsys):
                      "tuning": {"strategy": "none"}})
     prepared = prepare(make_synthetic(300, 0.3, seed=5)[0][["x1", "target"]], cfg)
     _, history = fit(prepared, LSTMSpec.from_dict({**vars(cfg.model), "lookback": 6}), cfg)
-    assert [(s["stage"], s["epoch"], s["epochs"]) for s in recorded] == [("training", 1, 2), ("training", 2, 2)]
+    ends = [s for s in recorded if "batch" not in s]
+    assert [(s["stage"], s["epoch"], s["epochs"]) for s in ends] == [("training", 1, 2), ("training", 2, 2)]
+    batches = [s for s in recorded if "batch" in s]  # within an epoch, at most every half second: the first batch
+    assert batches and batches[0]["epoch"] == 1 and batches[0]["batch"] == 1
     assert recorded[-1]["loss"] == pytest.approx(history["loss"].iloc[-1])
     assert recorded[-1]["val_loss"] == pytest.approx(history["val_loss"].iloc[-1])
     assert capsys.readouterr().out == ""  # verbose 0: nothing printed, the progress goes to the file only
