@@ -579,12 +579,12 @@ def load_series(cfg: Config) -> SeriesData:
     return SeriesData(frame, None, notes, f"named dataset {cfg.data.source} ({path.name})")
 
 
-def decompose(series: pd.Series, periods: tuple[int, ...], max_rows: int | None = None):
+def decompose(series: pd.Series, periods: tuple[int, ...], max_rows: int | None = None, max_period: int | None = None):
     """MSTL decomposition of the most recent `max_rows` rows (all when None), with a sentence saying what was done.
 
     Returns (result, sentence): result is statsmodels' DecomposeResult (trend, one seasonal component per period that
-    fits more than twice into the span, remainder) or None when no period fits (or there is none); the sentence names
-    the span and periods decomposed, or why nothing was, for the data chapter.
+    fits more than twice into the span and is at most `max_period` steps, remainder) or None when no period fits (or
+    there is none); the sentence names the span and periods decomposed, or why nothing was, for the data chapter.
     """
     import warnings
 
@@ -598,6 +598,12 @@ def decompose(series: pd.Series, periods: tuple[int, ...], max_rows: int | None 
     if not periods:
         return None, ("No seasonal decomposition: the series' time step holds no seasonal period, so there is no "
                       "cycle to separate from the trend.")
+    too_long = [p for p in periods if max_period is not None and p > max_period]
+    if too_long and len(too_long) == len(periods):
+        return None, ("No seasonal decomposition: the seasonal period(s) of " + " and ".join(f"{p} {unit}" for p in too_long)
+                      + f" exceed {max_period} steps, and MSTL's smoothing windows grow with the period (a day of "
+                      f"1-minute steps takes minutes).")
+    periods = tuple(p for p in periods if p not in too_long)
     usable = tuple(p for p in periods if len(part) > 2 * p)  # MSTL drops periods of half the span or more
     left_out = [p for p in periods if p not in usable]
     if not usable:
@@ -611,6 +617,8 @@ def decompose(series: pd.Series, periods: tuple[int, ...], max_rows: int | None 
     if left_out:
         text += ("; left out: " + ", ".join(f"{p} {unit}" for p in left_out)
                  + " (not more than two full cycles in the span)")
+    if too_long:
+        text += "; left out: " + ", ".join(f"{p} {unit}" for p in too_long) + f" (longer than {max_period} steps)"
     return result, text + "."
 
 

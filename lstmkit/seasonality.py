@@ -176,12 +176,13 @@ def zoom_steps(s: Seasonality, n_rows: int) -> tuple[int, str]:
 
 DECOMPOSE_SEASONS = 4         # the decomposed span holds at least this many of the longest period
 DECOMPOSE_MAX_ROWS = 50_000   # MSTL takes about 0.2 ms a row: beyond this the data chapter would take minutes
+DECOMPOSE_MAX_PERIOD = 1008   # MSTL's smoothing windows grow with the period: a day of minutes (1440) takes minutes
 
 
 def decompose_span(s: Seasonality, rows: int) -> int:
     """Most recent rows the data chapter decomposes: `data.decompose_rows`, raised to DECOMPOSE_SEASONS of the
-    longest period, at most DECOMPOSE_MAX_ROWS (periods that then do not fit twice are left out)."""
-    longest = max(s.periods, default=1)
+    longest period up to DECOMPOSE_MAX_PERIOD, at most DECOMPOSE_MAX_ROWS (periods that do not fit are left out)."""
+    longest = max([p for p in s.periods if p <= DECOMPOSE_MAX_PERIOD], default=1)
     return int(min(max(rows, DECOMPOSE_SEASONS * longest), DECOMPOSE_MAX_ROWS))
 
 

@@ -94,8 +94,8 @@ def test_zoom_shows_two_of_the_longest_cycle_that_fits(freq, rows, steps, words)
 def test_decompose_span_holds_four_of_the_longest_cycle_and_is_capped():
     assert decompose_span(seasonality("h"), 5000) == 5000
     assert decompose_span(seasonality("h"), 100) == 4 * 168
-    assert decompose_span(seasonality("min"), 5000) == 4 * 10080        # a week of minutes
-    assert decompose_span(seasonality("s"), 5000) == DECOMPOSE_MAX_ROWS  # a week of seconds would be 2.4 million rows
+    assert decompose_span(seasonality("15min"), 2000) == 4 * 672
+    assert decompose_span(seasonality("h"), 10**7) == DECOMPOSE_MAX_ROWS
 
 
 def test_correlation_lags_follow_the_lookback_and_the_rows():
@@ -194,3 +194,15 @@ def test_long_series_figures_draw_a_bounded_envelope():
     assert "min and max of every 100 steps" in fig._suptitle.get_text() and "all 200,000 steps" in fig._suptitle.get_text()
     recent = plots.series(pd.DataFrame({"y": y}, index=index), "y", "a.u.", last=336, span="2 weeks")
     assert "last 336 steps: 2 weeks" in recent._suptitle.get_text() and len(recent.axes[0].lines[0].get_xdata()) == 336
+
+
+def test_periods_too_long_for_mstl_are_left_out_with_the_reason():
+    from lstmkit.data import decompose
+    from lstmkit.seasonality import DECOMPOSE_MAX_PERIOD
+
+    s = seasonality("min")                       # a day (1440) and a week (10080) of minutes
+    assert decompose_span(s, 5000) == 5000       # no period short enough: the span stays at data.decompose_rows
+    index = pd.date_range("2024-01-01", periods=5000, freq="min")
+    result, text = decompose(pd.Series(np.sin(np.arange(5000) / 50), index=index), s.periods, max_rows=5000,
+                             max_period=DECOMPOSE_MAX_PERIOD)
+    assert result is None and "exceed 1008 steps" in text
