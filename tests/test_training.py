@@ -126,7 +126,8 @@ def test_train_run_writes_artifacts_and_repeats_fit(two_fits, prepared, tmp_path
     (m1, h1), _ = two_fits
     run = RunFolder(tmp_path / "run")
     model, history, spec, source = train_run(run, tiny_config(), prepared)
-    assert source == "config" and spec == LSTMSpec(layers=1, units=8, dropout=0.1, batch_size=32, lookback=8)
+    assert source == "config" and spec == LSTMSpec(layers=1, units=8, dropout=0.1, batch_size=32, lookback=8,
+                                                   normalization=tiny_config().model.normalization)
     assert weights_equal(model, m1)  # same seed and spec as the plain fits: the same model
     assert weights_equal(load_model(run.model_file), model)
     assert run.checkpoint_file.exists()
