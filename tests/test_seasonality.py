@@ -206,3 +206,8 @@ def test_periods_too_long_for_mstl_are_left_out_with_the_reason():
     result, text = decompose(pd.Series(np.sin(np.arange(5000) / 50), index=index), s.periods, max_rows=5000,
                              max_period=DECOMPOSE_MAX_PERIOD)
     assert result is None and "exceed 1008 steps" in text
+
+
+@pytest.mark.parametrize("freq, lookback", [("15min", 192), ("h", 48), ("D", 48), ("W-SAT", 104), ("MS", 48), ("YS", 16)])
+def test_auto_lookback_is_two_seasons_but_at_least_48_steps_of_a_seasonal_series(freq, lookback):
+    assert auto_lookback(seasonality(freq), horizon=6) == lookback  # the rule chosen in README, Defaults and why
