@@ -30,7 +30,7 @@ def test_default_space_tunes_seven_including_window_normalisation_and_fixes_look
     assert space.params[1].grid() == [32, 64, 96, 128]
     assert [r["searched"] for r in space.table()] == [
         "1..2", "32..128 step 32", "0..0.3 step 0.1", "0.0003..0.01 (log scale)", "32 | 64 | 128",
-        "adam | rmsprop", "none | last | revin", "fixed at 48"]
+        "adam | rmsprop", "last | revin", "fixed at 48"]
 
 
 def test_the_default_model_normalises_each_window_by_its_last_value():
