@@ -407,6 +407,10 @@ def headline(metrics: dict, units: str) -> str:
     rmse = metrics["model"]["original"]["rmse"]
     baseline_rmse = {k: v["original"]["rmse"] for k, v in metrics["baselines"].items()}
     best = min(baseline_rmse, key=baseline_rmse.get)
+    if baseline_rmse[best] == 0:  # e.g. an exactly periodic series under seasonal naive
+        return (f"On {meta['windows']:,} test windows the best baseline ({best}) forecasts every value exactly (RMSE 0): "
+                f"the test span repeats what came before, so no forecaster can beat it. The LSTM's RMSE is "
+                f"**{rmse:.4g} {units}**.")
     ratio = rmse / baseline_rmse[best]
     text = (f"On {meta['windows']:,} test windows the LSTM's RMSE is **{rmse:.4g} {units}**, {ratio:.2f} times that of "
             f"the best baseline ({best}, {baseline_rmse[best]:.4g} {units}): it "

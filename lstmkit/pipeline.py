@@ -193,6 +193,11 @@ def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: st
         if missing:
             raise StageFailed(f"cannot resume at '{STAGES[first].name}': earlier stages have not run in {run.root} "
                               f"({', '.join(missing)} missing)")
+        from lstmkit.data import read_series
+        from lstmkit.seasonality import resolve_config
+
+        # a profile given with --from may say `auto`: resolve it against the series the data stage stored
+        cfg, _ = resolve_config(cfg, read_series(run.require(run.series_file, "data (01_data)")).index)
     if first == 0:
         check_inputs(cfg)
     cfg.save(run.config_file)
