@@ -14,11 +14,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import TextIO
+
+from lstmkit.runfolder import atomic_write_text
 
 ENV = "LSTMKIT_PROGRESS_FILE"
 
@@ -42,22 +43,9 @@ def report(stage: str, **fields) -> None:
         return
     state = {"stage": stage, "time": time.time(), **fields}
     try:
-        _replace(Path(path), json.dumps(state, default=_plain))
+        atomic_write_text(Path(path), json.dumps(state, default=_plain), durable=False)  # ephemeral: no fsync
     except OSError:
         pass
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write text to a temporary file beside path and rename it over path (no fsync: the file is ephemeral)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plain(o):

@@ -16,15 +16,16 @@ from typing import Any
 from lstmkit.config import Config, ConfigError, from_dict, load_config
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text so that readers see either the old file or the complete new one."""
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    """Write text so that readers see either the old file or the complete new one (durable: fsync before the rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
