@@ -51,7 +51,7 @@ def mase_scales(prepared: Prepared, period: int) -> dict[str, float]:
     """The MASE denominators of a prepared series in scaled and original units (training rows only)."""
     train = slice(*prepared.bounds.train)
     return {"scaled": mase_scale(prepared.scaled[train, prepared.target_index], period),
-            "original": mase_scale(prepared.original[train, prepared.target_index], period)}
+            "original": mase_scale(prepared.to_original(prepared.scaled[train, prepared.target_index]), period)}
 
 
 def metric_report(y: np.ndarray, yhat: np.ndarray, prepared: Prepared, period: int,
@@ -247,7 +247,7 @@ class AutoRegressive(Forecaster):
 
     max_lag: int = 48
     name: str = "autoreg"
-    select_rows: int = 100_000
+    select_rows: int = 20_000
     lags_: int | None = None
     params_: np.ndarray | None = None
 
@@ -266,8 +266,9 @@ class AutoRegressive(Forecaster):
         y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index]
         p, eq = self.lags_, NormalEquations()
         lagged = np.lib.stride_tricks.sliding_window_view(y, p + 1)  # row t: y[t .. t + p], a view
-        for a in range(0, len(lagged), CHUNK):
-            rows = np.asarray(lagged[a:a + CHUNK], float)
+        chunk = max(1, CHUNK // (p + 1))  # rows per chunk: about CHUNK float64 values at a time
+        for a in range(0, len(lagged), chunk):
+            rows = np.asarray(lagged[a:a + chunk], float)
             eq.add(rows[:, p - 1::-1], rows[:, p:])  # regressors y[t-1] .. y[t-p], as AutoReg orders them
         coef, intercept = eq.solve(0.0)
         self.params_ = np.concatenate([intercept, coef[:, 0]])
@@ -278,8 +279,9 @@ class AutoRegressive(Forecaster):
         origins = prepared.origins(split)
         y = prepared.scaled[:, prepared.target_index]
         out = np.empty((len(origins), prepared.horizon))
-        for a in range(0, len(origins), CHUNK):
-            o = origins[a:a + CHUNK]
+        chunk = max(1, CHUNK // self.lags_)  # windows per chunk: about CHUNK float64 history values at a time
+        for a in range(0, len(origins), chunk):
+            o = origins[a:a + chunk]
             history = y[o[:, None] + np.arange(1 - self.lags_, 1)[None, :]].astype(float)  # (windows, lags), oldest first
             for h in range(prepared.horizon):
                 out[a:a + len(o), h] = const + history[:, ::-1] @ phi
@@ -293,8 +295,14 @@ class KerasForecaster(Forecaster):
     def __init__(self, model, name: str = "lstm"):
         self.model, self.name = model, name
 
-    def predict(self, prepared: Prepared, split: str) -> np.ndarray:
-        return np.asarray(self.model.predict(prepared.dataset(split, 1024), verbose=0), dtype=float)
+    def predict(self, prepared: Prepared, split: str, batch_size: int = 4096) -> np.ndarray:
+        """(windows, horizon) forecasts in scaled units, batch by batch into one array (no window array is built)."""
+        n = prepared.n_windows(split)
+        out = np.empty((n, prepared.horizon))
+        for a in range(0, n, batch_size):
+            inputs, _ = prepared.windows(split, slice(a, a + batch_size))
+            out[a:a + len(inputs)] = np.asarray(self.model.predict_on_batch(inputs)).reshape(len(inputs), -1)
+        return out
 
 
 def baselines(cfg: Config) -> list[Forecaster]:

@@ -136,8 +136,9 @@ MAX_BOX_ROWS = 200_000    # rows per split behind the box plots of scaled channe
 def splits(prepared: Prepared, units: str, path=None) -> plt.Figure:
     """The target coloured by the split each row belongs to."""
     fig, ax = plt.subplots(figsize=(11, 3.4))
-    y = prepared.original[:, prepared.target_index]
-    every = max(1, len(y) // MAX_LINE_POINTS)  # a long series is drawn every `every` rows (a figure shows no more)
+    every = max(1, len(prepared.scaled) // MAX_LINE_POINTS)  # a long series is drawn every `every` rows
+    y = np.full(len(prepared.scaled), np.nan)
+    y[::every] = prepared.to_original(prepared.scaled[::every, prepared.target_index])
     for s in SPLITS:
         a, b = prepared.bounds[s]
         ax.plot(prepared.index[a:b:every], y[a:b:every], lw=0.6, color=SPLIT_COLORS[s], label=f"{s} ({b - a:,} rows)")

@@ -84,10 +84,19 @@ class Prepared:
     bounds: SplitBounds
     scaler: StandardScaler | MinMaxScaler
     target_scaler: StandardScaler | MinMaxScaler
-    scaled: np.ndarray          # (rows, channels) float32
-    original: np.ndarray        # (rows, channels) float32, a view of the frame's values where it can be
+    scaled: np.ndarray          # (rows, channels) float32: the only copy of the series a Prepared holds
     lookback: int
     horizon: int
+
+    def original_rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows [start, stop) in original units, (rows, channels) float32, recovered from the scaled series (the
+        scaler's inverse): keeping the original values beside the scaled ones would double the memory of a long series."""
+        return inverse_in_chunks(self.scaler, self.scaled[start:stop])
+
+    @property
+    def original(self) -> np.ndarray:
+        """Every row in original units, (rows, channels) float32 (a new array: prefer original_rows for a slice)."""
+        return self.original_rows()
 
     @property
     def target_index(self) -> int:
@@ -204,11 +213,13 @@ class Prepared:
         """The same series split at other rows; with refit_scaler the scalers are refitted on the new training rows."""
         if not refit_scaler:
             return replace(self, bounds=bounds)
-        train = self.original[bounds.train[0]:bounds.train[1]]
+        train = self.original_rows(*bounds.train)
         scaler = _fit_in_chunks(clone(self.scaler), train)
         target_scaler = _fit_in_chunks(clone(self.target_scaler), train[:, [self.target_index]])
-        return replace(self, bounds=bounds, scaler=scaler, target_scaler=target_scaler,
-                       scaled=transform_in_chunks(scaler, self.original))
+        scaled = np.empty_like(self.scaled)
+        for a in range(0, len(scaled), CHUNK_ROWS):  # original units chunk by chunk, scaled again by the new scaler
+            scaled[a:a + CHUNK_ROWS] = scaler.transform(self.original_rows(a, a + CHUNK_ROWS))
+        return replace(self, bounds=bounds, scaler=scaler, target_scaler=target_scaler, scaled=scaled)
 
     def train_val(self) -> Prepared:
         """Training windows extended over the validation rows (for a final refit); scaling stays as fitted."""
@@ -236,6 +247,14 @@ def transform_in_chunks(scaler: StandardScaler | MinMaxScaler, values: np.ndarra
     out = np.empty(values.shape, dtype=np.float32)
     for a in range(0, len(values), CHUNK_ROWS):
         out[a:a + CHUNK_ROWS] = scaler.transform(values[a:a + CHUNK_ROWS])
+    return out
+
+
+def inverse_in_chunks(scaler: StandardScaler | MinMaxScaler, scaled: np.ndarray) -> np.ndarray:
+    """Original-unit copy of (rows, channels) scaled values as one float32 array, CHUNK_ROWS rows at a time."""
+    out = np.empty(scaled.shape, dtype=np.float32)
+    for a in range(0, len(scaled), CHUNK_ROWS):
+        out[a:a + CHUNK_ROWS] = scaler.inverse_transform(scaled[a:a + CHUNK_ROWS])
     return out
 
 
@@ -277,10 +296,9 @@ def prepare(frame: pd.DataFrame, cfg: Config, scalers: tuple | None = None) -> P
     columns = input_columns(cfg)
     bounds = check_splits(len(frame), cfg)
     fitted = scalers or fit_scalers(frame, columns, cfg.data.target, bounds, cfg.scaling.method)
-    original = series_values(frame, columns)
     return Prepared(index=frame.index, columns=columns, target=cfg.data.target, bounds=bounds,
                     scaler=fitted[0], target_scaler=fitted[1],
-                    scaled=transform_in_chunks(fitted[0], original), original=original,
+                    scaled=transform_in_chunks(fitted[0], series_values(frame, columns)),
                     lookback=cfg.window.lookback, horizon=cfg.window.horizon)
 
 

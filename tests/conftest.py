@@ -34,7 +34,7 @@ def make_row_prepared(n: int = 100, train: int = 60, val: int = 20, test: int | 
     bounds = SplitBounds(train=(0, train), val=(train, train + val), test=(train + val, train + val + test))
     return Prepared(index=pd.date_range("2024-01-01", periods=n, freq="h"), columns=["x", "target"], target="target",
                     bounds=bounds, scaler=identity, target_scaler=identity_target,
-                    scaled=original.astype(np.float32), original=original, lookback=lookback, horizon=horizon)
+                    scaled=original.astype(np.float32), lookback=lookback, horizon=horizon)
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,9 @@ def test_prepared_holds_no_float64_copy_of_the_series():
     frame = frame.astype(np.float32)  # as read_series returns it
     cfg = from_dict({"data": {"features": ["x1", "x2", "x3"]}, "window": {"lookback": 12, "horizon": 3}})
     p = prepare(frame, cfg)
-    assert p.original.dtype == np.float32 and p.scaled.dtype == np.float32
-    assert np.shares_memory(p.original, frame.to_numpy())  # a view of the frame's values, not a copy
+    assert p.scaled.dtype == np.float32 and p.original.dtype == np.float32
+    assert not any(isinstance(v, np.ndarray) and v is not p.scaled for v in vars(p).values())  # scaled is the only copy
+    np.testing.assert_allclose(p.original, frame[p.columns].to_numpy(), rtol=1e-5)  # recovered by the scaler's inverse
 
 
 def test_chunked_scaler_fit_and_transform_match_a_one_shot_fit(prepared, monkeypatch):
