@@ -233,6 +233,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     if typ is float:
         return value  # keep ints as ints: split sizes use int = row count
     if typ is str:
+        if value is None:  # `--set data.date_column=` (nothing after `=`): the empty setting, e.g. detect the column
+            return ""
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value

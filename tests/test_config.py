@@ -315,3 +315,8 @@ def test_described_choices_include_the_default():
 def test_to_dict_is_yaml_safe():
     text = yaml.safe_dump(Config().to_dict())
     assert yaml.safe_load(text) == Config().to_dict()
+
+
+def test_an_empty_override_of_a_text_key_is_the_empty_setting():
+    cfg = from_dict({"data": {"date_column": "when"}}, dict([parse_override("data.date_column=")]))
+    assert cfg.data.date_column == ""
