@@ -139,7 +139,7 @@ def resolve_config(cfg: Config, index: pd.DatetimeIndex) -> tuple[Config, list[s
     notes: list[str] = []
     if cfg.evaluation.seasonal_period == AUTO:
         period, why = resolve_period(AUTO, index, cfg.data.frequency)
-        period, why = _period_that_fits(period, why, cfg, len(index))
+        period, why = _period_that_fits(period, why, s, cfg, len(index))
         overrides["evaluation.seasonal_period"] = period
         notes.append(f"Seasonal period of the seasonal-naive baseline and MASE: {why}.")
     if cfg.window.lookback == AUTO:
@@ -199,7 +199,7 @@ def correlation_lags(s: Seasonality, lookback: int, n_rows: int) -> int:
     return int(max(0, min(lookback, max(MAX_CORRELATION_LAG, s.main), n_rows // 4)))
 
 
-def _period_that_fits(period: int, why: str, cfg: Config, n_rows: int) -> tuple[int, str]:
+def _period_that_fits(period: int, why: str, s: Seasonality, cfg: Config, n_rows: int) -> tuple[int, str]:
     """The `auto` seasonal period, or 1 (persistence) when the training split holds no season plus one step: the
     MASE scale compares each training row with the one a season earlier, so it needs more than `period` rows."""
     from lstmkit.config import ConfigError
@@ -213,7 +213,7 @@ def _period_that_fits(period: int, why: str, cfg: Config, n_rows: int) -> tuple[
         return period, why
     if b - a > period:
         return period, why
-    return 1, (f"1 step: the series' season would be {why.split(', derived')[0]}, but the training split holds only "
+    return 1, (f"1 step: the series' season would be {period} steps (a {s.cycles[0]}), but the training split holds only "
                f"{b - a} rows, too few for a seasonal MASE scale (more than {period} rows); seasonal naive repeats "
                f"the last value and MASE uses the one-step naive scale")
 
