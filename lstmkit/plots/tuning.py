@@ -1,0 +1,315 @@
+"""Figures of the tuning chapter (03): trials, hyperparameter effects, folds, importance."""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib as mpl
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
+import numpy as np
+import pandas as pd
+
+from lstmkit.plots.style import (
+    _no_data,
+    _save,
+)
+
+# ---------------------------------------------------------------- tuning chapter
+
+STATUS_STYLE = {"COMPLETED": dict(color="tab:blue", marker="o"), "PRUNED": dict(color="tab:orange", marker="v"),
+                "FAILED": dict(color="tab:red", marker="X"), "INVALID": dict(color="tab:red", marker="X")}
+PARAM_LABELS = {"layers": "stacked LSTM layers (count)", "units": "units per layer (LSTM cells)",
+                "dropout": "dropout (fraction of units)", "learning_rate": "learning rate (per update)",
+                "batch_size": "batch size (windows)", "optimizer": "optimizer (name)",
+                "normalization": "normalization (layer type)", "lookback": "look-back (time steps)"}
+LOSS_LABEL = "validation MSE (scaled, log scale)"
+
+
+def _param_label(param) -> str:
+    """Axis label of a tuned hyperparameter with its unit (and the log scale when its range has one)."""
+    label = PARAM_LABELS.get(param.name, param.name)
+    if not param.log:
+        return label
+    return label[:-1] + ", log scale)" if label.endswith(")") else label + " (log scale)"
+
+
+def _statuses(table: pd.DataFrame) -> np.ndarray:
+    """Upper-case status of each trial (all COMPLETED when the table has no status column)."""
+    if "status" not in table:
+        return np.full(len(table), "COMPLETED", dtype=object)
+    return table["status"].astype(str).str.strip().str.upper().to_numpy()
+
+
+def _losses(table: pd.DataFrame, column: str = "val_loss") -> np.ndarray:
+    """One loss column as floats (NaN where missing or unreadable)."""
+    if column not in table:
+        return np.full(len(table), np.nan)
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _trial_numbers(table: pd.DataFrame) -> np.ndarray:
+    """Trial numbers from the index (start order), or 0..n-1 when the index is not numeric."""
+    numbers = pd.to_numeric(pd.Series(table.index), errors="coerce").to_numpy(dtype=float)
+    return np.arange(len(table), dtype=float) if np.isnan(numbers).any() else numbers
+
+
+def _completed(table: pd.DataFrame) -> pd.DataFrame:
+    """The COMPLETED trials with a finite positive objective, with `val_loss` as floats."""
+    loss = _losses(table)
+    keep = (_statuses(table) == "COMPLETED") & np.isfinite(loss) & (loss > 0)
+    done = table[keep].copy()
+    done["val_loss"] = loss[keep]
+    return done
+
+
+def _tuned(table: pd.DataFrame, space) -> list:
+    """The tuned parameters of `space` that the table has a column for (a ValueError when there is none)."""
+    params = [p for p in space.params if p.name in table.columns]
+    if not params:
+        raise ValueError("the trials table has no column for any tuned hyperparameter "
+                         f"(tuned: {', '.join(space.names) or 'none'})")
+    return params
+
+
+def _same(value, choice) -> bool:
+    """Whether a table value (perhaps read back from CSV: '64', 64.0) is the declared choice."""
+    if value == choice or str(value) == str(choice):
+        return True
+    try:
+        return float(value) == float(choice)
+    except (TypeError, ValueError):
+        return False
+
+
+def _categories(values: pd.Series, param) -> tuple[list, np.ndarray]:
+    """The declared choices (then any other value found in the table) and each value's position among them."""
+    labels, codes = list(param.choices), np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if pd.isna(v):
+            continue
+        match = next((k for k, c in enumerate(labels) if _same(v, c)), None)
+        if match is None:
+            labels.append(v)
+            match = len(labels) - 1
+        codes[i] = match
+    return labels, codes
+
+
+def _fmt(value: float, integer: bool = False) -> str:
+    """A tick label: whole numbers for integer parameters, three significant digits otherwise."""
+    return str(int(round(value))) if integer else f"{value:.3g}"
+
+
+def _range_axis(values: np.ndarray, lo: float, hi: float, log: bool, integer: bool) -> tuple[np.ndarray, list]:
+    """Numeric values mapped to [0, 1] over [lo, hi] (log10 when `log`), with a few (position, label) ticks."""
+    def f(v):
+        v = np.asarray(v, dtype=float)
+        return np.log10(np.where(v > 0, v, np.nan)) if log else v
+
+    if not hi > lo:  # a constant axis: everything in the middle, no division by zero
+        return np.where(np.isfinite(values), 0.5, np.nan), [(0.5, _fmt(lo, integer))]
+    span = f(hi) - f(lo)
+    pos = (f(values) - f(lo)) / span
+    locator = (mticker.LogLocator(numticks=6) if log
+               else mticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10], integer=integer))
+    inside = [t for t in locator.tick_values(lo, hi) if lo - 1e-12 * abs(hi) <= t <= hi + 1e-12 * abs(hi)]
+    ticks: list = []
+    for t in [lo, hi, *inside]:  # the ends first, then inner ticks that are not crowded against one kept
+        p = float((f(t) - f(lo)) / span)
+        if all(abs(p - q) > 0.08 for q, _ in ticks):
+            ticks.append((p, _fmt(t, integer)))
+    return pos, ticks
+
+
+def _parallel_axis(values: pd.Series, param) -> tuple[np.ndarray, list]:
+    """One hyperparameter's values on its parallel-coordinates axis in [0, 1], and its ticks."""
+    if not param.is_range:
+        labels, codes = _categories(values, param)
+        m = len(labels)
+        spot = (lambda k: k / (m - 1)) if m > 1 else (lambda k: 0.5 + 0 * k)
+        every = max(1, -(-m // 8))
+        return spot(codes), [(float(spot(k)), str(labels[k])) for k in range(0, m, every)]
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    seen = v[np.isfinite(v) & ((v > 0) | (not param.log))]
+    lo = min([param.min, *seen.tolist()]) if param.min is not None else np.nanmin(seen, initial=0.0)
+    hi = max([param.max, *seen.tolist()]) if param.max is not None else np.nanmax(seen, initial=0.0)
+    return _range_axis(v, float(lo), float(hi), param.log, param.type is int)
+
+
+def trials(table: pd.DataFrame, path=None) -> plt.Figure:
+    """Objective of every trial by start order, coloured by status, with the best so far over completed trials."""
+    fig, ax = plt.subplots(figsize=(11, 4))
+    x, loss, status = _trial_numbers(table), _losses(table), _statuses(table)
+    finite = np.isfinite(loss) & (loss > 0)
+    for name in dict.fromkeys(["COMPLETED", "PRUNED", "FAILED", *status]):
+        style = STATUS_STYLE.get(name, dict(color="tab:gray", marker="s"))
+        mine = status == name
+        if (mine & finite).any():
+            ax.scatter(x[mine & finite], loss[mine & finite], s=30, alpha=0.85, zorder=3,
+                       label=f"{name.lower()} ({(mine & finite).sum()})", **style)
+        if (mine & ~finite).any():  # no loss to place: a cross at the top edge (x in data, y in axes units)
+            ax.scatter(x[mine & ~finite], np.full((mine & ~finite).sum(), 0.97), transform=ax.get_xaxis_transform(),
+                       s=40, zorder=3, clip_on=False, color=style["color"], marker="x",
+                       label=f"{name.lower()}, no loss ({(mine & ~finite).sum()}, at top edge)")
+    done = (status == "COMPLETED") & finite
+    if done.any():
+        order = np.argsort(x[done], kind="stable")
+        xs, best = x[done][order], np.minimum.accumulate(loss[done][order])
+        if x.max() > xs[-1]:  # carry the best so far on to the last trial started
+            xs, best = np.append(xs, x.max()), np.append(best, best[-1])
+        ax.step(xs, best, where="post", color="k", lw=1.6, zorder=2, gid="best_so_far",
+                label=f"best so far over completed trials (final {best[-1]:.3g})")
+    else:
+        _no_data(ax)
+    if finite.any():
+        ax.set_yscale("log")
+    ax.set_title("Objective by trial")
+    ax.set_xlabel("trial number (start order)")
+    ax.set_ylabel(LOSS_LABEL)
+    if 0 < len(x) <= 20:
+        ax.set_xticks(np.unique(x))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
+    return _save(fig, path)
+
+
+def param_effects(table: pd.DataFrame, space, path=None) -> plt.Figure:
+    """Objective against each tuned hyperparameter, one panel each, over the completed trials (best one starred)."""
+    params, done = _tuned(table, space), _completed(table)
+    ncols = min(4, len(params))
+    nrows = -(-len(params) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.2 * nrows + 0.8), squeeze=False)
+    for ax in axes.flat[len(params):]:
+        fig.delaxes(ax)
+    loss = done["val_loss"].to_numpy()
+    best = int(np.argmin(loss)) if len(done) else None
+    rng = np.random.default_rng(0)
+    legend: dict = {}
+    for k, (ax, p) in enumerate(zip(axes.flat, params)):
+        if p.is_range:
+            values = pd.to_numeric(done[p.name], errors="coerce").to_numpy(dtype=float)
+            ax.scatter(values, loss, s=22, alpha=0.7, color="tab:blue", label="completed trial")
+            if p.log and len(done):  # (a log axis without data cannot place its ticks)
+                ax.set_xscale("log")
+            elif p.type is int:
+                ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        else:  # strip plot: choices at 0..m-1 in declared order, points jittered, median as a bar
+            labels, values = _categories(done[p.name], p)
+            ax.scatter(values + rng.uniform(-0.15, 0.15, len(values)), loss, s=22, alpha=0.7, color="tab:blue",
+                       label="completed trial")
+            for i in range(len(labels)):
+                if (values == i).any():
+                    ax.hlines(np.median(loss[values == i]), i - 0.3, i + 0.3, color="k", lw=2.5, zorder=4,
+                              label="median per choice")
+            ax.set_xticks(range(len(labels)), [str(c) for c in labels])
+            ax.set_xlim(-0.5, len(labels) - 0.5)
+        if best is not None:
+            ax.scatter(values[best], loss[best], marker="*", s=240, color="red", edgecolor="k", zorder=5,
+                       label=f"best trial (#{done.index[best]}, {loss[best]:.3g})")
+            ax.set_yscale("log")
+        else:
+            _no_data(ax)
+        ax.set_title(p.name)
+        ax.set_xlabel(_param_label(p))
+        ax.set_ylabel(LOSS_LABEL if k % ncols == 0 else "")
+        legend.update({label: h for h, label in zip(*ax.get_legend_handles_labels()) if label not in legend})
+    if legend:
+        axes.flat[0].legend(legend.values(), legend.keys(), fontsize=8, loc="best")
+    fig.suptitle("Effect of each hyperparameter on the objective")
+    return _save(fig, path)
+
+
+def parallel_coordinates(table: pd.DataFrame, space, path=None) -> plt.Figure:
+    """Completed trials as polylines across one axis per tuned hyperparameter and a final val_loss axis."""
+    params, done = _tuned(table, space), _completed(table)
+    loss = done["val_loss"].to_numpy()
+    columns = [_parallel_axis(done[p.name], p) for p in params]
+    lo, hi = (loss.min(), loss.max()) if len(loss) else (1.0, 1.0)
+    columns.append(_range_axis(loss, lo, hi, log=True, integer=False) if len(loss) else (loss, []))
+    names = [p.name + ("\n(log)" if p.log else "") for p in params] + ["val_loss\n(log)"]
+    positions = np.column_stack([pos for pos, _ in columns]) if len(loss) else np.empty((0, len(columns)))
+    n = len(columns)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * n + 2.5), 5))
+    # reversed sequential map: the lowest losses darkest and most visible (its palest end cut off, too faint on white)
+    cmap = mcolors.ListedColormap(plt.get_cmap("YlGnBu_r")(np.linspace(0, 0.8, 256)))
+    norm = mcolors.LogNorm(lo, hi) if hi > lo else mcolors.Normalize(lo * 0.9, hi * 1.1)
+    xs = np.arange(n)
+    best_row = int(np.argmin(loss)) if len(loss) else -1  # the first of tied best trials
+    order = [i for i in np.argsort(-loss, kind="stable") if i != best_row] + [best_row] * (best_row >= 0)
+    for i in order:  # worst first, the best drawn last and on top
+        best = i == best_row
+        ax.plot(xs, positions[i], color=cmap(norm(loss[i])), lw=3.2 if best else 1.1, alpha=1.0 if best else 0.75,
+                zorder=3 if best else 2, solid_capstyle="round",
+                label=f"best trial (#{done.index[i]}, validation MSE {loss[i]:.3g})" if best else None)
+    ax.vlines(xs, 0, 1, color="k", lw=1, zorder=1)
+    for x, (_, ticks) in zip(xs, columns):
+        ax.hlines([p for p, _ in ticks], x - 0.03, x, color="k", lw=1, zorder=1)
+        for p, text in ticks:
+            ax.text(x - 0.05, p, text, ha="right", va="center", fontsize=8, zorder=4,
+                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.7))
+    if not len(loss):
+        _no_data(ax)
+    ax.set_xticks(xs, names)
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_xlim(-0.6, n - 0.7)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("hyperparameter (each axis spans its searched range; categories in declared order)")
+    ax.set_ylabel("normalised position (labels: real values)")
+    ax.set_title("Parallel coordinates of the completed trials")
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="validation MSE (scaled)")
+    if len(loss):
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, fontsize=9)
+    return _save(fig, path)
+
+
+def fold_losses(table: pd.DataFrame, path=None) -> plt.Figure:
+    """Validation loss on each walk-forward fold: every completed trial, the best one, and the mean per fold."""
+    folds = sorted((int(m.group(1)), c) for c in table.columns if (m := re.fullmatch(r"fold_(\d+)", str(c))))
+    if not folds:
+        raise ValueError("fold_losses needs per-fold validation losses (columns fold_1 ... fold_k), which only a "
+                         "walk-forward cross-validated search (tuning.cv_folds >= 2) records; this table has none")
+    done = _completed(table)
+    numbers = np.array([k for k, _ in folds])
+    losses = np.column_stack([_losses(done, c) for _, c in folds]) if len(done) else np.empty((0, len(folds)))
+    losses[~(losses > 0)] = np.nan  # nothing below zero or NaN on a log axis
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for row in losses:
+        ax.plot(numbers, row, color="0.6", lw=0.8, alpha=0.7, marker=".", zorder=2)
+    if len(done):
+        ax.lines[0].set_label(f"completed trial ({len(done)})")
+        best = int(np.argmin(done["val_loss"].to_numpy()))
+        ax.plot(numbers, losses[best], color="tab:red", lw=2.2, marker="o", zorder=4,
+                label=f"best trial (#{done.index[best]}, mean {done['val_loss'].iloc[best]:.3g})")
+        mean = pd.DataFrame(losses).mean(axis=0).to_numpy()  # skips NaN quietly, NaN where a fold has no loss
+        ax.plot(numbers, mean, color="k", ls="--", lw=1.8, zorder=3, label="mean over completed trials")
+        ax.legend(fontsize=9)
+        if np.isfinite(losses).any():
+            ax.set_yscale("log")
+    else:
+        _no_data(ax)
+    ax.set_xticks(numbers)
+    ax.set_xlim(numbers.min() - 0.3, numbers.max() + 0.3)
+    ax.set_title("Validation loss per fold")
+    ax.set_xlabel("walk-forward fold (later = more training data)")
+    ax.set_ylabel(LOSS_LABEL)
+    return _save(fig, path)
+
+
+def importance(importances: pd.Series, path=None) -> plt.Figure:
+    """Share of the objective's variance explained by each hyperparameter (fANOVA), largest at the top."""
+    if importances is None or len(importances) == 0:
+        raise ValueError("no hyperparameter importances to plot (tuning.param_importance gives None with fewer "
+                         "than three completed trials or no varying hyperparameter)")
+    shares = pd.to_numeric(pd.Series(importances), errors="coerce").fillna(0.0).sort_values(kind="stable")
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(shares) + 1.6))
+    bars = ax.barh(np.arange(len(shares)), shares.to_numpy(), color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.0%}" for v in shares], padding=3, fontsize=9)
+    ax.set_yticks(np.arange(len(shares)), [str(name) for name in shares.index])
+    ax.set_xlim(0, max(float(shares.max()), 1e-9) * 1.18)
+    ax.set_title("Hyperparameter importance")
+    ax.set_xlabel("importance (share of objective variance, fANOVA)")
+    ax.set_ylabel("hyperparameter")
+    return _save(fig, path)
