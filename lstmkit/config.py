@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from lstmkit.atomic import atomic_write_text
+
 
 class ConfigError(ValueError):
     """A configuration file or override that cannot be used as given."""
@@ -167,8 +169,6 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         """Write the configuration as YAML, atomically."""
-        from lstmkit.runfolder import atomic_write_text
-
         atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 

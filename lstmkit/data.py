@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lstmkit.atomic import atomic_path
 from lstmkit.config import Config, DataConfig
 
 
@@ -633,8 +634,6 @@ def save_series(frame: pd.DataFrame, path: Path) -> None:
     The timestamp column is named after the frame's index (or `date`); the index's frequency is kept in the file's
     metadata. The file is written to a temporary name in the same folder and renamed into place.
     """
-    import os
-    import tempfile
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -648,15 +647,8 @@ def save_series(frame: pd.DataFrame, path: Path) -> None:
     names = [index_name, *map(str, frame.columns)]
     table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
         {"lstmkit.index": index_name, "lstmkit.freq": freq or ""})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=1 << 20)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_series(path: Path) -> pd.DataFrame:

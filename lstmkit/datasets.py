@@ -430,7 +430,7 @@ def _temp_file(dataset: Dataset, path: Path) -> Path:
 
 def _record_hash(dataset: Dataset, path: Path, actual: str) -> None:
     """Write the computed hash as <file>.sha256 (sha256sum format) and say so, for files without a published one."""
-    from lstmkit.runfolder import atomic_write_text
+    from lstmkit.atomic import atomic_write_text
 
     sidecar = path.with_name(f"{path.name}.sha256")
     atomic_write_text(sidecar, f"{actual}  {path.name}\n")

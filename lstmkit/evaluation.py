@@ -384,17 +384,16 @@ def evaluate(model, prepared: Prepared, cfg: Config, noise_std: float | None = N
 
 def save_evaluation(ev: Evaluation, run) -> None:
     """Write metrics.json and the test forecasts (scaled) atomically."""
-    from lstmkit.runfolder import atomic_write_json
+    from lstmkit.atomic import atomic_path, atomic_write_json
 
     atomic_write_json(run.metrics_file, ev.metrics)
-    tmp = run.predictions_file.with_name(".predictions.tmp.npz")
-    np.savez(tmp, actual=ev.actual, **ev.forecasts)
-    tmp.replace(run.predictions_file)
+    with atomic_path(run.predictions_file) as tmp:
+        np.savez(tmp, actual=ev.actual, **ev.forecasts)
 
 
 def load_evaluation(run) -> Evaluation:
     """Read back what save_evaluation wrote."""
-    from lstmkit.runfolder import read_json
+    from lstmkit.atomic import read_json
 
     data = np.load(run.require(run.predictions_file, "evaluation (05_evaluation)"))
     forecasts = {k: data[k] for k in data.files if k != "actual"}

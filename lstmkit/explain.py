@@ -336,14 +336,12 @@ def completeness_table(attr: Attribution) -> pd.DataFrame:
 def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.DataFrame, columns: list[str],
                      truth_scores: pd.DataFrame | None = None, check=None) -> None:
     """Write the raw attributions (npz) and a JSON summary of the explanation atomically."""
-    from lstmkit.runfolder import atomic_write_json
+    from lstmkit.atomic import atomic_path, atomic_write_json
 
-    path = run.attributions_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".attributions.tmp.npz")
-    np.savez(tmp, window=positions, attributions=attr.values, prediction=attr.prediction,
-             baseline_prediction=attr.baseline_prediction, lags=heatmap.index.to_numpy()[::-1], columns=np.array(columns))
-    tmp.replace(path)
+    with atomic_path(run.attributions_file) as tmp:
+        np.savez(tmp, window=positions, attributions=attr.values, prediction=attr.prediction,
+                 baseline_prediction=attr.baseline_prediction, lags=heatmap.index.to_numpy()[::-1],
+                 columns=np.array(columns))
     summary = {"windows": len(positions), "baseline": attr.baseline, "method": attr.method,
                "steps": None if attr.steps is None else [int(attr.steps.min()), int(attr.steps.max())],
                "relative_completeness_gap": attr.relative_gap(),

@@ -304,13 +304,10 @@ def prepare(frame: pd.DataFrame, cfg: Config, scalers: tuple | None = None) -> P
 
 def save_prepared(prepared: Prepared, run) -> None:
     """Persist the fitted scalers and the split boundaries atomically (the preprocessing stage's outputs)."""
-    from lstmkit.runfolder import atomic_write_json
+    from lstmkit.atomic import atomic_path, atomic_write_json
 
-    path = run.scaler_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    joblib.dump({"scaler": prepared.scaler, "target_scaler": prepared.target_scaler, "columns": prepared.columns}, tmp)
-    tmp.replace(path)
+    with atomic_path(run.scaler_file) as tmp:
+        joblib.dump({"scaler": prepared.scaler, "target_scaler": prepared.target_scaler, "columns": prepared.columns}, tmp)
     atomic_write_json(run.splits_file, {"rows": prepared.bounds.to_dict(), "columns": prepared.columns,
                                         "target": prepared.target, "lookback": prepared.lookback,
                                         "horizon": prepared.horizon,

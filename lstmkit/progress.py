@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from lstmkit.runfolder import atomic_write_text
+from lstmkit.atomic import atomic_write_text
 
 ENV = "LSTMKIT_PROGRESS_FILE"
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from lstmkit.atomic import atomic_write_text, read_json
 from lstmkit.config import describe_keys
 from lstmkit.evaluation import headline, metrics_table
 from lstmkit.pipeline import STAGES, project_root
-from lstmkit.runfolder import RunFolder, atomic_write_text, read_json
+from lstmkit.runfolder import RunFolder
 
 BOOK_DIR = "book"  # sources of the book, referenced by _toc.yml; rewritten from a run folder
 

@@ -6,47 +6,12 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from lstmkit.config import Config, ConfigError, from_dict, load_config
-
-
-def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
-    """Write text so that readers see either the old file or the complete new one (durable: fsync before the rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically, pretty-printed."""
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    """Serialise numpy scalars and arrays."""
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON artifact."""
-    return json.loads(Path(path).read_text())
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from lstmkit import progress
+from lstmkit.atomic import atomic_path, atomic_write_json, read_json
 from lstmkit.config import Config
 from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import Prepared
-from lstmkit.runfolder import RunFolder, atomic_write_json, read_json
+from lstmkit.runfolder import RunFolder
 
 
 def set_seed(seed: int) -> None:
@@ -118,10 +119,8 @@ def refit_train_val(prepared: Prepared, spec: LSTMSpec, cfg: Config, epochs: int
 
 def save_model(model: keras.Model, path: Path) -> None:
     """Save a Keras model atomically (a crash never leaves a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def load_model(path: Path) -> keras.Model:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from lstmkit.atomic import atomic_write_json
 from lstmkit.config import Config
 from lstmkit.preprocessing import Prepared
 from lstmkit.progress import SearchProgress
-from lstmkit.runfolder import RunFolder, atomic_write_json
+from lstmkit.runfolder import RunFolder
 from lstmkit.search_space import Param, SearchSpace
 from lstmkit.tuning import KERAS_STRATEGIES, TrialResult, project_name, train_trial
 

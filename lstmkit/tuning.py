@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import TimeSeriesSplit
 
+from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
 from lstmkit.config import Config, ConfigError
 from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import Prepared, SplitBounds
-from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text, read_json
+from lstmkit.runfolder import RunFolder
 from lstmkit.search_space import SearchSpace, check_space_fits, search_space
 from lstmkit.training import set_seed
 

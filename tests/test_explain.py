@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lstmkit.atomic import read_json
 from lstmkit.config import from_dict
 from lstmkit.data import Driver, GroundTruth
 from lstmkit.explain import (
@@ -25,7 +26,7 @@ from lstmkit.explain import (
     save_explanation,
 )
 from lstmkit.models import LSTMSpec, build_lstm
-from lstmkit.runfolder import RunFolder, read_json
+from lstmkit.runfolder import RunFolder
 
 LOOKBACK, CHANNELS, HORIZON = 6, 2, 3
 

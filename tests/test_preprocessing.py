@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lstmkit.atomic import read_json
 from lstmkit.config import ConfigError, from_dict
 from lstmkit.data import save_series
 from lstmkit.preprocessing import SPLITS, load_prepared, prepare, save_prepared, scaler_table, split_bounds
-from lstmkit.runfolder import RunFolder, read_json
+from lstmkit.runfolder import RunFolder
 
 FEATURE_OFFSET = 1000.0  # conftest's toy feature channel holds 1000 + row
 LOOKBACK, HORIZON = 8, 3

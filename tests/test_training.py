@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
 from lstmkit.config import ConfigError, from_dict
 from lstmkit.data import make_synthetic, save_series
 from lstmkit.models import LSTMSpec, build_lstm
 from lstmkit.preprocessing import prepare, save_prepared
-from lstmkit.runfolder import RunFolder, atomic_write_json, atomic_write_text, open_run, read_json, start_run
+from lstmkit.runfolder import RunFolder, open_run, start_run
 from lstmkit.training import (
     callbacks,
     fit,

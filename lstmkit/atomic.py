@@ -1,0 +1,58 @@
+"""Atomic writes: a reader (or a process killed mid-write) sees the old file or the complete new one, never half.
+
+This module imports nothing of the package, so that every other module (configuration included) can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: Path, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to (keeping its suffix); on success rename it over `path`.
+
+    On any error the temporary file is removed and `path` is left as it was. `durable` fsyncs before the rename.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    """Write text atomically (durable: fsync before the rename)."""
+    with atomic_path(path, durable) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically, pretty-printed (numpy scalars and arrays as plain numbers and lists)."""
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    """Serialise numpy scalars and arrays."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON artifact."""
+    return json.loads(Path(path).read_text())
