@@ -25,6 +25,8 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 NORMALIZATIONS = ("none", "last", "revin")
 STRATEGIES = ("random", "grid", "bayesian", "hyperband", "optuna", "none")
 FIT_ON = ("train", "train+val")
+ARCHITECTURES = ("lstm", "gru", "bilstm", "cnn_lstm", "attention_lstm", "tcn", "nbeats", "patchtst", "tft")
+ENSEMBLES = ("mean", "top_k", "none")
 AUTO = "auto"  # a setting derived from the loaded series (see lstmkit.seasonality.resolve_config)
 
 # The default search space (see `tuning.space`); tunables left out are fixed at model.* / window.lookback.
@@ -92,14 +94,73 @@ class WindowConfig:
 
 
 @dataclass
+class CNNLSTMConfig:
+    filters: int = _opt(32, "Conv1D filters per convolution layer (before the LSTM).")
+    kernel_size: int = _opt(3, "Conv1D kernel width in time steps (causal padding: no step sees its future).")
+    conv_layers: int = _opt(2, "Convolution layers before the LSTM.")
+
+
+@dataclass
+class AttentionLSTMConfig:
+    score: str = _opt("additive", "Attention score of the last state over the encoder states: `additive` (Bahdanau et al. 2015) or `dot` (Luong et al. 2015).", ("additive", "dot"))
+
+
+@dataclass
+class TCNConfig:
+    filters: int = _opt(32, "Conv1D filters of every residual block.")
+    kernel_size: int = _opt(3, "Kernel width of the causal dilated convolutions.")
+    dilations: list = _opt([], "Dilation of each residual block; empty (the default): 1, 2, 4, ... until the receptive field covers the look-back window.")
+
+
+@dataclass
+class NBEATSConfig:
+    stacks: str = _opt("generic", "`generic` (learned basis) or `interpretable` (a polynomial trend stack, then a Fourier seasonality stack), Oreshkin et al. 2020.", ("generic", "interpretable"))
+    blocks: int = _opt(3, "Blocks per stack.")
+    fc_layers: int = _opt(4, "Fully connected layers per block.")
+    width: int = _opt(256, "Units of each fully connected layer.")
+    degree: int = _opt(3, "Interpretable stacks: degree of the trend polynomial.")
+    harmonics: int = _opt(8, "Interpretable stacks: Fourier harmonics of the seasonality basis.")
+
+
+@dataclass
+class PatchTSTConfig:
+    patch_len: int = _opt(16, "Time steps per patch (Nie et al. 2023: 16).")
+    stride: int = _opt(8, "Steps between the starts of successive patches (8: half-overlapping).")
+    d_model: int = _opt(16, "Width of the Transformer (the paper's ETTh2 setting: 16).")
+    heads: int = _opt(4, "Attention heads.")
+    layers: int = _opt(3, "Transformer encoder layers.")
+    d_ff: int = _opt(128, "Width of each encoder layer's feed-forward network.")
+
+
+@dataclass
+class TFTConfig:
+    heads: int = _opt(4, "Heads of the interpretable multi-head attention (Lim et al. 2021); `model.units` is the hidden size.")
+
+
+@dataclass
 class ModelConfig:
-    layers: int = _opt(1, "Stacked LSTM layers (used when tuning is off or as the tuner's fallback).")
-    units: int = _opt(64, "Units per LSTM layer.")
-    dropout: float = _opt(0.2, "Dropout between layers (not recurrent dropout, so cuDNN kernels stay usable).")
+    architecture: str = _opt("lstm", "The network: `lstm` (stacked LSTM), `gru`, `bilstm` (bidirectional LSTM over the look-back window), `cnn_lstm` (Conv1D feature extraction, then LSTM), `attention_lstm` (LSTM with temporal attention over its encoder states), `tcn` (causal dilated residual convolutions), `nbeats`, `patchtst` (patched channel-independent Transformer) or `tft` (Temporal Fusion Transformer). Each has its own settings under `model.<architecture>`; `layers` and `units` are the depth and width of the recurrent ones (and the TFT's hidden size).", ARCHITECTURES)
+    layers: int = _opt(1, "Stacked recurrent layers (lstm, gru, bilstm, cnn_lstm, attention_lstm, tft's encoder).")
+    units: int = _opt(64, "Units per recurrent layer (and the TFT's hidden size).")
+    dropout: float = _opt(0.2, "Dropout (between recurrent layers: not recurrent dropout, so cuDNN kernels stay usable; inside the other architectures' blocks).")
     learning_rate: float = _opt(1e-3, "Optimizer learning rate.")
     optimizer: str = _opt("adam", "Optimizer: `adam`, `rmsprop` or `sgd`.", OPTIMIZERS)
     batch_size: int = _opt(64, "Training batch size.")
-    normalization: str = _opt("last", "Per-window normalisation inside the model (default `last`: without it an LSTM on a real series with a trend loses to repeating the last value as soon as the test level leaves the training range): `none`; `last` subtracts each channel's last observed value and adds the target's back to the forecast; `revin` uses each window's own mean and standard deviation (reversible instance normalisation).", NORMALIZATIONS)
+    normalization: str = _opt("last", "Per-window normalisation inside the model, for every architecture (default `last`: without it an LSTM on a real series with a trend loses to repeating the last value as soon as the test level leaves the training range): `none`; `last` subtracts each channel's last observed value and adds the target's back to the forecast; `revin` uses each window's own mean and standard deviation (reversible instance normalisation).", NORMALIZATIONS)
+    cnn_lstm: CNNLSTMConfig = field(default_factory=CNNLSTMConfig)
+    attention_lstm: AttentionLSTMConfig = field(default_factory=AttentionLSTMConfig)
+    tcn: TCNConfig = field(default_factory=TCNConfig)
+    nbeats: NBEATSConfig = field(default_factory=NBEATSConfig)
+    patchtst: PatchTSTConfig = field(default_factory=PatchTSTConfig)
+    tft: TFTConfig = field(default_factory=TFTConfig)
+
+
+@dataclass
+class CompareConfig:
+    architectures: list = _opt([], "Architectures trained side by side on the same windows (names as in `model.architecture`), each with its `model.*` settings (or its tuned ones when the tuner searched it); empty (the default): only `model.architecture`.")
+    seeds: int = _opt(1, "Seeds per architecture (seed, seed + 1, ...): the evaluation table reports each model's mean and standard deviation over them.")
+    ensemble: str = _opt("mean", "The ensemble in the comparison (when it has two or more models): `mean` of every model, `top_k` (mean of the `top_k` models with the best validation loss) or `none`.", ENSEMBLES)
+    top_k: int = _opt(3, "Models in a `top_k` ensemble.")
 
 
 @dataclass
@@ -159,6 +220,7 @@ class Config:
     window: WindowConfig = field(default_factory=WindowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
@@ -297,6 +359,13 @@ def _validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}: must be positive, got {v}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {cfg.model.dropout}")
+    for arch in cfg.compare.architectures:
+        if arch not in ARCHITECTURES:
+            raise ConfigError(f"compare.architectures: {arch!r} is not one of {', '.join(ARCHITECTURES)}")
+    if len(set(cfg.compare.architectures)) != len(cfg.compare.architectures):
+        raise ConfigError(f"compare.architectures: {cfg.compare.architectures} repeats an architecture")
+    if cfg.compare.seeds < 1 or cfg.compare.top_k < 1:
+        raise ConfigError("compare.seeds and compare.top_k must be at least 1")
     if cfg.training.steps_per_epoch < 0:
         raise ConfigError(f"training.steps_per_epoch: must be 0 (every window) or positive, got {cfg.training.steps_per_epoch}")
     if cfg.tuning.max_minutes < 0:

@@ -58,20 +58,22 @@ class RunFolder:
 
     # --- 04 training
     @property
-    def model_file(self) -> Path:
-        return self.root / "training" / "model.keras"
+    def models_dir(self) -> Path:
+        """Every trained model, one saved forecaster folder per architecture and seed."""
+        return self.root / "training" / "models"
+
+    def model_dir(self, name: str, seed: int) -> Path:
+        """The saved forecaster of one model (architecture name) and seed."""
+        return self.models_dir / name / f"seed-{seed}"
+
+    @property
+    def selected_file(self) -> Path:
+        """Which model is the run's selected one (best validation loss), and where it is saved."""
+        return self.root / "training" / "selected.json"
 
     @property
     def checkpoint_file(self) -> Path:
         return self.root / "training" / "checkpoint.keras"
-
-    @property
-    def history_file(self) -> Path:
-        return self.root / "training" / "history.json"
-
-    @property
-    def hyperparameters_file(self) -> Path:
-        return self.root / "training" / "hyperparameters.json"
 
     # --- 05 evaluation
     @property

@@ -1,0 +1,66 @@
+"""Layers and assembly shared by every neural architecture: per-window normalisation around a network body."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+
+from lstmkit.forecasters.spec import ModelSpec
+
+OPTIMIZER_CLASSES = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+
+
+@keras.saving.register_keras_serializable(package="lstmkit")
+class WindowNormalization(keras.layers.Layer):
+    """Normalise each window by its own statistics; also returns the target channel's shift and scale.
+
+    (batch, lookback, channels) -> normalised (batch, lookback, channels), shift (batch, 1), scale (batch, 1).
+    `last` subtracts each channel's last value; `revin` uses each window's mean and standard deviation (Kim et al. 2022).
+    """
+
+    def __init__(self, method: str, target_index: int = -1, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.method, self.target_index, self.epsilon = method, target_index, epsilon
+
+    def call(self, x):
+        if self.method == "last":
+            shift, scale = x[:, -1:, :], keras.ops.ones_like(x[:, -1:, :])
+        else:  # revin: the window's own mean and standard deviation
+            shift = keras.ops.mean(x, axis=1, keepdims=True)
+            scale = keras.ops.sqrt(keras.ops.var(x, axis=1, keepdims=True) + self.epsilon)
+        t = self.target_index
+        return (x - shift) / scale, shift[:, :, t], scale[:, :, t]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "method": self.method, "target_index": self.target_index, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="lstmkit")
+class WindowDenormalization(keras.layers.Layer):
+    """Map a forecast made in normalised units back: y * scale + shift of the target channel, (batch, horizon)."""
+
+    def call(self, inputs):
+        y, shift, scale = inputs
+        return y * scale + shift
+
+
+def assemble(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_index: int,
+             body: Callable[[keras.KerasTensor], keras.KerasTensor]) -> keras.Model:
+    """A functional model (batch, lookback, channels) -> (batch, horizon) from a body mapping normalised windows to
+    (batch, horizon), wrapped in the spec's per-window normalisation (named `<architecture>_forecaster`)."""
+    inputs = keras.Input(shape=(lookback, channels), name="window")
+    x = inputs
+    if spec.normalization != "none":
+        x, shift, scale = WindowNormalization(spec.normalization, target_index, name="window_norm")(x)
+    outputs = body(x)
+    if spec.normalization != "none":
+        outputs = WindowDenormalization(name="denorm")([outputs, shift, scale])
+    return keras.Model(inputs, outputs, name=f"{spec.architecture}_forecaster")
+
+
+def compile_network(model: keras.Model, spec: ModelSpec) -> keras.Model:
+    """Compile with the spec's optimiser and learning rate, MSE loss and MAE metric."""
+    model.compile(optimizer=OPTIMIZER_CLASSES[spec.optimizer](learning_rate=spec.learning_rate), loss="mse",
+                  metrics=["mae"])
+    return model

@@ -1,0 +1,206 @@
+"""NeuralForecaster: any architecture of `lstmkit.forecasters` as a Keras network behind the forecaster contract.
+
+Training: early stopping on the validation windows with the best weights restored, learning-rate reduction on
+plateau, an optional best checkpoint, and live progress; `refit` retrains from scratch on training+validation windows
+for the best epoch count. Saving writes the network as `model.keras` (loads under Keras safe mode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from pathlib import Path
+from types import ModuleType
+
+import keras
+import numpy as np
+import pandas as pd
+
+from lstmkit import progress
+from lstmkit.atomic import atomic_path
+from lstmkit.config import ARCHITECTURES, TrainingConfig
+from lstmkit.forecasters.base import TAGS, Forecaster, ForecasterError
+from lstmkit.forecasters.layers import compile_network
+from lstmkit.forecasters.spec import ModelSpec
+from lstmkit.preprocessing import Prepared
+
+NETWORK_FILE = "model.keras"
+
+
+def architecture(name: str) -> ModuleType:
+    """The module of an architecture (its `build`, `TAGS` and, for attention models, `attention`)."""
+    if name not in ARCHITECTURES:
+        raise ForecasterError(f"unknown architecture {name!r}; architectures are: {', '.join(ARCHITECTURES)}")
+    return importlib.import_module(f"lstmkit.forecasters.{name}")
+
+
+def build_network(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_index: int = -1) -> keras.Model:
+    """Compiled network of the spec's architecture: (batch, lookback, channels) -> (batch, horizon)."""
+    return compile_network(architecture(spec.architecture).build(spec, lookback, channels, horizon, target_index), spec)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow so that a rerun repeats exactly."""
+    keras.utils.set_random_seed(seed)
+
+
+def callbacks(patience: int, reduce_lr_patience: int, checkpoint: Path | None = None) -> list:
+    """Early stopping with best weights restored, LR reduction on plateau, and an optional best checkpoint."""
+    cbs = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=reduce_lr_patience, min_lr=1e-6),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        cbs.append(keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True))
+    return cbs
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Reports each finished epoch and its losses to the command line's live progress (lstmkit.progress; else a no-op).
+
+    Within an epoch, the batch reached is reported too, at most every `every` seconds (long epochs of long series).
+    """
+
+    def __init__(self, epochs: int, phase: str = "training", every: float = 0.5):
+        super().__init__()
+        self.epochs, self.phase, self.every = epochs, phase, every
+        self.epoch, self.last = 0, 0.0
+        self.async_safe = True  # a batch hook would otherwise make Keras wait for every batch's logs
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Remember the epoch under way."""
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Report the batch reached and the epoch's running loss, throttled."""
+        now = time.monotonic()
+        if progress.enabled() and now - self.last >= self.every:
+            self.last = now
+            loss = (logs or {}).get("loss")
+            progress.report("training", phase=self.phase, epoch=self.epoch + 1, epochs=self.epochs, batch=batch + 1,
+                            batches=self.params.get("steps"), **({} if loss is None else {"loss": float(loss)}))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Report epoch (1-based) of the planned epochs, with loss and val_loss when Keras has them."""
+        losses = {k: float(v) for k, v in (logs or {}).items() if k in ("loss", "val_loss")}
+        progress.report("training", phase=self.phase, epoch=epoch + 1, epochs=self.epochs, **losses)
+
+
+def steps_per_epoch(prepared: Prepared, batch_size: int, training: TrainingConfig) -> int | None:
+    """Batches per training epoch: `training.steps_per_epoch` when set and below a full pass, else None (every window)."""
+    cap = training.steps_per_epoch
+    full = -(-prepared.n_windows("train") // batch_size)
+    return cap if 0 < cap < full else None
+
+
+class NeuralForecaster(Forecaster):
+    """A network of one architecture (ModelSpec), trained with the training settings and seed it is given."""
+
+    tags = {"neural": True}
+
+    def __init__(self, spec: ModelSpec | dict, training: TrainingConfig | dict | None = None, seed: int = 42,
+                 name: str | None = None, checkpoint: str | None = None):
+        self.spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
+        training = training or TrainingConfig()
+        self.training = training if isinstance(training, TrainingConfig) else TrainingConfig(**training)
+        self.seed, self.checkpoint = int(seed), checkpoint
+        self.name = name or self.spec.architecture
+        self.network: keras.Model | None = None
+        self.history_: pd.DataFrame | None = None
+
+    # ------------------------------------------------------------ capabilities
+
+    def get_tag(self, tag: str) -> bool:
+        """A capability of this network (see forecasters.base.TAGS): the class's and its architecture's."""
+        if tag not in TAGS:
+            raise KeyError(f"unknown forecaster tag {tag!r}; tags are: {', '.join(TAGS)}")
+        return bool({**TAGS, **self.tags, **getattr(architecture(self.spec.architecture), "TAGS", {})}[tag])
+
+    def attention(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+        """Attention weights for windows (n, lookback, channels): `time` (n, lookback) over the look-back steps and,
+        with the `variable_selection` tag, `variables` (n, channels); each row sums to 1."""
+        if not self.get_tag("attention"):
+            raise ForecasterError(f"{self.name}: the {self.spec.architecture} architecture has no attention weights")
+        self._check_fitted()
+        windows = np.asarray(windows, dtype=np.float32)
+        self.predict(windows)  # validates the windows
+        return architecture(self.spec.architecture).attention(self.network, windows)
+
+    # ------------------------------------------------------------ the contract
+
+    def _lookback(self, prepared: Prepared) -> int:
+        return self.spec.lookback or prepared.lookback
+
+    def _build(self, prepared: Prepared) -> keras.Model:
+        """A fresh compiled network for prepared's shapes, seeded."""
+        keras.backend.clear_session()
+        set_seed(self.seed)
+        return build_network(self.spec, prepared.lookback, len(prepared.columns), prepared.horizon,
+                             prepared.target_index)
+
+    def _fit(self, prepared: Prepared) -> None:
+        """Train on the training windows with early stopping on the validation windows (best weights restored)."""
+        prepared = prepared.with_lookback(self._lookback(prepared))
+        self.network = self._build(prepared)
+        t = self.training
+        steps = steps_per_epoch(prepared, self.spec.batch_size, t)
+        train = prepared.dataset("train", self.spec.batch_size, shuffle=True, seed=self.seed, repeat=steps is not None)
+        checkpoint = Path(self.checkpoint) if self.checkpoint else None
+        hist = self.network.fit(train, validation_data=prepared.dataset("val", 1024), epochs=t.epochs, verbose=t.verbose,
+                                shuffle=False, steps_per_epoch=steps,
+                                callbacks=callbacks(t.patience, t.reduce_lr_patience, checkpoint)
+                                + [ProgressCallback(t.epochs, f"training {self.name}")])
+        history = pd.DataFrame(hist.history)
+        history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
+        if "learning_rate" in history:
+            history["learning_rate"] = history["learning_rate"].astype(float)
+        self.history_ = history
+        self.best_epoch_ = int(np.nanargmin(history["val_loss"].to_numpy())) + 1
+        self.val_loss_ = float(np.nanmin(history["val_loss"].to_numpy()))
+
+    def _refit(self, prepared: Prepared) -> None:
+        """Retrain from scratch on prepared's training windows (e.g. training+validation) for the best epoch count.
+
+        Nothing is held out, so there is no early stopping and no learning-rate schedule.
+        """
+        prepared = prepared.with_lookback(self.lookback_)
+        self.network = self._build(prepared)
+        steps = steps_per_epoch(prepared, self.spec.batch_size, self.training)
+        self.network.fit(prepared.dataset("train", self.spec.batch_size, shuffle=True, seed=self.seed,
+                                          repeat=steps is not None),
+                         epochs=self.best_epoch_, steps_per_epoch=steps, verbose=self.training.verbose, shuffle=False,
+                         callbacks=[keras.callbacks.TerminateOnNaN(),
+                                    ProgressCallback(self.best_epoch_, f"refit {self.name} on training+validation")])
+
+    def _predict(self, windows: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Forecasts batch by batch (predict_on_batch: no tf.data pipeline per call)."""
+        out = np.empty((len(windows), self.horizon_))
+        for a in range(0, len(windows), batch_size):
+            out[a:a + batch_size] = np.asarray(self.network.predict_on_batch(windows[a:a + batch_size])).reshape(-1, self.horizon_)
+        return out
+
+    def hyperparameters(self) -> dict:
+        return self.spec.to_dict() | {"seed": self.seed, "lookback": self.lookback_ if hasattr(self, "lookback_")
+                                      else self.spec.lookback}
+
+    def parameter_count(self) -> int:
+        return int(self.network.count_params())
+
+    def _init_args(self) -> dict:
+        return {"spec": self.spec.to_dict(), "training": dataclasses.asdict(self.training), "seed": self.seed,
+                "name": self.name}
+
+    def _save(self, path: Path) -> None:
+        with atomic_path(path / NETWORK_FILE) as tmp:
+            self.network.save(tmp)
+        if self.history_ is not None:
+            with atomic_path(path / "history.csv") as tmp:
+                self.history_.to_csv(tmp)
+
+    def _load(self, path: Path) -> None:
+        self.network = keras.models.load_model(path / NETWORK_FILE)  # safe_mode: no arbitrary code is deserialised
+        if (path / "history.csv").exists():
+            self.history_ = pd.read_csv(path / "history.csv", index_col="epoch")
