@@ -9,7 +9,8 @@ from sklearn.linear_model import Ridge
 from lstmkit import preprocessing
 from lstmkit.config import from_dict
 from lstmkit.data import make_synthetic
-from lstmkit.evaluation import AutoRegressive, LinearWindow, NormalEquations, metric_report, metrics
+from lstmkit.forecasters.baselines import AutoRegressive, LinearWindow, NormalEquations
+from lstmkit.metrics import metric_report, metrics
 from lstmkit.preprocessing import prepare
 
 
@@ -95,15 +96,15 @@ def test_batched_linear_baseline_equals_sklearn_ridge_on_all_windows(prepared, l
     xt = prepared.arrays("test")[0].astype(float)
     test_level = xt[:, -1:, :] if last_value else np.zeros_like(xt[:, -1:, :])
     expected = ref.predict(design(xt, np.zeros((len(xt), 3)), test_level)[0]) + test_level[:, :, t]
-    np.testing.assert_allclose(model.predict(prepared, "test"), expected, rtol=1e-6, atol=1e-6)  # float32 level differences
+    np.testing.assert_allclose(model.predict_split(prepared, "test"), expected, rtol=1e-6, atol=1e-6)  # float32 level differences
 
 
 def test_autoreg_parameters_equal_statsmodels_on_every_training_row(prepared, monkeypatch):
     from statsmodels.tsa.ar_model import AutoReg
 
-    from lstmkit import evaluation
+    from lstmkit.forecasters import baselines
 
-    monkeypatch.setattr(evaluation, "CHUNK", 50)  # the lag matrix in many chunks
+    monkeypatch.setattr(baselines, "CHUNK", 50)  # the lag matrix in many chunks
     ar = AutoRegressive(max_lag=6).fit(prepared)
     y = prepared.scaled[slice(*prepared.bounds.train), prepared.target_index].astype(float)
     np.testing.assert_allclose(ar.params_, AutoReg(y, lags=ar.lags_, trend="c").fit().params, rtol=1e-8, atol=1e-10)
@@ -151,11 +152,11 @@ def test_long_split_is_shuffled_by_blocks_and_covers_every_window_once_per_pass(
 
 def test_steps_per_epoch_caps_batches_only_below_a_full_pass(prepared):
     from lstmkit.config import ConfigError
-    from lstmkit.training import steps_per_epoch
+    from lstmkit.forecasters.neural import steps_per_epoch
 
     full = -(-prepared.n_windows("train") // 32)
-    assert steps_per_epoch(prepared, 32, from_dict({})) is None  # default 0: every window
-    assert steps_per_epoch(prepared, 32, from_dict({"training": {"steps_per_epoch": 3}})) == 3
-    assert steps_per_epoch(prepared, 32, from_dict({"training": {"steps_per_epoch": full}})) is None
+    assert steps_per_epoch(prepared, 32, from_dict({}).training) is None  # default 0: every window
+    assert steps_per_epoch(prepared, 32, from_dict({"training": {"steps_per_epoch": 3}}).training) == 3
+    assert steps_per_epoch(prepared, 32, from_dict({"training": {"steps_per_epoch": full}}).training) is None
     with pytest.raises(ConfigError, match="training.steps_per_epoch"):
         from_dict({"training": {"steps_per_epoch": -1}})

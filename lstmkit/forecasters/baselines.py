@@ -14,9 +14,8 @@ import numpy as np
 
 from lstmkit.config import Config
 from lstmkit.forecasters.base import Forecaster, ForecasterError
+from lstmkit.metrics import CHUNK
 from lstmkit.preprocessing import Prepared
-
-CHUNK = 1 << 20  # values per chunk of the chunked sums below (bounds their float64 temporaries)
 
 
 @dataclass
