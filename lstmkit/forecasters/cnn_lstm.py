@@ -1,0 +1,43 @@
+"""Causal Conv1D feature extraction, then a stacked LSTM (CNN-LSTM; e.g. Kim & Cho 2019).
+
+(batch, lookback, channels) -> (batch, horizon). `model.cnn_lstm.conv_layers` Conv1D layers of
+`model.cnn_lstm.filters` filters and width `model.cnn_lstm.kernel_size` (causal padding, ReLU) turn the window into
+(batch, lookback, filters) local features without shortening it or letting a step see a later one; `model.layers`
+LSTM layers of `model.units` units (dropout between them) read those features and Dense(horizon) maps the last state
+to the forecast. Default activations and no recurrent dropout keep the fused cuDNN kernel eligible on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from lstmkit.config import CNNLSTMConfig
+from lstmkit.forecasters.layers import assemble
+from lstmkit.forecasters.spec import ModelSpec
+
+TAGS: dict[str, bool] = {}
+
+
+def options(spec: ModelSpec) -> dict:
+    """filters, kernel_size and conv_layers from the spec's options, the configuration defaults for any missing."""
+    return dataclasses.asdict(CNNLSTMConfig()) | {k: v for k, v in spec.options.items()
+                                                  if k in ("filters", "kernel_size", "conv_layers")}
+
+
+def build(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_index: int = -1) -> keras.Model:
+    """Uncompiled CNN-LSTM: (batch, lookback, channels) -> (batch, horizon)."""
+    opts = options(spec)
+
+    def body(x):
+        for i in range(int(opts["conv_layers"])):
+            x = keras.layers.Conv1D(int(opts["filters"]), int(opts["kernel_size"]), padding="causal",
+                                    activation="relu", name=f"conv_{i + 1}")(x)
+        for i in range(spec.layers):
+            x = keras.layers.LSTM(spec.units, return_sequences=i < spec.layers - 1, name=f"lstm_{i + 1}")(x)
+            if spec.dropout > 0:
+                x = keras.layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
+        return keras.layers.Dense(horizon, name="forecast")(x)
+
+    return assemble(spec, lookback, channels, horizon, target_index, body)
