@@ -3,7 +3,7 @@
 Times ``lstmkit.explain.integrated_gradients`` (all integration steps of a chunk of windows differentiated in one
 gradient call) and ``lstmkit.explain.integrated_gradients_loop`` (one eager gradient call per window and step) on the
 same test windows of a profile's synthetic series, explaining the first forecast step of a 1x64 LSTM built with
-``lstmkit.models.build_lstm``. The model is trained for ``--train-epochs`` epochs first (default 1; 0 = untrained):
+``lstmkit.forecasters.neural.build_network`` (architecture lstm). The model is trained for ``--train-epochs`` epochs first (default 1; 0 = untrained):
 the timing does not depend on the weights, training only makes the completeness figures realistic.
 
 The loop is slow, so by default it runs on a subset of the windows (``--loop-windows``) and its time is extrapolated
@@ -36,9 +36,9 @@ import tensorflow as tf  # noqa: E402
 
 from lstmkit.config import ConfigError
 from lstmkit.explain import integrated_gradients, integrated_gradients_loop, sample_windows
-from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.forecasters import ModelSpec
+from lstmkit.forecasters.neural import build_network, set_seed
 from lstmkit.preprocessing import Prepared
-from lstmkit.training import set_seed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def trained_model(prepared: Prepared, units: int, epochs: int, seed: int) -> keras.Model:
     """A 1-layer LSTM built by lstmkit, trained for `epochs` epochs on the training windows (untrained if 0)."""
     set_seed(seed)
-    spec = LSTMSpec(layers=1, units=units)
-    model = build_lstm(prepared.lookback, len(prepared.columns), prepared.horizon, spec)
+    spec = ModelSpec(layers=1, units=units)
+    model = build_network(spec, prepared.lookback, len(prepared.columns), prepared.horizon)
     if epochs:
         model.fit(prepared.dataset("train", spec.batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=0, shuffle=False)
     return model

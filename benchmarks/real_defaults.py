@@ -35,12 +35,12 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error  # noqa: E40
 
 from lstmkit.config import load_config, parse_override  # noqa: E402
 from lstmkit.data import load_series  # noqa: E402
-from lstmkit.evaluation import KerasForecaster, baselines  # noqa: E402
-from lstmkit.models import LSTMSpec  # noqa: E402
+from lstmkit.forecasters import ModelSpec  # noqa: E402
+from lstmkit.forecasters.baselines import baselines  # noqa: E402
 from lstmkit.preprocessing import prepare  # noqa: E402
 from lstmkit.runfolder import RunFolder  # noqa: E402
 from lstmkit.seasonality import resolve_config  # noqa: E402
-from lstmkit.training import fit  # noqa: E402
+from lstmkit.training import fit_forecaster  # noqa: E402
 from lstmkit.tuning import tune  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -103,14 +103,15 @@ def run_series(name: str, folder: Path, config: str, overrides: dict) -> tuple[l
     if cfg.tuning.strategy != "none":
         spec, _ = tune(prepared, cfg, RunFolder(folder / name))
     else:
-        spec = LSTMSpec.from_dict({**vars(cfg.model), "lookback": cfg.window.lookback})
-    model, history = fit(prepared, spec, cfg)
+        spec = ModelSpec.from_config(cfg)
+    forecaster = fit_forecaster(prepared, spec, cfg)
+    history = forecaster.history_
     prepared = prepared.with_lookback(spec.lookback)
     fitted = [b.fit(prepared) for b in baselines(cfg) if b.name != "autoreg"]
     rows, scores = [], {}
     for split in ("val", "test"):
         _, actual = prepared.arrays(split)
-        forecasts = {"lstm": KerasForecaster(model).predict(prepared, split)} | {b.name: b.predict(prepared, split) for b in fitted}
+        forecasts = {"lstm": forecaster.predict_split(prepared, split)} | {b.name: b.predict_split(prepared, split) for b in fitted}
         for forecaster, f in forecasts.items():
             scores[split, forecaster] = (mean_squared_error(actual.ravel(), f.ravel()), mean_absolute_error(actual.ravel(), f.ravel()))
         for forecaster, (mse, mae) in scores.items():

@@ -1,6 +1,6 @@
 """Training throughput: lstmkit's lazy tf.data windows vs a bare `model.fit` on materialised numpy windows.
 
-Both sides train the same 1x64 LSTM (lstmkit.models.build_lstm, same seed, same initial weights) on the same
+Both sides train the same 1x64 LSTM (lstmkit.forecasters.neural.build_network, same seed, same initial weights) on the same
 training windows of a profile's synthetic series, with the same batch size and number of epochs:
 
 * pipeline: ``Prepared.dataset("train", batch, shuffle=True, seed)`` fed to ``model.fit`` exactly as
@@ -31,9 +31,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lstmkit.config import ConfigError
-from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.forecasters import ModelSpec
+from lstmkit.forecasters.neural import build_network, set_seed
 from lstmkit.preprocessing import Prepared
-from lstmkit.training import set_seed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,8 +75,8 @@ def same_windows(prepared: Prepared, batch_size: int) -> bool:
 def new_model(prepared: Prepared, units: int, batch_size: int, seed: int) -> keras.Model:
     """A freshly initialised 1-layer LSTM built by lstmkit (same seed -> same initial weights)."""
     set_seed(seed)
-    return build_lstm(prepared.lookback, len(prepared.columns), prepared.horizon,
-                      LSTMSpec(layers=1, units=units, batch_size=batch_size))
+    return build_network(ModelSpec(layers=1, units=units, batch_size=batch_size), prepared.lookback,
+                         len(prepared.columns), prepared.horizon)
 
 
 def time_pipeline(prepared: Prepared, units: int, batch_size: int, seed: int, warmup: int, epochs: int) -> list[float]:
