@@ -1,21 +1,35 @@
-"""Training stage: fit the run's neural forecaster(s) through the forecaster contract and save them in the run folder.
+"""Training stage: fit every model of the comparison through the forecaster contract and save them in the run folder.
 
-Each trained model is a saved forecaster folder `training/models/<name>/seed-<seed>/`; `training/selected.json`
-names the run's selected model (the one later chapters explain and the service serves).
+The models are `compare.architectures` (empty: the one `model.architecture`), each trained with `compare.seeds` seeds
+(seed, seed + 1, ...) on the same prepared windows. Each trained model is a saved forecaster folder
+`training/models/<name>/seed-<seed>/`; `training/selected.json` lists them and names the run's selected model: the
+architecture with the best validation loss (mean over its seeds) and, of it, the seed with the best validation loss.
+The test split plays no part in the choice. A model folder that is complete and matches its hyperparameters and the
+configuration is loaded instead of trained again, so an interrupted stage resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 import pandas as pd
 
 from lstmkit.atomic import atomic_write_json, read_json
 from lstmkit.config import Config
 from lstmkit.forecasters import ModelSpec, load
-from lstmkit.forecasters.neural import NeuralForecaster
+from lstmkit.forecasters.base import MANIFEST
 from lstmkit.preprocessing import Prepared
 from lstmkit.runfolder import RunFolder
 
+if TYPE_CHECKING:
+    from lstmkit.forecasters.neural import NeuralForecaster
+
 STAGE = "training (04_training)"
+FIT_FILE = "fit.json"  # beside a model's forecaster.json: what it was trained from (spec, settings, data)
 
 
 def spec_for_run(run: RunFolder, cfg: Config, architecture: str | None = None) -> tuple[ModelSpec, str]:
@@ -26,15 +40,27 @@ def spec_for_run(run: RunFolder, cfg: Config, architecture: str | None = None) -
     arch = architecture or cfg.model.architecture
     if cfg.training.use_tuned and cfg.tuning.strategy != "none" and run.best_hyperparameters_file.exists():
         tuned = read_json(run.best_hyperparameters_file)
-        if tuned.get("architecture", "lstm") == arch:
+        if tuned.get("architecture", cfg.model.architecture) == arch:
             tuned = {k: v for k, v in tuned.items() if v is not None}
             return ModelSpec.from_config(cfg, arch, tuned), "tuning"
     return ModelSpec.from_config(cfg, arch), "config"
 
 
+def model_names(cfg: Config) -> list[str]:
+    """The architectures compared in this run: `compare.architectures`, or the one `model.architecture`."""
+    return list(cfg.compare.architectures) or [cfg.model.architecture]
+
+
+def model_seeds(cfg: Config) -> list[int]:
+    """The seeds each architecture is trained with: seed, seed + 1, ... (`compare.seeds` of them)."""
+    return [cfg.seed + i for i in range(cfg.compare.seeds)]
+
+
 def fit_forecaster(prepared: Prepared, spec: ModelSpec, cfg: Config, seed: int | None = None, name: str | None = None,
                    checkpoint=None) -> NeuralForecaster:
     """Train one forecaster (early stopping on validation; refitted on training+validation when training.fit_on says)."""
+    from lstmkit.forecasters.neural import NeuralForecaster
+
     forecaster = NeuralForecaster(spec, cfg.training, cfg.seed if seed is None else seed, name=name,
                                   checkpoint=None if checkpoint is None else str(checkpoint))
     forecaster.fit(prepared)
@@ -43,22 +69,142 @@ def fit_forecaster(prepared: Prepared, spec: ModelSpec, cfg: Config, seed: int |
     return forecaster
 
 
-def train_run(run: RunFolder, cfg: Config, prepared: Prepared) -> tuple[NeuralForecaster, pd.DataFrame, ModelSpec, str]:
-    """The training stage: fit the configured forecaster and save it, its history and hyperparameters."""
-    spec, source = spec_for_run(run, cfg)
-    forecaster = fit_forecaster(prepared, spec, cfg, checkpoint=run.checkpoint_file)
-    path = forecaster.save(run.model_dir(forecaster.name, forecaster.seed))
-    atomic_write_json(run.selected_file, {"model": forecaster.name, "seed": forecaster.seed,
-                                          "path": str(path.relative_to(run.root)), "source": source,
-                                          "fit_on": cfg.training.fit_on, "best_epoch": forecaster.best_epoch_,
-                                          "val_loss": forecaster.val_loss_})
-    return forecaster, forecaster.history_, spec, source
+def select_model(val_losses: dict[str, dict[int, float]]) -> tuple[str, int]:
+    """The selected (name, seed): the model with the lowest mean validation loss over its seeds, then its best seed.
+
+    `val_losses`: {name: {seed: validation loss}}; ties go to the first listed. Non-finite losses rank last.
+    """
+    if not val_losses or not all(val_losses.values()):
+        raise ValueError("no trained model to select from")
+
+    def finite(v: float | None) -> float:
+        return float(v) if v is not None and np.isfinite(v) else np.inf
+
+    means = {name: float(np.mean([finite(v) for v in seeds.values()])) for name, seeds in val_losses.items()}
+    name = min(means, key=means.get)
+    seeds = val_losses[name]
+    return name, min(seeds, key=lambda s: finite(seeds[s]))
+
+
+def fit_record(spec: ModelSpec, cfg: Config, seed: int, prepared: Prepared) -> dict:
+    """What a model folder was trained from (JSON-ready): its spec, seed, training settings and the data's windows.
+
+    A saved model whose record equals this one is reused on resume instead of trained again.
+    """
+    training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "verbose"}
+    data = {section: dataclasses.asdict(getattr(cfg, section)) for section in ("data", "split", "scaling", "window")}
+    shape = {"rows": len(prepared.scaled), "channels": list(prepared.columns), "target": prepared.target,
+             "horizon": prepared.horizon, "bounds": prepared.bounds.to_dict()}
+    return json.loads(json.dumps({"spec": spec.to_dict(), "seed": int(seed), "training": training, "data": data,
+                                  "series": shape}, default=str))
+
+
+def reusable(folder, record: dict) -> bool:
+    """Whether a model folder holds a complete saved forecaster trained from exactly `record`."""
+    try:
+        return (folder / MANIFEST).is_file() and read_json(folder / FIT_FILE) == record
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class TrainedModel:
+    """One trained (or reloaded) model of the comparison."""
+
+    name: str
+    seed: int
+    forecaster: NeuralForecaster
+    source: str           # where its hyperparameters came from: `tuning` or `config`
+    path: str             # its folder, relative to the run folder
+    resumed: bool         # loaded from an earlier run of the stage instead of trained
+
+    def row(self) -> dict:
+        """Its line of the training table."""
+        f = self.forecaster
+        return {"model": self.name, "seed": self.seed, "best epoch": int(f.best_epoch_),
+                "epochs run": len(f.history_) if f.history_ is not None else None,
+                "val loss": float(f.val_loss_), "parameters": int(f.parameter_count()),
+                "training seconds": float(f.fit_seconds_), "hyperparameters": self.source,
+                "resumed": self.resumed, "path": self.path}
+
+
+@dataclass
+class Training:
+    """The training stage's result: every model (architecture x seed) and the selected one."""
+
+    models: list[TrainedModel]
+    selected: TrainedModel
+
+    def table(self) -> pd.DataFrame:
+        """One row per model and seed: best epoch, validation loss (scaled MSE), parameters, training seconds."""
+        table = pd.DataFrame([m.row() for m in self.models]).set_index(["model", "seed"])
+        return table.drop(columns="path")
+
+    def by_name(self) -> dict[str, list[TrainedModel]]:
+        """The models grouped by name (architecture), seeds in order."""
+        groups: dict[str, list[TrainedModel]] = {}
+        for m in self.models:
+            groups.setdefault(m.name, []).append(m)
+        return groups
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Per-epoch history of the selected model."""
+        return self.selected.forecaster.history_
+
+
+def train_run(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) -> Training:
+    """The training stage: train (or reload, when already complete) every architecture x seed, select by validation
+    loss and write `training/selected.json`. `echo`, when given, is called with one line per model."""
+    models = []
+    for name in model_names(cfg):
+        spec, source = spec_for_run(run, cfg, name)
+        for seed in model_seeds(cfg):
+            folder = run.model_dir(name, seed)
+            record = fit_record(spec, cfg, seed, prepared)
+            resumed = reusable(folder, record)
+            if resumed:
+                forecaster = load(folder)
+            else:
+                (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until save() writes the manifest last
+                forecaster = fit_forecaster(prepared, spec, cfg, seed, name, checkpoint=run.checkpoint_file)
+                atomic_write_json(folder / FIT_FILE, record)
+                forecaster.save(folder)
+            models.append(TrainedModel(name, seed, forecaster, source, str(folder.relative_to(run.root)), resumed))
+            if echo is not None:
+                echo(f"{name} seed {seed}: {'loaded (already trained)' if resumed else 'trained'}, "
+                     f"validation loss {forecaster.val_loss_:.4g}")
+    name, seed = select_model({n: {m.seed: m.forecaster.val_loss_ for m in group}
+                               for n, group in Training(models, models[0]).by_name().items()})
+    selected = next(m for m in models if (m.name, m.seed) == (name, seed))
+    write_selected(run, cfg, models, selected)
+    return Training(models, selected)
+
+
+def write_selected(run: RunFolder, cfg: Config, models: list[TrainedModel], selected: TrainedModel) -> None:
+    """Write training/selected.json: the selected model (as before) and the list of every trained model."""
+    f = selected.forecaster
+    means = {}
+    for m in models:
+        means.setdefault(m.name, []).append(m.forecaster.val_loss_)
+    atomic_write_json(run.selected_file, {
+        "model": selected.name, "seed": selected.seed, "path": selected.path, "source": selected.source,
+        "fit_on": cfg.training.fit_on, "best_epoch": f.best_epoch_, "val_loss": f.val_loss_,
+        "criterion": "lowest validation loss (mean over seeds), then the seed with the lowest validation loss",
+        "val_loss_mean": {n: float(np.mean(v)) for n, v in means.items()},
+        "models": [{"model": m.name, "seed": m.seed, "path": m.path, "source": m.source,
+                    "val_loss": m.forecaster.val_loss_, "best_epoch": m.forecaster.best_epoch_} for m in models],
+    })
+
+
+def read_selected(run: RunFolder) -> dict:
+    """training/selected.json (which model is selected, and every trained model)."""
+    return read_json(run.require(run.selected_file, STAGE))
 
 
 def load_selected(run: RunFolder) -> NeuralForecaster:
     """The run's selected forecaster, as saved by the training stage."""
-    selected = read_json(run.require(run.selected_file, STAGE))
-    return load(run.root / selected["path"])
+    return load(run.root / read_selected(run)["path"])
 
 
 def load_trained(run: RunFolder) -> tuple[NeuralForecaster, Prepared]:
@@ -67,6 +213,16 @@ def load_trained(run: RunFolder) -> tuple[NeuralForecaster, Prepared]:
 
     forecaster = load_selected(run)
     return forecaster, load_prepared(run).with_lookback(forecaster.lookback_)
+
+
+def load_models(run: RunFolder) -> dict[str, list[NeuralForecaster]]:
+    """Every model the training stage trained, {name: [forecaster per seed]}, in training order."""
+    selected = read_selected(run)
+    entries = selected.get("models") or [{"model": selected["model"], "seed": selected["seed"], "path": selected["path"]}]
+    models: dict[str, list] = {}
+    for entry in entries:
+        models.setdefault(entry["model"], []).append(load(run.root / entry["path"]))
+    return models
 
 
 def read_history(run: RunFolder) -> pd.DataFrame:
