@@ -9,9 +9,24 @@ import pandas as pd
 import seaborn as sns
 
 SPLIT_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
-FORECASTER_STYLE = {"lstm": dict(color="tab:red", lw=1.6), "persistence": dict(color="tab:gray", ls=":"),
-                    "seasonal_naive": dict(color="tab:purple", ls="--"), "linear": dict(color="tab:olive", ls="-."),
-                    "nlinear": dict(color="tab:cyan", ls="-."), "autoreg": dict(color="tab:brown", ls=":")}
+# baselines keep one style each; models (whatever their name) take MODEL_PALETTE's colours in the order they come
+FORECASTER_STYLE = {"persistence": dict(color="tab:gray", ls=":"), "seasonal_naive": dict(color="tab:purple", ls="--"),
+                    "linear": dict(color="tab:olive", ls="-."), "nlinear": dict(color="tab:cyan", ls="-."),
+                    "autoreg": dict(color="tab:brown", ls=":"), "ensemble": dict(color="black", ls="--", lw=1.6)}
+MODEL_PALETTE = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:pink", "navy", "darkgoldenrod", "teal",
+                 "crimson", "darkviolet")
+
+
+def forecaster_styles(names) -> dict[str, dict]:
+    """Line style of each forecaster: a baseline's (and the ensemble's) own, models a palette colour by order."""
+    styles, i = {}, 0
+    for name in names:
+        if name in FORECASTER_STYLE:
+            styles[name] = FORECASTER_STYLE[name]
+        else:
+            styles[name] = dict(color=MODEL_PALETTE[i % len(MODEL_PALETTE)], lw=1.6)
+            i += 1
+    return styles
 
 sns.set_theme(style="whitegrid", context="notebook")
 

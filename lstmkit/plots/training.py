@@ -1,17 +1,19 @@
-"""Figures of the training chapter (04): learning curves."""
+"""Figures of the training chapter (04): learning curves of the selected model and of every model."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from lstmkit.plots.style import (
     _save,
+    forecaster_styles,
 )
 
 
-def learning_curves(history: pd.DataFrame, path=None) -> plt.Figure:
-    """Training and validation loss per epoch, and the learning rate."""
+def learning_curves(history: pd.DataFrame, name: str | None = None, path=None) -> plt.Figure:
+    """Training and validation loss per epoch, and the learning rate (of the model `name`, when given)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     axes[0].plot(history.index, history["loss"], label="training")
     axes[0].plot(history.index, history["val_loss"], label="validation")
@@ -20,7 +22,7 @@ def learning_curves(history: pd.DataFrame, path=None) -> plt.Figure:
     axes[0].set_yscale("log")
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("MSE (scaled, log scale)")
-    axes[0].set_title("Learning curves")
+    axes[0].set_title("Learning curves" + (f" of {name}" if name else ""))
     axes[0].legend()
     if "learning_rate" in history:
         axes[1].plot(history.index, history["learning_rate"], color="tab:green")
@@ -28,4 +30,30 @@ def learning_curves(history: pd.DataFrame, path=None) -> plt.Figure:
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("learning rate (log scale)")
     axes[1].set_title("Learning rate (halved on validation plateaus)")
+    return _save(fig, path)
+
+
+def learning_curves_grid(histories: dict[tuple[str, int], pd.DataFrame], path=None) -> plt.Figure:
+    """Small multiples: one panel per model (architecture), training (dashed) and validation (solid) loss per epoch
+    of each of its seeds, on a shared log scale. `histories`: {(model, seed): per-epoch history}."""
+    names = list(dict.fromkeys(name for name, _ in histories))
+    cols = min(3, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.1 * rows), sharey=True, squeeze=False)
+    styles = forecaster_styles(names)
+    for ax, name in zip(axes.flat, names):
+        for (model, seed), history in histories.items():
+            if model != name or history is None:
+                continue
+            color = styles[name]["color"]
+            ax.plot(history.index, history["val_loss"], color=color, lw=1.4, label=f"seed {seed} validation")
+            ax.plot(history.index, history["loss"], color=color, lw=0.9, ls="--", alpha=0.6)
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("MSE (scaled, log scale)")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle("Learning curves of every model (solid: validation, dashed: training)")
     return _save(fig, path)
