@@ -209,6 +209,7 @@ class ExplainConfig:
     cross_check: bool = _opt(True, "Compare IG with gradient saliency, gradient x input, permutation importance and SHAP's GradientExplainer.")
     shap_windows: int = _opt(32, "Cross-check: windows explained by SHAP (slow: one gradient call per window).")
     permutation_repeats: int = _opt(5, "Cross-check: shuffles per feature or lag block in permutation importance.")
+    attention_top_k: int = _opt(5, "Attention analysis (models with attention weights): how many of the most weighted lags (and channels) of the attention and of IG are compared (top-k overlap).")
 
 
 @dataclass

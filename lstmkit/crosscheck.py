@@ -1,4 +1,8 @@
-"""Cross-checks of Integrated Gradients against saliency, gradient x input, SHAP and permutation importance."""
+"""Cross-checks of Integrated Gradients against saliency, gradient x input, SHAP and permutation importance.
+
+`model` is the explained forecaster (a neural forecaster of the contract, whose `network` the gradient methods
+differentiate) or a Keras model. Permutation importance needs only forecasts: it goes through `forecaster.predict`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lstmkit.explain import Attribution, _output_fn, _path_gradients, _predict
+from lstmkit.explain import Attribution, _output_fn, _path_gradients, _predict, network_of
+from lstmkit.forecasters import Forecaster
 
 METHODS = ("ig", "saliency", "gradient_x_input", "shap", "permutation")
 
@@ -44,7 +49,7 @@ def gradient_x_input(model, x: np.ndarray, target: int | str = 0, batch_size: in
 def _scalar_model(model, target: int | str) -> keras.Model:
     """Functional keras.Model giving the explained scalar as shape (batch, 1), the form GradientExplainer needs."""
     out = _output_fn(model, target)
-    inputs = keras.Input(shape=tuple(model.input_shape[1:]))
+    inputs = keras.Input(shape=tuple(network_of(model).input_shape[1:]))
     return keras.Model(inputs, keras.layers.Lambda(lambda z: tf.expand_dims(out(z), -1), output_shape=(1,))(inputs))
 
 
@@ -87,20 +92,32 @@ def lag_blocks(lookback: int, block: int = 1) -> list[tuple[int | str, np.ndarra
     return blocks
 
 
+def _explained_forecast(model, target: int | str, batch_size: int):
+    """Windows (n, lookback, channels) -> the explained forecast (n,): through `predict` for a forecaster of the
+    contract (any model, neural or not), through the network's call for a Keras model."""
+    if isinstance(model, Forecaster):
+        return lambda x: _target_values(model.predict(x), target)
+    out = _output_fn(model, target)
+    return lambda x: _predict(out, x, batch_size)
+
+
 def permutation_importance(model, x: np.ndarray, y: np.ndarray, features: list[str], target: int | str = 0,
                            lag_block: int | None = None, repeats: int = 5, seed: int = 0,
                            batch_size: int = 4096) -> tuple[pd.Series, pd.Series]:
-    """Mean increase of the target's MSE when one feature's window slice, or one lag block, is permuted across windows."""
-    x, out = np.asarray(x, np.float32), _output_fn(model, target)
+    """Mean increase of the target's MSE when one feature's window slice, or one lag block, is permuted across windows.
+
+    `model`: any forecaster of the contract (only its forecasts are used) or a Keras model.
+    """
+    x, forecast = np.asarray(x, np.float32), _explained_forecast(model, target, batch_size)
     truth, rng = _target_values(y, target), np.random.default_rng(seed)
-    base = np.mean((_predict(out, x, batch_size) - truth) ** 2)
+    base = np.mean((forecast(x) - truth) ** 2)
 
     def increase(index) -> float:
         scores = []
         for _ in range(repeats):
             xp = x.copy()
             xp[index] = x[rng.permutation(len(x))][index]
-            scores.append(np.mean((_predict(out, xp, batch_size) - truth) ** 2) - base)
+            scores.append(np.mean((forecast(xp) - truth) ** 2) - base)
         return float(np.mean(scores))
 
     by_feature = pd.Series([increase((slice(None), slice(None), j)) for j in range(x.shape[2])],

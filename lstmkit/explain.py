@@ -1,14 +1,20 @@
-"""Explainability stage: Integrated Gradients over (time step, feature) for any Keras forecaster."""
+"""Explainability stage: Integrated Gradients over (time step, feature) of any neural forecaster or Keras model.
+
+Every function that differentiates a model takes either a forecaster of the contract (`lstmkit.forecasters`) with the
+`neural` tag, whose `network` (the Keras model) is differentiated, or a Keras model itself.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from lstmkit import progress
+from lstmkit.forecasters import ForecasterError
 
 METHODS = ("midpoint", "left", "right", "trapezoid", "gausslegendre")
 BASELINES = ("zeros", "mean", "last", "noise")
@@ -80,8 +86,33 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return (k + offset) / steps, np.full(steps, 1.0 / steps)
 
 
+def network_of(model):
+    """The Keras network that IG differentiates: a neural forecaster's `network`, or a Keras model itself."""
+    if isinstance(model, keras.Model):
+        return model
+    network = getattr(model, "network", None)
+    if network is None:
+        name = getattr(model, "name", type(model).__name__)
+        raise ForecasterError(f"{name}: gradient attributions need a neural forecaster (one with a network to "
+                              "differentiate, tag `neural`), or a Keras model; this forecaster has none")
+    return network
+
+
+def describe_model(forecaster) -> str:
+    """The forecaster's name in Markdown, with its architecture when the name does not already say it."""
+    name = getattr(forecaster, "name", type(forecaster).__name__)
+    arch = getattr(getattr(forecaster, "spec", None), "architecture", None)
+    return f"`{name}`" + (f" (architecture `{arch}`)" if arch and arch != name else "")
+
+
+def window_normalised(forecaster) -> bool:
+    """Whether the forecaster normalises each window by its own statistics (model.normalization `last` or `revin`)."""
+    return getattr(getattr(forecaster, "spec", None), "normalization", "none") != "none"
+
+
 def _output_fn(model, target: int | str):
     """The explained scalar per row: one horizon step (0-based index) or the mean over the horizon."""
+    model = network_of(model)
     if target == "mean":
         return lambda z: tf.reduce_mean(model(z, training=False), axis=1)
     if not isinstance(target, (int, np.integer)):
@@ -147,7 +178,8 @@ def integrated_gradients(model, x: np.ndarray, baseline: str | np.ndarray | None
                          tolerance: float = 0.01, max_steps: int = 1024, mean: np.ndarray | None = None,
                          samples: int = 8, noise_std: float = 1.0, seed: int = 0,
                          features: list[str] | None = None) -> Attribution:
-    """Integrated Gradients of one output of any Keras model with (batch, lag, feature) input, for many windows at once.
+    """Integrated Gradients of one output of a neural forecaster or Keras model with (batch, lag, feature) input, for
+    many windows at once.
 
     `steps="auto"` starts at 16 steps and doubles them for each chunk of windows until the chunk's completeness gap is
     below `tolerance` x |f(x) - f(baseline)| (or `max_steps` is reached). At most `batch_size` interpolated inputs are
@@ -309,8 +341,16 @@ def explain_target(cfg) -> int | str:
     return "mean" if cfg.explain.target == "mean" else cfg.explain.horizon_step - 1
 
 
-def explain_test_windows(model, prepared, cfg) -> tuple[np.ndarray, Attribution]:
-    """IG of the configured target for an even sample of test windows, with the configured baseline and rule."""
+def explain_test_windows(forecaster, prepared, cfg) -> tuple[np.ndarray, Attribution]:
+    """IG of the configured target for an even sample of test windows, with the configured baseline and rule.
+
+    `forecaster`: the run's selected (neural) forecaster, or a Keras model; returns the window positions in the test
+    split, (windows,), and their attributions, (windows, lookback, channels).
+    """
+    model = network_of(forecaster)
+    if model.input_shape[1] is not None and model.input_shape[1] != prepared.lookback:
+        raise ForecasterError(f"the model reads windows of {model.input_shape[1]} steps, the prepared series is cut "
+                              f"into windows of {prepared.lookback}: pass prepared.with_lookback({model.input_shape[1]})")
     positions = sample_windows(prepared.n_windows("test"), cfg.explain.windows)
     x, _ = prepared.windows("test", positions)  # only the explained windows are gathered
     e = cfg.explain
@@ -334,8 +374,13 @@ def completeness_table(attr: Attribution) -> pd.DataFrame:
 
 
 def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.DataFrame, columns: list[str],
-                     truth_scores: pd.DataFrame | None = None, check=None) -> None:
-    """Write the raw attributions (npz) and a JSON summary of the explanation atomically."""
+                     truth_scores: pd.DataFrame | None = None, check=None, forecaster=None,
+                     attention: dict | None = None) -> None:
+    """Write the raw attributions (npz) and a JSON summary of the explanation atomically.
+
+    `forecaster`: the explained model (its name and architecture are recorded); `attention`: the attention analysis
+    (`lstmkit.attention.AttentionAnalysis.to_dict()`), or None for a model without attention weights.
+    """
     from lstmkit.atomic import atomic_path, atomic_write_json
 
     with atomic_path(run.attributions_file) as tmp:
@@ -348,6 +393,10 @@ def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.
                "mean_completeness_gap": float(attr.completeness_gap.mean()),
                "feature_share": feature_importance(heatmap).to_dict(),
                "top_lag_per_feature": {c: int(heatmap[c].idxmax()) for c in heatmap.columns}}
+    if forecaster is not None:
+        summary["model"] = {"name": getattr(forecaster, "name", type(forecaster).__name__),
+                            "architecture": getattr(getattr(forecaster, "spec", None), "architecture", None)}
+    summary["attention"] = attention
     if truth_scores is not None:
         summary["ground_truth_scores"] = truth_scores.reset_index(names="pair").to_dict(orient="records")
     if check is not None:

@@ -19,7 +19,8 @@ from lstmkit.crosscheck import (
     shap_values,
 )
 from lstmkit.explain import integrated_gradients
-from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.forecasters import ModelSpec
+from lstmkit.forecasters.neural import build_network
 
 LOOKBACK, CHANNELS, HORIZON = 6, 3, 3
 FEATURES = ["a", "b", "c"]
@@ -109,7 +110,7 @@ def test_agreement_of_identical_and_reversed_rankings():
 
 def test_cross_check_on_a_tiny_lstm(windows):
     keras.utils.set_random_seed(3)
-    model = build_lstm(LOOKBACK, CHANNELS, HORIZON, LSTMSpec(units=8, dropout=0.0))
+    model = build_network(ModelSpec(units=8, dropout=0.0), LOOKBACK, CHANNELS, HORIZON)
     x, background = windows[:10], windows[32:48]
     y = np.random.default_rng(6).normal(size=(len(x), HORIZON))
     attr = integrated_gradients(model, x, steps=16, target="mean", features=FEATURES)

@@ -25,7 +25,8 @@ from lstmkit.explain import (
     sample_windows,
     save_explanation,
 )
-from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.forecasters import ModelSpec
+from lstmkit.forecasters.neural import build_network
 from lstmkit.runfolder import RunFolder
 
 LOOKBACK, CHANNELS, HORIZON = 6, 2, 3
@@ -51,7 +52,7 @@ def linear_model():
 def lstm_model():
     """Tiny seeded LSTM forecaster (untrained weights are a fine non-linear function for IG checks)."""
     keras.utils.set_random_seed(3)
-    return build_lstm(LOOKBACK, CHANNELS, HORIZON, LSTMSpec(units=8, dropout=0.0))
+    return build_network(ModelSpec(units=8, dropout=0.0), LOOKBACK, CHANNELS, HORIZON)
 
 
 # ------------------------------------------------------------------ exactness on a linear model
@@ -268,3 +269,72 @@ def test_save_explanation_writes_lags_in_window_order(tmp_path):
     assert summary["top_lag_per_feature"] == {"x1": 5, "x2": 7, "target": 2}
     assert summary["feature_share"]["x1"] == pytest.approx(0.5)
     assert sorted(f.name for f in run.attributions_file.parent.iterdir()) == ["attributions.npz", "summary.json"]
+
+
+# ------------------------------------------------------------------ through the forecaster contract
+
+
+@pytest.fixture(scope="module")
+def neural_forecaster(row_prepared):
+    """A tiny LSTM forecaster of the contract, trained one epoch on a toy series (look-back 8, horizon 3)."""
+    from lstmkit.config import TrainingConfig
+    from lstmkit.forecasters.neural import NeuralForecaster
+
+    p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
+    forecaster = NeuralForecaster(ModelSpec(units=4, dropout=0.0, batch_size=16), TrainingConfig(epochs=1, verbose=0),
+                                  seed=1, name="tiny")
+    return forecaster.fit(p), p
+
+
+def test_explain_test_windows_differentiates_the_forecasters_network(neural_forecaster):
+    forecaster, p = neural_forecaster
+    cfg = from_dict({"window": {"lookback": 8, "horizon": 3}, "explain": {"windows": 4, "steps": 16, "horizon_step": 3}})
+    positions, attr = explain_test_windows(forecaster, p, cfg)
+    same_positions, same = explain_test_windows(forecaster.network, p, cfg)
+    np.testing.assert_array_equal(positions, same_positions)
+    np.testing.assert_allclose(attr.values, same.values, rtol=1e-6)
+    x, _ = p.windows("test", positions)
+    np.testing.assert_allclose(attr.prediction, forecaster.predict(x)[:, 2], rtol=1e-4, atol=1e-6)  # the contract's
+    assert attr.feature_names == ["x", "target"] and attr.relative_gap() < 0.05                     # forecasts
+
+
+def test_explaining_needs_a_network_and_windows_of_the_models_look_back(neural_forecaster):
+    from lstmkit.forecasters import ForecasterError
+    from lstmkit.forecasters.baselines import Persistence
+
+    forecaster, p = neural_forecaster
+    cfg = from_dict({"window": {"lookback": 8, "horizon": 3}, "explain": {"windows": 4, "steps": 4}})
+    with pytest.raises(ForecasterError, match="reads windows of 8 steps.*with_lookback\\(8\\)"):
+        explain_test_windows(forecaster, p.with_lookback(6), cfg)
+    baseline = Persistence().fit(p)
+    with pytest.raises(ForecasterError, match=f"{baseline.name}: gradient attributions need a neural forecaster"):
+        explain_test_windows(baseline, p, cfg)
+
+
+def test_model_words_and_window_normalisation(neural_forecaster):
+    from lstmkit.explain import describe_model, window_normalised
+    from lstmkit.forecasters.baselines import Persistence
+
+    forecaster, _ = neural_forecaster
+    assert describe_model(forecaster) == "`tiny` (architecture `lstm`)"
+    assert describe_model(Persistence()) == f"`{Persistence().name}`"
+    assert not window_normalised(forecaster) and not window_normalised(Persistence())
+    forecaster.spec.normalization = "revin"
+    try:
+        assert window_normalised(forecaster)
+    finally:
+        forecaster.spec.normalization = "none"
+
+
+def test_save_explanation_records_the_model_and_its_attention(tmp_path, neural_forecaster):
+    forecaster, _ = neural_forecaster
+    attr = planted_attribution()
+    columns = ["x1", "x2", "target"]
+    run = RunFolder(tmp_path)
+    save_explanation(run, np.array([0, 3]), attr, importance_heatmap(attr, columns, 2), columns, forecaster=forecaster,
+                     attention={"time_agreement": {"spearman": 0.5}})
+    summary = read_json(run.explanation_file)
+    assert summary["model"] == {"name": "tiny", "architecture": "lstm"}
+    assert summary["attention"] == {"time_agreement": {"spearman": 0.5}}
+    save_explanation(run, np.array([0, 3]), attr, importance_heatmap(attr, columns, 2), columns)
+    assert read_json(run.explanation_file)["attention"] is None  # a model without attention weights

@@ -1,4 +1,4 @@
-"""Proof on ground truth: an LSTM trained close to the noise floor, explained by IG, points at the planted pairs.
+"""Proof on ground truth: an LSTM forecaster trained close to the noise floor, explained by IG, points at the planted pairs.
 
 The synthetic target is driven by x1 six steps back and x2 twelve steps back (plus their product); x3 is a
 distractor that shares the daily cycle but has no effect. Forty thousand hourly rows give the model enough windows
@@ -13,7 +13,6 @@ import pytest
 
 from lstmkit.config import from_dict
 from lstmkit.data import make_synthetic
-from lstmkit.evaluation import KerasForecaster, LinearWindow, metrics
 from lstmkit.explain import (
     feature_importance,
     ground_truth_scores,
@@ -22,41 +21,43 @@ from lstmkit.explain import (
     integrated_gradients,
     sample_windows,
 )
-from lstmkit.models import LSTMSpec
+from lstmkit.forecasters import ModelSpec
+from lstmkit.forecasters.baselines import LinearWindow
+from lstmkit.metrics import metrics
 from lstmkit.preprocessing import prepare
-from lstmkit.training import fit
+from lstmkit.training import fit_forecaster
 
 LENGTH, LOOKBACK, NOISE = 40_000, 16, 0.3
 
 
 @pytest.fixture(scope="module")
 def trained():
-    """A 1x64 LSTM trained on the synthetic series for the 1-step forecast, with its prepared data and the truth."""
+    """A 1x64 LSTM forecaster trained on the synthetic series for the 1-step forecast, with its prepared data and the
+    truth."""
     frame, truth = make_synthetic(length=LENGTH, noise_std=NOISE, seed=42)
     cfg = from_dict({"seed": 42, "data": {"source": "synthetic", "length": LENGTH, "noise_std": NOISE},
                      "window": {"lookback": LOOKBACK, "horizon": 1},
                      "training": {"epochs": 100, "patience": 10, "verbose": 0}})
     prepared = prepare(frame, cfg)
-    spec = LSTMSpec(units=64, dropout=0.0, learning_rate=3e-3, batch_size=128, lookback=LOOKBACK)
-    model, _ = fit(prepared, spec, cfg)
-    return model, prepared, truth
+    spec = ModelSpec("lstm", units=64, dropout=0.0, learning_rate=3e-3, batch_size=128, lookback=LOOKBACK)
+    return fit_forecaster(prepared, spec, cfg), prepared, truth
 
 
 @pytest.fixture(scope="module")
 def explained(trained):
-    """IG of the 1-step forecast over 256 test windows, as a lag x channel heatmap."""
-    model, prepared, _ = trained
+    """IG of the forecaster's 1-step forecast over 256 test windows, as a lag x channel heatmap."""
+    forecaster, prepared, _ = trained
     x, _ = prepared.arrays("test")
-    attr = integrated_gradients(model, x[sample_windows(len(x), 256)], steps="auto", method="gausslegendre", target=0,
+    attr = integrated_gradients(forecaster, x[sample_windows(len(x), 256)], steps="auto", method="gausslegendre", target=0,
                                 features=list(prepared.columns))
     return attr, importance_heatmap(attr, list(prepared.columns), horizon_step=1)
 
 
 def test_the_model_is_trained_close_to_the_noise_floor(trained):
-    model, prepared, _ = trained
+    forecaster, prepared, _ = trained
     _, y = prepared.arrays("test")
-    lstm, linear = (metrics(prepared.to_original(y), prepared.to_original(f.predict(prepared, "test")), 1.0)["rmse"]
-                    for f in (KerasForecaster(model), LinearWindow().fit(prepared)))
+    lstm, linear = (metrics(prepared.to_original(y), prepared.to_original(f.predict_split(prepared, "test")), 1.0)["rmse"]
+                    for f in (forecaster, LinearWindow().fit(prepared)))
     assert lstm < 2 * NOISE, f"LSTM test RMSE {lstm:.3f} is not within 2x the noise floor {NOISE}"
     assert lstm < 0.8 * linear, f"LSTM {lstm:.3f} does not clearly beat the linear baseline {linear:.3f}"
 

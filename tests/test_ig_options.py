@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from lstmkit.explain import METHODS, integrated_gradients, quadrature
-from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.forecasters import ModelSpec
+from lstmkit.forecasters.neural import build_network
 
 LOOKBACK, FEATURES, HORIZON = 6, 2, 3
 
@@ -20,7 +21,7 @@ def x():
 @pytest.fixture(scope="module")
 def lstm():
     keras.utils.set_random_seed(3)
-    return build_lstm(LOOKBACK, FEATURES, HORIZON, LSTMSpec(units=8, dropout=0.0))
+    return build_network(ModelSpec(units=8, dropout=0.0), LOOKBACK, FEATURES, HORIZON)
 
 
 @pytest.mark.parametrize("method", METHODS)
