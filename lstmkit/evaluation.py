@@ -320,15 +320,15 @@ def headline(metrics: dict, units: str) -> str:
     best = min(baseline_rmse, key=baseline_rmse.get)
     if baseline_rmse[best] == 0:  # e.g. an exactly periodic series under seasonal naive
         return (f"On {meta['windows']:,} test windows the best baseline ({best}) forecasts every value exactly (RMSE 0): "
-                f"the test span repeats what came before, so no forecaster can beat it. The {who}'s RMSE is "
+                f"the test span repeats what came before, so no forecaster can beat it. The RMSE of the {who} is "
                 f"**{rmse:.4g} {units}**.")
     ratio = rmse / baseline_rmse[best]
-    text = (f"On {meta['windows']:,} test windows the {who}'s RMSE is **{rmse:.4g} {units}**, {ratio:.2f} times that "
+    text = (f"On {meta['windows']:,} test windows the RMSE of the {who} is **{rmse:.4g} {units}**, {ratio:.2f} times that "
             f"of the best baseline ({best}, {baseline_rmse[best]:.4g} {units}): it "
             f"**{'beats' if ratio < 1 else 'does not beat'}** every baseline.")
     if "rmse_to_noise_floor" in meta:
         text += (f" The generator's noise has standard deviation {meta['noise_std']:.3g} {units}, the floor below which "
-                 f"no forecaster's RMSE can go on average: the {who}'s RMSE is **{meta['rmse_to_noise_floor']:.2f} "
+                 f"no forecaster's RMSE can go on average: the RMSE of the {who} is **{meta['rmse_to_noise_floor']:.2f} "
                  f"times the noise floor**.")
     return text
 

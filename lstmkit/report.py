@@ -12,7 +12,14 @@ import yaml
 
 from lstmkit.atomic import atomic_write_text, read_json
 from lstmkit.config import describe_keys
-from lstmkit.evaluation import headline, metrics_table
+from lstmkit.evaluation import (
+    comparison_display,
+    comparison_summary,
+    comparison_table,
+    headline,
+    metrics_table,
+    selected_name,
+)
 from lstmkit.pipeline import STAGES, project_root
 from lstmkit.runfolder import RunFolder
 
@@ -23,13 +30,13 @@ class ReportError(RuntimeError):
     """The report cannot be built from this run folder."""
 
 
-def _markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A pipe table for MyST from a small frame."""
+def _markdown_table(df: pd.DataFrame, floatfmt: str = ".4g", bold: str | None = None) -> str:
+    """A pipe table for MyST from a small frame; the row named `bold` (the selected model) in bold."""
     cols = [df.index.name or ""] + [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for idx, row in df.iterrows():
         cells = [f"{v:{floatfmt}}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join([f"**{idx}**" if idx == "lstm" else str(idx), *cells]) + " |")
+        lines.append("| " + " | ".join([f"**{idx}**" if idx == bold else str(idx), *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -53,6 +60,10 @@ def intro_page(run: RunFolder) -> str:
     cfg = run.config()
     metrics = read_json(run.require(run.metrics_file, "evaluation (05_evaluation)"))
     scaled, original = metrics_table(metrics, "scaled"), metrics_table(metrics, "original")
+    chosen = selected_name(metrics)
+    compared = comparison_display(comparison_table(metrics), cfg.data.units)
+    models = [k for k in (metrics.get("models") or {chosen: None}) if k != "ensemble"]
+    seeds = len((metrics.get("models") or {}).get(chosen, {}).get("seeds") or [cfg.seed])
     data_note = ""
     if cfg.data.source not in ("synthetic", "csv"):
         from lstmkit.datasets import describe
@@ -69,6 +80,7 @@ notebook executed by papermill; the numbers and figures in it were computed in t
 
 **Run folder:** `{run.root.name}` · **data:** `{cfg.data.source}` · **target:** `{cfg.data.target}` ·
 **look-back:** {metrics["meta"]["lookback"]} steps · **horizon:** {cfg.window.horizon} steps · **seed:** {cfg.seed}
+· **models:** {", ".join(models)} ({seeds} seed{"s" if seeds > 1 else ""} each) · **selected model:** {chosen}
 · **final model fitted on:** {metrics["meta"].get("fit_on", "train")}
 {data_note}
 ## Headline: test accuracy beside the baselines
@@ -76,13 +88,21 @@ notebook executed by papermill; the numbers and figures in it were computed in t
 All forecasters are scored on the same test windows (stride 1, all of them) of the target column.
 {headline(metrics, cfg.data.units)}
 
-Original units:
+{comparison_summary(metrics)}
 
-{_markdown_table(original)}
+Comparison: test MSE and MAE as mean ± standard deviation over seeds, training time (seconds, mean over seeds),
+parameter count, validation loss (scaled MSE) and the Diebold–Mariano statistic and p-value against the best
+baseline (negative: smaller squared errors than it):
+
+{_markdown_table(compared, bold=chosen)}
+
+Every metric, original units (models: means over seeds):
+
+{_markdown_table(original, bold=chosen)}
 
 Scaled units (training z-scores of the target):
 
-{_markdown_table(scaled)}
+{_markdown_table(scaled, bold=chosen)}
 
 MAPE and sMAPE are in percent; MASE divides MAE by the in-sample MAE of the seasonal-naive forecast on the
 training rows, with a seasonal period of {_period_words(run, metrics)}.
