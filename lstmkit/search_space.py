@@ -1,13 +1,30 @@
-"""The tuning search space: every tunable declared in YAML as a range, a list of choices or a fixed value."""
+"""The tuning search space: every tunable declared in YAML as a range, a list of choices or a fixed value.
+
+Common tunables (`layers`, `units`, ..., `lookback`) apply to every architecture. `architecture` picks the network
+(fixed at `model.architecture` unless searched). An architecture's own settings are tuned as `<arch>.<option>`
+(e.g. `tcn.kernel_size`, from the fields of its `model.<arch>` section) and are *conditional*: a trial samples them
+only when it trains that architecture.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-from lstmkit.config import _EXPONENT, DEFAULT_SPACE, NORMALIZATIONS, OPTIMIZERS, Config, ConfigError
+from lstmkit.config import (
+    _EXPONENT,
+    ARCHITECTURES,
+    DEFAULT_SPACE,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    Config,
+    ConfigError,
+    ModelConfig,
+)
 from lstmkit.preprocessing import SplitBounds, window_count
 
 # What `tuning.strategy: grid` searches when the user gives no grid of their own: the common values of the
@@ -31,7 +48,57 @@ TUNABLES: dict[str, tuple[type, Any, str]] = {
     "optimizer": (str, lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
     "normalization": (str, lambda v: v in NORMALIZATIONS, "one of " + ", ".join(NORMALIZATIONS)),
     "lookback": (int, lambda v: v >= 1, "an integer of at least 1"),
+    "architecture": (str, lambda v: v in ARCHITECTURES, "one of " + ", ".join(ARCHITECTURES)),
 }
+CATEGORICAL_FIRST = ("architecture",)  # declared before the others: the conditional parameters hang on it
+
+
+def architecture_sections() -> dict[str, type]:
+    """Each architecture with settings of its own and its config dataclass (from the `ModelConfig` field types)."""
+    hints = typing.get_type_hints(ModelConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(ModelConfig)
+            if f.name in ARCHITECTURES and dataclasses.is_dataclass(hints[f.name])}
+
+
+def _option_tunable(name: str) -> tuple[type, Any, str]:
+    """(type, check, demand) of an `<arch>.<option>` tunable, or a ConfigError naming the key."""
+    where = f"tuning.space.{name}"
+    arch, _, option = name.partition(".")
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"{where}: unknown architecture {arch!r}; architectures are: {', '.join(ARCHITECTURES)}")
+    section = architecture_sections().get(arch)
+    if section is None:
+        raise ConfigError(f"{where}: {arch} has no settings of its own; tune the common hyperparameters "
+                          f"({', '.join(k for k in TUNABLES if k != 'architecture')}) instead")
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if option not in fields:
+        raise ConfigError(f"{where}: {option!r} is not a setting of {arch}; its settings are: {', '.join(fields)}")
+    typ, choices = typing.get_type_hints(section)[option], fields[option].metadata.get("choices")
+    if choices:
+        return str, lambda v: v in choices, "one of " + ", ".join(map(str, choices))
+    if typ is int:
+        return int, lambda v: v >= 1, "an integer of at least 1"
+    if typ is float:
+        return float, lambda v: math.isfinite(v), "a number"
+    if typ is str:
+        return str, lambda v: True, "a string"
+    raise ConfigError(f"{where}: model.{arch}.{option} is a {getattr(typ, '__name__', typ)} setting, which cannot be "
+                      f"tuned; set model.{arch}.{option} instead")
+
+
+def tunable(name: str) -> tuple[type, Any, str]:
+    """(type, check of one value, what the check demands) of any tunable name, or a ConfigError naming the key."""
+    if name in TUNABLES:
+        return TUNABLES[name]
+    if "." in name:
+        return _option_tunable(name)
+    raise ConfigError(f"tuning.space: unknown hyperparameter {name!r}; tunable are: {', '.join(TUNABLES)}, "
+                      f"and an architecture's own settings as `<architecture>.<setting>` (e.g. tcn.kernel_size)")
+
+
+def owner(name: str) -> str | None:
+    """The architecture an `<arch>.<option>` tunable belongs to; None for a common tunable."""
+    return name.partition(".")[0] if "." in name else None
 
 
 @dataclass(frozen=True)
@@ -45,6 +112,11 @@ class Param:
     max: float | None = None
     step: float | None = None
     log: bool = False
+
+    @property
+    def architecture(self) -> str | None:
+        """The architecture this parameter belongs to (active only in its trials), None for a common one."""
+        return owner(self.name)
 
     @property
     def is_range(self) -> bool:
@@ -72,7 +144,7 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The tuned parameters and the fixed values of the rest."""
+    """The tuned parameters (`architecture` first when searched) and the fixed values of the rest."""
 
     params: tuple[Param, ...]
     fixed: dict
@@ -82,30 +154,68 @@ class SearchSpace:
         """Names of the tuned parameters, in declaration order."""
         return [p.name for p in self.params]
 
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The architectures the search trains: `architecture`'s choices when searched, else the fixed one."""
+        for p in self.params:
+            if p.name == "architecture":
+                return tuple(p.choices)
+        return (self.fixed.get("architecture", ModelConfig.architecture),)
+
+    @property
+    def searches_architecture(self) -> bool:
+        """True when trials choose between several architectures."""
+        return "architecture" in self.names
+
+    def params_for(self, architecture: str) -> list[Param]:
+        """The tuned parameters active in a trial of `architecture`: the common ones and its own."""
+        return [p for p in self.params if p.architecture in (None, architecture)]
+
     def values(self, sampled: dict) -> dict:
-        """Every tunable's value for one trial: the sampled ones over the fixed ones."""
+        """Every tunable's value for one trial: the sampled ones over the fixed ones, only those active in the
+        trial's architecture (another architecture's `<arch>.<option>` values are dropped)."""
         out = dict(self.fixed)
-        out.update({k: v for k, v in sampled.items() if k in TUNABLES})
+        out.update({k: v for k, v in sampled.items() if k in TUNABLES or owner(k) in ARCHITECTURES})
+        arch = out.get("architecture") or self.architectures[0]
+        out = {k: v for k, v in out.items() if owner(k) in (None, arch)}
         if "dropout" in out:
             out["dropout"] = round(float(out["dropout"]), 6)  # stepped floats like 0.30000000000000004
         return out
 
     def grid_size(self) -> int:
-        """Number of points of the full grid (a ConfigError naming the first continuous range if there is one)."""
-        size = 1
+        """Number of points of the full grid: per architecture, the product over its active parameters, summed
+        (a ConfigError naming the first continuous range if there is one)."""
+        sizes = {}
         for p in self.params:
             values = p.grid()
             if values is None:
                 raise ConfigError(f"tuning.strategy grid needs a finite grid, but tuning.space.{p.name} is a continuous "
                                   f"range; give it a `step` or a list of `choices`")
-            size *= len(values)
-        return size
+            sizes[p.name] = len(values)
+        return sum(math.prod(sizes[p.name] for p in self.params_for(arch) if p.name != "architecture")
+                   for arch in self.architectures)
 
     def table(self) -> list[dict]:
-        """One row per tunable: tuned range or choices, or the fixed value (for the report)."""
-        rows = [{"hyperparameter": p.name, "searched": p.describe()} for p in self.params]
-        rows += [{"hyperparameter": k, "searched": f"fixed at {v}"} for k, v in self.fixed.items()]
+        """One row per tunable: tuned range or choices, or the fixed value (for the report); an architecture's own
+        settings say in which trials they apply when the architecture is searched."""
+        def when(name: str) -> str:
+            return f" (when architecture is {owner(name)})" if owner(name) and self.searches_architecture else ""
+
+        rows = [{"hyperparameter": p.name, "searched": p.describe() + when(p.name)} for p in self.params]
+        rows += [{"hyperparameter": k, "searched": f"fixed at {v}{when(k)}"} for k, v in self.fixed.items()]
         return rows
+
+
+def _flatten(user: dict | None) -> dict:
+    """Nested architecture entries (`tcn: {kernel_size: [3, 5]}`, as `--set tuning.space.tcn.kernel_size=...`
+    writes them) as flat `tcn.kernel_size` keys; everything else as given."""
+    out: dict = {}
+    for name, entry in (user or {}).items():
+        if name in ARCHITECTURES and isinstance(entry, dict) and not set(entry) & {"choices", "min", "max", "step", "log"}:
+            out |= {f"{name}.{option}": value for option, value in entry.items()}
+        else:
+            out[name] = entry
+    return out
 
 
 def merge_space(user: dict | None, strategy: str | None = None) -> dict:
@@ -116,9 +226,12 @@ def merge_space(user: dict | None, strategy: str | None = None) -> dict:
     For the `grid` strategy, a parameter the user left out (or left at its default entry) takes its
     DEFAULT_GRID values or, outside the default grid, is fixed at its model/window setting: a grid search
     with no grid of its own searches the common values instead of refusing the continuous default ranges.
-    Merging a merged space again changes nothing, so a saved run configuration reloads as it was.
+    An architecture's own settings may be given flat (`tcn.kernel_size`) or nested (`tcn: {kernel_size: ...}`);
+    the merged space holds them flat. Merging a merged space again changes nothing, so a saved run configuration
+    reloads as it was.
     """
     merged = copy.deepcopy(DEFAULT_SPACE)
+    user = _flatten(user)
     if strategy == "grid":
         given = {k for k, v in (user or {}).items() if k not in DEFAULT_SPACE or v != DEFAULT_SPACE[k]}
         user = {k: v for k, v in (user or {}).items() if k in given}
@@ -140,7 +253,7 @@ def merge_space(user: dict | None, strategy: str | None = None) -> dict:
 
 def _check_value(name: str, value: Any, where: str) -> Any:
     """One value of a tunable, converted to its type, or a ConfigError saying what is wrong."""
-    typ, ok, demand = TUNABLES[name]
+    typ, ok, demand = tunable(name)
     if typ is not str and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads `1e-3` (no dot) as text
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
@@ -155,7 +268,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
 def _param(name: str, entry: Any) -> Param | Any:
     """A Param for a range or choices entry, or the plain fixed value for a scalar entry."""
     where = f"tuning.space.{name}"
-    typ = TUNABLES[name][0]
+    typ = tunable(name)[0]
     if isinstance(entry, list):
         entry = {"choices": entry}
     if not isinstance(entry, dict):
@@ -200,16 +313,24 @@ def _param(name: str, entry: Any) -> Param | Any:
 
 
 def parse_space(space: dict, cfg: Config | None = None) -> SearchSpace:
-    """Validate a merged `tuning.space` mapping into tuned Params and fixed values (fixed defaults from cfg)."""
+    """Validate a merged `tuning.space` mapping into tuned Params and fixed values (fixed defaults from cfg).
+
+    `architecture` is declared first (the conditional `<arch>.<option>` parameters depend on it); an option of an
+    architecture the search does not train is a ConfigError naming its key.
+    """
     if not isinstance(space, dict):
         raise ConfigError(f"tuning.space: expected a mapping of hyperparameter names, got {space!r}")
-    unknown = [k for k in space if k not in TUNABLES]
-    if unknown:
-        raise ConfigError(f"tuning.space: unknown hyperparameter {unknown[0]!r}; tunable are: {', '.join(TUNABLES)}")
+    for name in space:
+        if not isinstance(name, str):
+            raise ConfigError(f"tuning.space: unknown hyperparameter {name!r}; tunable are: {', '.join(TUNABLES)}")
+        tunable(name)  # a ConfigError naming an unknown name
     params, fixed = [], {}
     if cfg is not None:
-        fixed = {k: getattr(cfg.model, k) for k in TUNABLES if hasattr(cfg.model, k)} | {"lookback": cfg.window.lookback}
-    for name in TUNABLES:
+        fixed = {"architecture": cfg.model.architecture}
+        fixed |= {k: getattr(cfg.model, k) for k in TUNABLES if k != "architecture" and hasattr(cfg.model, k)}
+        fixed |= {"lookback": cfg.window.lookback}
+    order = [*CATEGORICAL_FIRST, *(k for k in TUNABLES if k not in CATEGORICAL_FIRST), *(k for k in space if owner(k))]
+    for name in order:
         if space.get(name) is None:
             continue
         p = _param(name, space[name])
@@ -221,7 +342,14 @@ def parse_space(space: dict, cfg: Config | None = None) -> SearchSpace:
                 fixed.pop(name, None)
         else:
             fixed[name] = p
-    return SearchSpace(params=tuple(params), fixed=fixed)
+    parsed = SearchSpace(params=tuple(params), fixed=fixed)
+    trained = parsed.architectures
+    for name in [*parsed.names, *fixed]:
+        if owner(name) and owner(name) not in trained:
+            source = "tuning.space.architecture" if space.get("architecture") is not None else "model.architecture"
+            raise ConfigError(f"tuning.space.{name}: the search trains {', '.join(trained)} only ({source}), not "
+                              f"{owner(name)}; add {owner(name)} to tuning.space.architecture or remove this entry")
+    return parsed
 
 
 def search_space(cfg: Config) -> SearchSpace:

@@ -1,8 +1,10 @@
 """Search strategies behind one interface: Keras Tuner (random, grid, bayesian, hyperband) and Optuna (TPE + median pruner).
 
 Each `search` runs or resumes a search stored under the run's tuning/ folder and returns the trials table:
-one row per trial in start order, with the sampled hyperparameters, `val_loss` (the objective), `best_epoch`,
-`seconds`, the per-fold losses of a cross-validated search, and `status` (COMPLETED, PRUNED, FAILED, RUNNING).
+one row per trial in start order, with its `architecture` and sampled hyperparameters (an architecture's own
+`<arch>.<option>` settings are empty in the trials of other architectures: they are sampled only where active),
+`val_loss` (the objective), `best_epoch`, `seconds`, the per-fold losses of a cross-validated search, and `status`
+(COMPLETED, PRUNED, FAILED, RUNNING).
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ def search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, 
 
 
 def _hyperparameters(number: int, sampled: dict, space: SearchSpace) -> dict:
-    """The start of a trial's row: its number and the value of every tuned hyperparameter."""
+    """The start of a trial's row: its number, architecture and the value of every tuned hyperparameter (None where
+    inactive: another architecture's setting)."""
     values = space.values(sampled)
-    return {"trial": int(number), **{k: values.get(k) for k in space.names}}
+    return {"trial": int(number), "architecture": values.get("architecture"), **{k: values.get(k) for k in space.names}}
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -48,15 +51,25 @@ def _table(rows: list[dict]) -> pd.DataFrame:
 
 
 def _declare(space: SearchSpace, hp) -> None:
-    """Declare every tuned parameter on a keras_tuner.HyperParameters."""
+    """Declare every tuned parameter on a keras_tuner.HyperParameters; an architecture's own settings inside
+    `conditional_scope("architecture", [arch])` when the architecture is searched (active only in its trials)."""
+    import contextlib
+
     for p in space.params:
-        if not p.is_range:
-            hp.Choice(p.name, list(p.choices))
-        elif p.type is int:
-            hp.Int(p.name, int(p.min), int(p.max), step=None if p.log else int(p.step or 1),
-                   sampling="log" if p.log else "linear")
-        else:
-            hp.Float(p.name, p.min, p.max, step=p.step, sampling="log" if p.log else "linear")
+        scoped = p.architecture is not None and space.searches_architecture
+        with hp.conditional_scope("architecture", [p.architecture]) if scoped else contextlib.nullcontext():
+            if not p.is_range:
+                hp.Choice(p.name, list(p.choices))
+            elif p.type is int:
+                hp.Int(p.name, int(p.min), int(p.max), step=None if p.log else int(p.step or 1),
+                       sampling="log" if p.log else "linear")
+            else:
+                hp.Float(p.name, p.min, p.max, step=p.step, sampling="log" if p.log else "linear")
+
+
+def _active(hp) -> dict:
+    """The values of a trial's keras_tuner.HyperParameters that are active (conditions met), `tuner/*` included."""
+    return {k: v for k, v in hp.values.items() if k.startswith("tuner/") or hp.is_active(k)}
 
 
 class _SafeOracle:
@@ -123,11 +136,11 @@ def keras_tuner(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSp
     """The Keras Tuner tuner of this run's search; it reloads the search's earlier state from disk."""
     import keras_tuner as kt
 
-    class LSTMTuner(kt.Tuner):
-        """Runs each trial with lstmkit's objective (single split or walk-forward folds)."""
+    class ForecasterTuner(kt.Tuner):
+        """Runs each trial with lstmkit's objective (single split or walk-forward folds), any architecture."""
 
         def run_trial(self, trial, *args, **kwargs):
-            values = trial.hyperparameters.values
+            values = _active(trial.hyperparameters)
             epochs = int(values.get("tuner/epochs", cfg.tuning.epochs))
             return train_trial(values, prepared, cfg, epochs).metrics()
 
@@ -136,7 +149,7 @@ def keras_tuner(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSp
                 self.oracle.save()
             atomic_write_json(Path(self._get_tuner_fname()), self.get_state())
 
-    return LSTMTuner(oracle=_oracle(cfg, space, deadline), directory=str(run.tuning_dir),
+    return ForecasterTuner(oracle=_oracle(cfg, space, deadline), directory=str(run.tuning_dir),
                      project_name=project_name(cfg), overwrite=False)
 
 
@@ -144,7 +157,7 @@ def keras_trials(tuner, space: SearchSpace) -> pd.DataFrame:
     """The trials table of a Keras Tuner search."""
     rows = []
     for trial in tuner.oracle.trials.values():
-        values = trial.hyperparameters.values
+        values = _active(trial.hyperparameters)
         metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
         row = _hyperparameters(int(trial.trial_id), values, space)
         if "tuner/epochs" in values:
@@ -178,12 +191,24 @@ def keras_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchS
 
 
 def _suggest(trial, p: Param):
-    """Sample one parameter with Optuna."""
+    """Sample one parameter with Optuna (same name, same distribution in every trial that has it)."""
     if not p.is_range:
         return trial.suggest_categorical(p.name, list(p.choices))
     if p.type is int:
         return trial.suggest_int(p.name, int(p.min), int(p.max), step=int(p.step or 1), log=p.log)
     return trial.suggest_float(p.name, p.min, p.max, step=p.step, log=p.log)
+
+
+def _sample(trial, space: SearchSpace) -> dict:
+    """One Optuna trial's values: the architecture first (when searched), then the parameters active in it only."""
+    values = {}
+    if space.searches_architecture:
+        values["architecture"] = _suggest(trial, next(p for p in space.params if p.name == "architecture"))
+    architecture = values.get("architecture") or space.architectures[0]
+    for p in space.params_for(architecture):
+        if p.name != "architecture":
+            values[p.name] = _suggest(trial, p)
+    return values
 
 
 def optuna_study(cfg: Config, run: RunFolder):
@@ -211,7 +236,7 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
         study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
 
     def objective(trial):
-        values = {p.name: _suggest(trial, p) for p in space.params}
+        values = _sample(trial, space)
 
         def report(step: int, val_loss: float) -> None:
             trial.report(val_loss, step)

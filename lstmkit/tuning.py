@@ -1,4 +1,5 @@
-"""Tuning stage: search the LSTM's hyperparameters, scored on the validation split or on walk-forward folds.
+"""Tuning stage: search the network's architecture and hyperparameters, scored on the validation split or on
+walk-forward folds.
 
 The strategies (Keras Tuner's random, grid, bayesian and hyperband; Optuna's TPE with a median pruner) live in
 `lstmkit.tuners`; chief/worker processes in `lstmkit.distributed`. This module is what they share: the objective
@@ -20,11 +21,11 @@ from sklearn.model_selection import TimeSeriesSplit
 
 from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
 from lstmkit.config import Config, ConfigError
-from lstmkit.models import LSTMSpec, build_lstm
+from lstmkit.forecasters.neural import build_network, set_seed
+from lstmkit.forecasters.spec import COMMON, ModelSpec
 from lstmkit.preprocessing import Prepared, SplitBounds
 from lstmkit.runfolder import RunFolder
-from lstmkit.search_space import SearchSpace, check_space_fits, search_space
-from lstmkit.training import set_seed
+from lstmkit.search_space import SearchSpace, check_space_fits, owner, search_space
 
 KERAS_STRATEGIES = ("random", "grid", "bayesian", "hyperband")
 
@@ -79,9 +80,10 @@ class TrialResult:
         return out
 
 
-def spec_from_values(values: dict, cfg: Config) -> LSTMSpec:
-    """The LSTM of one trial: sampled values over the fixed ones of the search space."""
-    return LSTMSpec.from_dict(search_space(cfg).values(values))
+def spec_from_values(values: dict, cfg: Config) -> ModelSpec:
+    """The network of one trial: sampled values over the fixed ones of the search space, over the configuration
+    (the architecture's `model.<arch>` settings that the search leaves alone)."""
+    return ModelSpec.from_config(cfg, values=search_space(cfg).values(values))
 
 
 def train_trial(values: dict, prepared: Prepared, cfg: Config, epochs: int,
@@ -96,7 +98,7 @@ def train_trial(values: dict, prepared: Prepared, cfg: Config, epochs: int,
     for i, fold in enumerate(cv_folds(prepared.with_lookback(spec.lookback), cfg.tuning.cv_folds)):
         keras.backend.clear_session()
         set_seed(cfg.seed)
-        model = build_lstm(fold.lookback, len(fold.columns), fold.horizon, spec)
+        model = build_network(spec, fold.lookback, len(fold.columns), fold.horizon, fold.target_index)
         cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.tuning.patience),
                keras.callbacks.TerminateOnNaN()]
         if report is not None:
@@ -120,10 +122,18 @@ def search_fingerprint(cfg: Config) -> str:
     """Short hash of everything that makes one search's trials comparable with another's.
 
     The budget (`max_trials`, `max_minutes`) and the number of workers are left out: raising the budget
-    resumes and extends a search, and the same search can be spread over more or fewer processes.
+    resumes and extends a search, and the same search can be spread over more or fewer processes. Of the model
+    settings, only those a trial can use count: the common ones, and the architecture(s) searched with their
+    `model.<arch>` sections (an LSTM-only search hashes as it did before architectures could be searched, so
+    its run folders resume; the settings of architectures it does not train, and `compare.*`, never restart it).
     """
     values = cfg.to_dict()
-    relevant = {k: values[k] for k in ("seed", "data", "split", "scaling", "window", "model")}
+    relevant = {k: values[k] for k in ("seed", "data", "split", "scaling", "window")}
+    architectures = search_space(cfg).architectures
+    relevant["model"] = {k: values["model"][k] for k in COMMON}
+    if architectures != ("lstm",):
+        relevant["model"]["architecture"] = list(architectures)
+        relevant["model"] |= {a: values["model"][a] for a in architectures if a in values["model"]}
     relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ("max_trials", "max_minutes", "workers")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -136,23 +146,36 @@ def project_name(cfg: Config) -> str:
 # ---------------------------------------------------------------- results in the run folder
 
 
-def save_results(run: RunFolder, cfg: Config, table: pd.DataFrame) -> LSTMSpec:
-    """Write the trials table and the best configuration (for the training stage) atomically."""
+def save_results(run: RunFolder, cfg: Config, table: pd.DataFrame) -> ModelSpec:
+    """Write the trials table and the best configuration (for the training stage) atomically.
+
+    `best_hyperparameters.json` holds the best trial's ModelSpec in its flat form (`architecture`, the common
+    hyperparameters, `lookback` and its architecture's `<arch>.<option>` settings), then score and provenance.
+    """
     done = table[(table["status"] == "COMPLETED") & np.isfinite(table["val_loss"].astype(float))]
     if done.empty:
         messages = table.get("message", pd.Series(dtype=str)).dropna()
         detail = f": {messages.iloc[-1].strip().splitlines()[-1]}" if len(messages) else ""
         raise TuningError(f"no trial of the {cfg.tuning.strategy} search in {run.tuning_dir} completed{detail}")
     best = done["val_loss"].astype(float).idxmin()
-    values = {k: (v.item() if hasattr(v, "item") else v) for k, v in done.loc[best].items()
-              if k in search_space(cfg).names and pd.notna(v)}
-    spec = spec_from_values(values, cfg)
+    spec = spec_from_values(row_values(done.loc[best], search_space(cfg)), cfg)
     atomic_write_json(run.best_hyperparameters_file, {
         **spec.to_dict(), "val_loss": float(done.loc[best, "val_loss"]), "trial": int(best),
         "best_epoch": int(done.loc[best, "best_epoch"]), "strategy": cfg.tuning.strategy,
         "cv_folds": cfg.tuning.cv_folds, "trials": int(len(done)), "search": project_name(cfg)})
     atomic_write_text(run.trials_file, table.drop(columns="message", errors="ignore").to_csv())
     return spec
+
+
+def row_values(row: pd.Series, space: SearchSpace) -> dict:
+    """A trial's values from its row of the trials table, in their declared types (a column holding another
+    architecture's NaN makes its integers floats, and a CSV makes choices text): the active ones only."""
+    values = {"architecture": str(row["architecture"])} if pd.notna(row.get("architecture")) else {}
+    for p in space.params:
+        v = row.get(p.name)
+        if v is not None and pd.notna(v):
+            values[p.name] = _choice(p, v) if not p.is_range else p.type(v.item() if hasattr(v, "item") else v)
+    return values
 
 
 def read_trials(run: RunFolder) -> pd.DataFrame:
@@ -180,7 +203,7 @@ def fold_table(prepared: Prepared, k: int) -> pd.DataFrame:
 
 
 def tune(prepared: Prepared, cfg: Config, run: RunFolder, workers: int | None = None,
-         verbose: bool = False) -> tuple[LSTMSpec, pd.DataFrame]:
+         verbose: bool = False) -> tuple[ModelSpec, pd.DataFrame]:
     """Run or resume the configured search; save and return the best configuration and every trial.
 
     With workers > 0 (default: `tuning.workers`) a Keras Tuner chief and that many worker processes on this
@@ -207,13 +230,16 @@ def tune(prepared: Prepared, cfg: Config, run: RunFolder, workers: int | None = 
 def param_importance(table: pd.DataFrame, space: SearchSpace) -> pd.Series | None:
     """Share of the objective's variance explained by each tuned hyperparameter (Optuna's fANOVA), for any strategy.
 
-    None when fewer than three completed trials or no tuned hyperparameter varies.
+    None when fewer than three completed trials or no tuned hyperparameter varies. An architecture's own settings
+    (NaN in the trials of other architectures) count only when every completed trial has them, i.e. when the
+    completed trials all trained that architecture (fANOVA needs one value of each parameter per trial).
     """
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     done = table[(table["status"] == "COMPLETED") & np.isfinite(table["val_loss"].astype(float))]
-    varying = [p for p in space.params if done[p.name].nunique() > 1]
+    varying = [p for p in space.params if p.name in done and done[p.name].nunique() > 1
+               and (owner(p.name) is None or done[p.name].notna().all())]
     if len(done) < 3 or not varying:
         return None
     dists = {}
@@ -226,15 +252,22 @@ def param_importance(table: pd.DataFrame, space: SearchSpace) -> pd.Series | Non
             dists[p.name] = FloatDistribution(p.min, p.max, log=p.log, step=p.step)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _, row in done.iterrows():
-        params = {p.name: (p.type(row[p.name]) if p.is_range else _choice(p, row[p.name])) for p in varying}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["val_loss"])))
+        params = {p.name: (p.type(row[p.name]) if p.is_range else _choice(p, row[p.name]))
+                  for p in varying if pd.notna(row[p.name])}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params},
+                                                  value=float(row["val_loss"])))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return pd.Series(optuna.importance.get_param_importances(study, evaluator=evaluator), name="importance")
 
 
 def _choice(param, value):
-    """A choice read back from CSV (e.g. '64') as the declared choice (64)."""
+    """A choice read back from CSV (e.g. '64') or a column with NaN (64.0) as the declared choice (64)."""
     for c in param.choices:
         if str(c) == str(value):
             return c
+        try:
+            if not isinstance(c, str) and float(c) == float(value):
+                return c
+        except (TypeError, ValueError):
+            pass
     raise ValueError(f"{param.name}: {value!r} is not one of the declared choices {list(param.choices)}")
