@@ -1,0 +1,271 @@
+"""Temporal attention analysis: profiles and rank agreement on constructed inputs with known answers, the analysis of a
+stub attention forecaster (with and without variable selection), the no-attention path, the figures, and a real
+attention LSTM trained for one epoch."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lstmkit import attention, plots  # noqa: E402
+from lstmkit.data import Driver, GroundTruth  # noqa: E402
+from lstmkit.explain import Attribution  # noqa: E402
+from lstmkit.forecasters import Forecaster, ForecasterError  # noqa: E402
+
+LOOKBACK, CHANNELS, HORIZON = 6, 3, 2
+COLUMNS = ["x1", "x2", "target"]
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+class StubAttention(Forecaster):
+    """A forecaster with the attention tag whose weights are given: `time` (lookback,) and `variables` (channels,)."""
+
+    name = "stub"
+    tags = {"attention": True}
+
+    def __init__(self, time: np.ndarray, variables: np.ndarray | None = None):
+        self.time, self.variables = np.asarray(time, float), variables
+        self.lookback_, self.horizon_, self.channels_ = LOOKBACK, HORIZON, CHANNELS
+
+    def _predict(self, windows: np.ndarray) -> np.ndarray:
+        return np.repeat(windows[:, -1:, -1], HORIZON, axis=1)
+
+    def attention(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"time": np.tile(self.time, (len(windows), 1))}
+        if self.variables is not None:
+            out["variables"] = np.tile(self.variables, (len(windows), 1))
+        return out
+
+
+class StubTFT(StubAttention):
+    """The stub with variable-selection weights too."""
+
+    name = "stub_tft"
+    tags = {"attention": True, "variable_selection": True}
+
+
+class NoAttention(StubAttention):
+    """A forecaster without attention weights."""
+
+    name = "plain"
+    tags = {}
+
+
+def attribution(mass_per_lag: np.ndarray, channel_mass: np.ndarray | None = None, n: int = 4) -> Attribution:
+    """Attributions whose |value| at window position i and channel j is mass_per_lag[i] * channel_mass[j] (signs
+    alternate; every channel 1 by default)."""
+    channel_mass = np.ones(CHANNELS) if channel_mass is None else channel_mass
+    values = np.outer(mass_per_lag, channel_mass)[None].repeat(n, axis=0)
+    values *= np.where(np.arange(n) % 2, -1.0, 1.0)[:, None, None]  # the sign must not matter
+    return Attribution(values, np.zeros(n), np.zeros(n), features=COLUMNS)
+
+
+def windows(n: int = 4) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, LOOKBACK, CHANNELS)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ profiles and agreement, known answers
+
+
+def test_time_profile_is_the_mean_weight_per_lag_in_ascending_lag_order():
+    w = np.array([[0.1, 0.1, 0.1, 0.1, 0.2, 0.4], [0.3, 0.1, 0.1, 0.1, 0.2, 0.2]])
+    profile = attention.time_profile(w, horizon_step=2)
+    assert profile.index.name == "lag" and list(profile.index) == [2, 3, 4, 5, 6, 7]  # last input: lag 2
+    np.testing.assert_allclose(profile.to_numpy(), [0.3, 0.2, 0.1, 0.1, 0.1, 0.2])
+    assert profile.sum() == pytest.approx(1.0)
+
+
+def test_ig_profiles_sum_absolute_attribution_over_channels_and_lags():
+    mass = np.array([1.0, 0, 0, 0, 2.0, 5.0])
+    attr = attribution(mass, np.array([1.0, 3.0, 0.0]))
+    lags = attention.ig_time_profile(attr.values, horizon_step=1)
+    np.testing.assert_allclose(lags.loc[[1, 2, 6]].to_numpy(), [5 / 8, 2 / 8, 1 / 8])
+    channels = attention.ig_variable_profile(attr.values, COLUMNS)
+    np.testing.assert_allclose(channels.to_numpy(), [0.25, 0.75, 0.0])
+    np.testing.assert_allclose(attention.variable_profile(np.array([[0.2, 0.3, 0.5], [0.4, 0.3, 0.3]]), COLUMNS),
+                               [0.3, 0.3, 0.4])
+
+
+def test_identical_profiles_agree_perfectly_and_reversed_ones_are_opposite():
+    up = pd.Series([0.05, 0.1, 0.15, 0.2, 0.22, 0.28], index=range(1, 7))
+    same = attention.rank_agreement(up, up * 3, top_k=2)
+    assert same.spearman == pytest.approx(1.0) and same.overlap == 1.0 and same.first == [6, 5] == same.second
+    reversed_ = attention.rank_agreement(up, pd.Series(up.to_numpy()[::-1], index=up.index), top_k=2)
+    assert reversed_.spearman == pytest.approx(-1.0) and reversed_.overlap == 0.0
+    half = attention.rank_agreement(up, pd.Series([0.1, 0.05, 0.15, 0.2, 0.28, 0.22], index=up.index), top_k=4)
+    assert 0 < half.spearman < 1 and half.overlap == 1.0  # same top four, two pairs swapped
+    assert attention.rank_agreement(up, up, top_k=50).top_k == 6  # k is capped at the number of entries
+
+
+def test_a_flat_profile_has_no_rank_correlation_and_bad_k_is_a_clear_error():
+    up = pd.Series([0.1, 0.2, 0.3, 0.4])
+    flat = attention.rank_agreement(up, pd.Series(0.25, index=up.index), top_k=2)
+    assert np.isnan(flat.spearman) and flat.to_dict()["spearman"] is None
+    with pytest.raises(ValueError, match="explain.attention_top_k"):
+        attention.rank_agreement(up, up, top_k=0)
+
+
+def test_window_spearman_ranks_each_window_on_its_own():
+    w = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    values = np.array([[1.0, 2.0, 3.0, 4.0]] * 3)[:, :, None] * np.array([1.0, -1.0])  # |.| summed over 2 channels
+    rho = attention.window_spearman(w, values)
+    np.testing.assert_allclose(rho[:2], [1.0, -1.0])
+    assert np.isnan(rho[2])  # constant attention: nothing to rank
+    with pytest.raises(ValueError, match="same windows and steps"):
+        attention.window_spearman(w[:, :3], values)
+
+
+def test_planted_lags_are_ranked_among_all_lags_for_each_method():
+    truth = GroundTruth(drivers=[Driver("x1", 3, 1.0, "linear"), Driver("x2", 5, 1.0, "tanh")], noise_std=0.3,
+                        distractors=["x3"])
+    profiles = pd.DataFrame({"attention": [0.1, 0.1, 0.4, 0.1, 0.2, 0.1], "ig": [0.5, 0.1, 0.2, 0.05, 0.1, 0.05]},
+                            index=pd.Index(range(1, 7), name="lag"))
+    scores = attention.planted_lag_scores(profiles, truth)
+    assert list(scores.index) == ["x1 @ lag 3", "x2 @ lag 5"]
+    assert scores["attention rank"].tolist() == [1, 2] and scores["ig rank"].tolist() == [2, 3]
+    np.testing.assert_allclose(scores["attention share"], [0.4, 0.2])
+    assert (scores["uniform"] == 1 / 6).all()
+    roles = attention.channel_roles(["x1", "x2", "x3", "target"], truth, "target")
+    assert roles == {"x1": "driver", "x2": "driver", "x3": "distractor", "target": "target"}
+
+
+# ------------------------------------------------------------------ the analysis of an attention forecaster
+
+
+def test_analyse_an_attention_forecaster_whose_weights_follow_ig():
+    mass = np.array([0.0, 0.1, 0.2, 0.6, 0.3, 1.0])
+    forecaster = StubAttention(mass / mass.sum())
+    truth = GroundTruth(drivers=[Driver("x1", 3, 1.0, "linear")], noise_std=0.3)
+    result = attention.analyse(forecaster, windows(), attribution(mass), horizon_step=1, truth=truth, target="target",
+                               top_k=3)
+    assert list(result.time.columns) == ["attention", "ig"] and list(result.time.index) == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose(result.time["attention"], result.time["ig"])
+    assert result.time_agreement.spearman == pytest.approx(1.0) and result.time_agreement.overlap == 1.0
+    np.testing.assert_allclose(result.window_spearman, 1.0)
+    assert result.variables is None and result.channel_scores is None
+    assert result.lag_scores.loc["x1 @ lag 3", "attention rank"] == 2  # lag 1 (1.0) first, lag 3 (0.6) second
+    summary = result.to_dict()
+    assert summary["model"] == "stub" and summary["time"]["lags"] == [1, 2, 3, 4, 5, 6]
+    assert summary["time_agreement"]["spearman"] == pytest.approx(1.0) and "variables" not in summary
+    assert summary["planted_lags"][0]["pair"] == "x1 @ lag 3"
+    text = attention.time_summary(result, "hours")
+    assert "Spearman rank correlation of 1.00 over the 6 lags" in text and "share 3 of their 3" in text
+    assert "planted `x1 @ lag 3` the attention ranks the lag 2nd of 6" in text
+    assert "weighs time steps but not input channels" in attention.variable_summary(result)
+
+
+def test_analyse_a_variable_selecting_forecaster_against_the_drivers():
+    mass = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.5])
+    forecaster = StubTFT(mass[::-1] / mass.sum(), variables=np.array([0.6, 0.1, 0.3]))
+    truth = GroundTruth(drivers=[Driver("x1", 3, 1.0, "linear")], noise_std=0.3, distractors=["x2"])
+    result = attention.analyse(forecaster, windows(), attribution(mass, np.array([3.0, 1.0, 2.0])), truth=truth,
+                               target="target", top_k=1)
+    assert result.time_agreement.first == [6] and result.time_agreement.second == [1]  # reversed: lag 6 vs lag 1
+    assert result.time_agreement.overlap == 0.0
+    np.testing.assert_allclose(result.variables["variable selection"], [0.6, 0.1, 0.3])
+    np.testing.assert_allclose(result.variables["ig"], [0.5, 1 / 6, 1 / 3])
+    assert result.variable_agreement.spearman == pytest.approx(1.0)
+    assert result.channel_scores.loc["x1", "role"] == "driver" and result.channel_scores.loc["x2", "role"] == "distractor"
+    assert result.channel_scores.loc["x1", "variable selection rank"] == 1
+    summary = result.to_dict()
+    assert summary["variables"]["variable selection"]["x1"] == pytest.approx(0.6)
+    assert summary["variable_agreement"]["spearman"] == pytest.approx(1.0)
+    assert [r["channel"] for r in summary["channel_roles"]] == COLUMNS
+    text = attention.variable_summary(result)
+    assert "The driver `x1` gets 60.0% of the selection weight (rank 1 of 3)" in text
+    assert "The distractor `x2`" in text
+
+
+def test_weights_that_break_the_contract_are_clear_errors():
+    attr = attribution(np.ones(LOOKBACK))
+    with pytest.raises(ValueError, match="window 0 sum to"):
+        attention.analyse(StubAttention(np.full(LOOKBACK, 0.5)), windows(), attr)
+    with pytest.raises(ValueError, match=r"shape \(4, 5\), expected \(4, 6\)"):
+        attention.analyse(StubAttention(np.full(LOOKBACK - 1, 0.2)), windows(), attr)
+    with pytest.raises(ValueError, match="gave no `variables`"):
+        attention.analyse(StubTFT(np.full(LOOKBACK, 1 / LOOKBACK)), windows(), attr)
+    with pytest.raises(ValueError, match="do not belong"):
+        attention.analyse(StubAttention(np.full(LOOKBACK, 1 / LOOKBACK)), windows(3), attr)
+
+
+def test_a_model_without_attention_gets_one_sentence_naming_the_architectures_that_have_it():
+    archs = attention.attention_architectures()
+    assert "attention_lstm" in archs and "lstm" not in archs  # read from the architectures' own TAGS
+    text = attention.no_attention_text(NoAttention(np.ones(LOOKBACK)))
+    assert text.startswith("The selected model, `plain`, exposes no attention weights")
+    assert "`attention_lstm`" in text and ". " not in text and text.endswith("(`model.architecture`).")
+    with pytest.raises(ForecasterError, match="exposes no attention weights"):
+        attention.analyse(NoAttention(np.ones(LOOKBACK)), windows(), attribution(np.ones(LOOKBACK)))
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_attention_profiles_figure(tmp_path):
+    lags = pd.Index(np.arange(1, 25), name="lag")
+    rng = np.random.default_rng(1)
+    profiles = pd.DataFrame({"attention": rng.dirichlet(np.ones(24)), "ig": rng.dirichlet(np.ones(24))}, index=lags)
+    agreement = attention.rank_agreement(profiles["attention"], profiles["ig"], 5)
+    fig = plots.attention_profiles(profiles, agreement, {"x1": 6, "x2": 12}, unit="hours", path=tmp_path / "att.png")
+    assert (tmp_path / "att.png").stat().st_size > 0
+    left, right = fig.axes
+    assert left.get_xlabel() == "lag (hours before the explained target)" and "%" in left.get_ylabel()
+    np.testing.assert_allclose(left.lines[0].get_ydata(), profiles["attention"] * 100)
+    assert [line.get_xdata()[0] for line in left.lines if line.get_linestyle() == "--"] == [6, 12]
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["attention weight", "Integrated Gradients"]
+    assert f"Spearman {agreement.spearman:.2f} over 24 lags" in right.get_title()
+    assert "rank by attention weight" in right.get_xlabel() and "rank by Integrated Gradients" in right.get_ylabel()
+    assert fig._suptitle.get_text() == "Temporal attention beside Integrated Gradients"
+    with pytest.raises(ValueError):
+        plots.attention_profiles(profiles[["ig"]])
+
+
+def test_variable_selection_figure(tmp_path):
+    shares = pd.DataFrame({"variable selection": [0.5, 0.1, 0.4], "ig": [0.6, 0.05, 0.35]},
+                          index=pd.Index(COLUMNS, name="channel"))
+    agreement = attention.rank_agreement(shares["variable selection"], shares["ig"], 2)
+    fig = plots.variable_selection(shares, agreement, {"x1": "driver", "x2": "distractor", "target": "target"},
+                                   path=tmp_path / "vs.png")
+    assert (tmp_path / "vs.png").stat().st_size > 0
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x1 (driver)", "x2 (distractor)", "target (target)"]
+    assert [p.get_width() for p in ax.patches] == pytest.approx([50, 10, 40, 60, 5, 35])
+    assert ax.get_xlabel() == "share of the total (%)" and ax.get_ylabel() == "input channel"
+    assert "Spearman 1.00 over 3 channels, top-2 overlap 100%" in ax.get_title()
+
+
+# ------------------------------------------------------------------ a real attention LSTM
+
+
+def test_an_attention_lstm_trained_one_epoch_gives_profiles_of_the_right_shape(row_prepared):
+    from lstmkit.config import TrainingConfig
+    from lstmkit.explain import integrated_gradients
+    from lstmkit.forecasters import ModelSpec
+    from lstmkit.forecasters.neural import NeuralForecaster
+
+    p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
+    forecaster = NeuralForecaster(ModelSpec("attention_lstm", units=4, dropout=0.0, batch_size=16),
+                                  TrainingConfig(epochs=1, verbose=0), seed=2).fit(p)
+    assert forecaster.get_tag("attention") and not forecaster.get_tag("variable_selection")
+    x, _ = p.windows("test", np.arange(6))
+    attr = integrated_gradients(forecaster, x, steps=16, features=list(p.columns))
+    truth = GroundTruth(drivers=[Driver("x", 3, 1.0, "linear")], noise_std=0.1)
+    result = attention.analyse(forecaster, x, attr, horizon_step=1, truth=truth, target="target", top_k=3)
+    assert result.time.shape == (8, 2) and list(result.time.index) == list(range(1, 9))
+    np.testing.assert_allclose(result.time.sum().to_numpy(), 1.0)
+    assert (result.time["attention"] > 0).all()  # a softmax
+    assert result.window_spearman.shape == (6,) and result.time_agreement.entries == 8
+    assert -1 <= result.time_agreement.spearman <= 1 and result.time_agreement.top_k == 3
+    assert result.variables is None and list(result.lag_scores.index) == ["x @ lag 3"]
+    plots.attention_profiles(result.time, result.time_agreement, {"x": 3})
