@@ -23,14 +23,15 @@ def space_of(**entries):
 # ------------------------------------------------------------------ defaults
 
 
-def test_default_space_tunes_seven_including_window_normalisation_and_fixes_lookback():
+def test_default_space_tunes_seven_including_window_normalisation_and_fixes_lookback_and_architecture():
     space = search_space(Config())
     assert space.names == TUNED
-    assert space.fixed == {"lookback": 48}
+    assert space.fixed == {"architecture": "lstm", "lookback": 48}
+    assert space.architectures == ("lstm",) and not space.searches_architecture
     assert space.params[1].grid() == [32, 64, 96, 128]
     assert [r["searched"] for r in space.table()] == [
         "1..2", "32..128 step 32", "0..0.3 step 0.1", "0.0003..0.01 (log scale)", "32 | 64 | 128",
-        "adam | rmsprop", "last | revin", "fixed at 48"]
+        "adam | rmsprop", "last | revin", "fixed at lstm", "fixed at 48"]
 
 
 def test_the_default_model_normalises_each_window_by_its_last_value():
@@ -39,7 +40,7 @@ def test_the_default_model_normalises_each_window_by_its_last_value():
 
 def test_fixed_values_follow_the_model_and_window_settings():
     cfg = from_dict({"window": {"lookback": 12}, "model": {"normalization": "revin"}, "tuning": {"space": {"normalization": None}}})
-    assert search_space(cfg).fixed == {"normalization": "revin", "lookback": 12}
+    assert search_space(cfg).fixed == {"architecture": "lstm", "normalization": "revin", "lookback": 12}
 
 
 # ------------------------------------------------------------------ merging user entries over the defaults
@@ -119,7 +120,8 @@ def test_exponent_notation_in_a_yaml_file_is_read_as_a_number(tmp_path):
     ({"batch_size": {"choices": []}}, "tuning.space.batch_size.choices: must be a non-empty list, got []"),
     ({"units": {"min": 200}}, "tuning.space.units: min (200) is greater than max (128)"),
     ({"unit": 64}, "tuning.space: unknown hyperparameter 'unit'; tunable are: layers, units, dropout, learning_rate, "
-                   "batch_size, optimizer, normalization, lookback"),
+                   "batch_size, optimizer, normalization, lookback, architecture, and an architecture's own settings "
+                   "as `<architecture>.<setting>` (e.g. tcn.kernel_size)"),
     ({"units": {"maximum": 64}}, "tuning.space.units: unknown key 'maximum'; use `choices`, or `min`, `max` and optional "
                                  "`step` or `log`"),
     ({"units": {"choices": [32, 64], "min": 16}}, "tuning.space.units: give either `choices` or a `min`/`max` range, not both"),
@@ -172,7 +174,8 @@ def test_a_bad_space_in_a_yaml_file_names_the_file(tmp_path):
 def test_values_lay_sampled_values_over_fixed_ones_and_round_dropout():
     space = search_space(from_dict({"model": {"units": 80}, "tuning": {"space": {"units": None}}}))
     values = space.values({"dropout": 0.30000000000000004, "layers": 2, "normalization": "last", "trial_id": "07"})
-    assert values == {"units": 80, "normalization": "last", "lookback": 48, "dropout": 0.3, "layers": 2}
+    assert values == {"architecture": "lstm", "units": 80, "normalization": "last", "lookback": 48, "dropout": 0.3,
+                      "layers": 2}
 
 
 @pytest.mark.parametrize("param,grid", [
@@ -200,7 +203,8 @@ def test_grid_without_a_grid_of_its_own_searches_the_324_common_values():
         "layers": [1, 2, 3], "units": [50, 100, 150], "dropout": [0.2, 0.3, 0.4, 0.5],
         "learning_rate": [0.001, 0.01, 0.1], "batch_size": [32, 64, 128]}
     assert space.grid_size() == 324
-    assert space.fixed == {"optimizer": cfg.model.optimizer, "normalization": cfg.model.normalization,
+    assert space.fixed == {"architecture": "lstm", "optimizer": cfg.model.optimizer,
+                           "normalization": cfg.model.normalization,
                            "lookback": cfg.window.lookback}  # the rest of the default space is not searched
     assert from_dict(cfg.to_dict()).tuning.space == cfg.tuning.space  # a saved grid run reloads as it was
 
@@ -231,3 +235,107 @@ def test_cli_config_with_a_bad_space_exits_2_with_the_message_on_stderr(capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"error: {path}: tuning.space.optimizer.choices: 'adagrad' is not one of adam, rmsprop, sgd\n"
+
+
+# ------------------------------------------------------------------ architectures and conditional settings
+
+
+def test_a_conditional_space_searches_architectures_and_their_own_settings():
+    space = space_of(architecture=["lstm", "gru", "tcn"], **{"tcn.kernel_size": [3, 5], "tcn.filters": 16})
+    assert space.names == ["architecture", *TUNED, "tcn.kernel_size"]  # architecture first: the others hang on it
+    assert space.architectures == ("lstm", "gru", "tcn") and space.searches_architecture
+    assert [p.architecture for p in space.params] == [None] * 8 + ["tcn"]
+    assert space.fixed == {"lookback": 48, "tcn.filters": 16}
+    assert [p.name for p in space.params_for("gru")] == ["architecture", *TUNED]
+    assert space.params_for("tcn")[-1].name == "tcn.kernel_size" and space.params[-1].type is int
+    rows = {r["hyperparameter"]: r["searched"] for r in space.table()}
+    assert rows["architecture"] == "lstm | gru | tcn"
+    assert rows["tcn.kernel_size"] == "3 | 5 (when architecture is tcn)"
+    assert rows["tcn.filters"] == "fixed at 16 (when architecture is tcn)"
+
+
+def test_a_trials_values_keep_only_the_settings_of_its_architecture():
+    space = space_of(architecture=["lstm", "tcn"], **{"tcn.kernel_size": [3, 5], "tcn.filters": 16})
+    gru_like = space.values({"architecture": "lstm", "units": 32, "tcn.kernel_size": 5})
+    assert gru_like["architecture"] == "lstm" and not [k for k in gru_like if k.startswith("tcn.")]
+    tcn = space.values({"architecture": "tcn", "units": 32, "tcn.kernel_size": 5})
+    assert (tcn["tcn.kernel_size"], tcn["tcn.filters"], tcn["units"]) == (5, 16, 32)
+
+
+def test_settings_of_the_fixed_architecture_need_no_architecture_entry():
+    cfg = from_dict({"model": {"architecture": "nbeats"},
+                     "tuning": {"space": {"nbeats.width": {"min": 128, "max": 512, "step": 128},
+                                          "nbeats.stacks": ["generic", "interpretable"]}}})
+    space = search_space(cfg)
+    assert space.architectures == ("nbeats",) and space.fixed["architecture"] == "nbeats"
+    stacks, width = space.params[-2:]  # (the config's keys come sorted through YAML)
+    assert (width.name, width.grid(), stacks.type, stacks.choices) == (
+        "nbeats.width", [128, 256, 384, 512], str, ("generic", "interpretable"))
+    assert "(when architecture" not in str(space.table())  # one architecture: no condition to state
+
+
+@pytest.mark.parametrize("nested", [
+    {"tcn": {"kernel_size": [3, 5]}},  # YAML written as a nested mapping
+    {"tcn.kernel_size": {"choices": [3, 5]}},
+])
+def test_nested_or_flat_settings_merge_into_flat_keys_and_reload_as_they_were(nested, tmp_path):
+    cfg = from_dict({"tuning": {"space": {"architecture": ["lstm", "tcn"], **nested}}})
+    assert cfg.tuning.space["tcn.kernel_size"] in ([3, 5], {"choices": [3, 5]}) and "tcn" not in cfg.tuning.space
+    assert merge_space(cfg.tuning.space) == cfg.tuning.space
+    cfg.save(tmp_path / "config.yaml")
+    assert search_space(load_config(tmp_path / "config.yaml")) == search_space(cfg)
+
+
+def test_a_dotted_override_reaches_an_architecture_setting():
+    cfg = from_dict({}, {"tuning.space.architecture": ["gru", "patchtst"], "tuning.space.patchtst.d_model": [16, 64]})
+    assert search_space(cfg).params[-1].choices == (16, 64) and search_space(cfg).architectures == ("gru", "patchtst")
+
+
+@pytest.mark.parametrize("entries,message", [
+    ({"tcn.kernel_sise": [3, 5]}, "tuning.space.tcn.kernel_sise: 'kernel_sise' is not a setting of tcn; its settings "
+                                  "are: filters, kernel_size, dilations"),
+    ({"tcn.kernel_size": "wide"}, "tuning.space.tcn.kernel_size: 'wide' is not an integer of at least 1"),
+    ({"tcn.kernel_size": [3, 2.5]}, "tuning.space.tcn.kernel_size.choices: 2.5 is not an integer of at least 1"),
+    ({"nbeats.stacks": ["generic", "seasonal"]},
+     "tuning.space.nbeats.stacks.choices: 'seasonal' is not one of generic, interpretable"),
+    ({"nbeats.stacks": {"min": 1, "max": 2}}, "tuning.space.nbeats.stacks: nbeats.stacks is categorical; give a list "
+                                              "of `choices`"),
+    ({"tcn.dilations": [1, 2]}, "tuning.space.tcn.dilations: model.tcn.dilations is a list setting, which cannot be "
+                                "tuned; set model.tcn.dilations instead"),
+    ({"gru.units": [4, 8]}, "tuning.space.gru.units: gru has no settings of its own; tune the common hyperparameters "
+                            "(layers, units, dropout, learning_rate, batch_size, optimizer, normalization, lookback) "
+                            "instead"),
+    ({"transformer.d_model": 16}, "tuning.space.transformer.d_model: unknown architecture 'transformer'; architectures "
+                                  "are: lstm, gru, bilstm, cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft"),
+    ({"architecture": ["lstm", "rnn"]}, "tuning.space.architecture.choices: 'rnn' is not one of lstm, gru, bilstm, "
+                                        "cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft"),
+    ({"architecture": {"min": 1, "max": 2}}, "tuning.space.architecture: architecture is categorical; give a list of "
+                                             "`choices`"),
+])
+def test_bad_architecture_settings_are_config_errors_naming_the_key(entries, message):
+    with pytest.raises(ConfigError) as err:
+        space_of(**{"architecture": ["lstm", "gru", "tcn", "nbeats"], **entries})
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("entries,message", [
+    ({"patchtst.d_model": [16, 64]}, "tuning.space.patchtst.d_model: the search trains lstm only (model.architecture), "
+                                     "not patchtst; add patchtst to tuning.space.architecture or remove this entry"),
+    ({"architecture": ["lstm", "gru"], "tcn.kernel_size": 3},
+     "tuning.space.tcn.kernel_size: the search trains lstm, gru only (tuning.space.architecture), not tcn; add tcn to "
+     "tuning.space.architecture or remove this entry"),
+])
+def test_a_setting_of_an_architecture_the_search_does_not_train_is_a_config_error(entries, message):
+    with pytest.raises(ConfigError) as err:
+        space_of(**entries)
+    assert str(err.value) == message
+
+
+def test_the_grid_of_a_conditional_space_sums_each_architectures_product():
+    cfg = from_dict({"tuning": {"strategy": "grid", "space": {
+        "architecture": ["lstm", "gru", "tcn"], "tcn.kernel_size": [3, 5, 7], "units": [4, 8], "layers": 1,
+        "dropout": 0.0, "learning_rate": 1e-3, "batch_size": 64}}})
+    assert search_space(cfg).grid_size() == 2 + 2 + 2 * 3  # not 3 x 2 x 3: tcn.kernel_size only in tcn trials
+    with pytest.raises(ConfigError, match="tuning.space.tcn.filters is a continuous range"):
+        from_dict({"tuning": {"strategy": "grid", "space": {"architecture": ["lstm", "tcn"],
+                                                            "tcn.filters": {"min": 8, "max": 32, "log": True}}}})
