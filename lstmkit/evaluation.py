@@ -357,7 +357,8 @@ def comparison_summary(metrics: dict) -> str:
         dm = m.get("dm") or {}
         what = ("beats every baseline" if not missed else "beats no baseline" if not beaten else
                 f"beats {', '.join(beaten)}; not {', '.join(missed)}")
-        p = f" (DM p = {dm['p_value']:.3g})" if "p_value" in dm else ""
+        p = (f" (against {dm['against']}: DM statistic {dm['statistic']:.2f}, p = {dm['p_value']:.3g})"
+             if "p_value" in dm else "")
         label = f"**{name}**" + (" (selected)" if name == chosen else "")
         lines.append(f"- {label}: {what}{p}.")
     return "\n".join(lines)

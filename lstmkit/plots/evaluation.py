@@ -60,12 +60,13 @@ def comparison(table: pd.DataFrame, metric: str = "mse", units: str = "scaled", 
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1.6))
     ax.barh(order.index, order[col], xerr=sd, color=[styles[n]["color"] for n in order.index], alpha=0.85,
             error_kw=dict(ecolor="0.2", capsize=3))
-    for y, value in enumerate(order[col]):
-        ax.text(value, y, f" {value:.4g}", va="center", fontsize=8)
+    for y, (value, spread) in enumerate(zip(order[col], sd)):
+        ax.text(value + spread, y, f"  {value:.4g}" + (f" ± {spread:.2g}" if spread > 0 else ""), va="center",
+                fontsize=8)
     ax.set_title(f"Test {metric.upper()} of every forecaster (error bars: standard deviation over seeds)")
     ax.set_xlabel(f"test {metric.upper()} ({label})")
     ax.set_ylabel("forecaster")
-    ax.set_xlim(0, float((order[col] + sd).max()) * 1.18 or 1.0)
+    ax.set_xlim(0, float((order[col] + sd).max()) * 1.3 or 1.0)
     return _save(fig, path)
 
 

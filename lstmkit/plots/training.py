@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 
@@ -39,21 +40,31 @@ def learning_curves_grid(histories: dict[tuple[str, int], pd.DataFrame], path=No
     names = list(dict.fromkeys(name for name, _ in histories))
     cols = min(3, len(names))
     rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.1 * rows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.4 * cols, 8), 3.2 * rows + 0.4), sharey=True, squeeze=False)
     styles = forecaster_styles(names)
+    markers = "osD^vP*X"
     for ax, name in zip(axes.flat, names):
-        for (model, seed), history in histories.items():
-            if model != name or history is None:
-                continue
-            color = styles[name]["color"]
-            ax.plot(history.index, history["val_loss"], color=color, lw=1.4, label=f"seed {seed} validation")
-            ax.plot(history.index, history["loss"], color=color, lw=0.9, ls="--", alpha=0.6)
+        runs = [(seed, h) for (model, seed), h in histories.items() if model == name and h is not None]
+        for i, (seed, history) in enumerate(runs):
+            few = len(history) <= 30
+            color, marker = styles[name]["color"], markers[i % len(markers)] if few else None
+            ax.plot(history.index, history["val_loss"], color=color, lw=1.4, marker=marker, ms=4,
+                    label=f"seed {seed}")
+            ax.plot(history.index, history["loss"], color=color, lw=0.9, ls="--", marker=marker, ms=3, alpha=0.5)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%.3g"))
+        ax.yaxis.set_minor_formatter(mticker.FormatStrFormatter("%.3g"))
+        longest = max((len(h) for _, h in runs), default=1)
+        if longest <= 15:
+            ax.set_xticks(range(1, longest + 1))
+        else:
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        ax.set_xlim(0.5, longest + 0.5)
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("MSE (scaled, log scale)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title="validation (solid)", title_fontsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    fig.suptitle("Learning curves of every model (solid: validation, dashed: training)")
+    fig.suptitle("Learning curves of every model and seed\n(solid: validation loss, dashed: training loss)")
     return _save(fig, path)
