@@ -301,9 +301,15 @@ def time_summary(analysis: AttentionAnalysis, unit: str = "steps") -> str:
     """A few sentences (Markdown): where the attention looks, how its ranking of lags agrees with IG's, and, with a
     ground truth, how each ranks the planted lags."""
     t, a = analysis.time, analysis.time_agreement
-    top_att, top_ig = int(t[ATTENTION].idxmax()), int(t[IG].idxmax())
-    text = (f"The attention puts {t[ATTENTION].max():.0%} of its weight on lag {top_att} ({unit}), IG "
-            f"{t[IG].max():.0%} of its attribution on lag {top_ig}. Over lags the two have {_agreement_words(a, 'lag')}.")
+    top_att, top_ig, even = int(t[ATTENTION].idxmax()), int(t[IG].idxmax()), 1.0 / len(t)
+    if t[ATTENTION].max() < 1.5 * even:
+        text = (f"The attention is spread almost evenly over the look-back window: its mean weights range from "
+                f"{t[ATTENTION].min():.1%} to {t[ATTENTION].max():.1%} (lag {top_att}), against an even {even:.1%} per "
+                f"lag, while IG puts {t[IG].max():.0%} of its attribution on lag {top_ig} ({unit}).")
+    else:
+        text = (f"The attention puts {t[ATTENTION].max():.0%} of its weight on lag {top_att} ({unit}), IG "
+                f"{t[IG].max():.0%} of its attribution on lag {top_ig}.")
+    text += f" Over lags the two have {_agreement_words(a, 'lag')}."
     finite = analysis.window_spearman[np.isfinite(analysis.window_spearman)]
     if finite.size:
         text += (f" Window by window the correlation has a median of {np.median(finite):.2f} "

@@ -160,6 +160,7 @@ def test_analyse_an_attention_forecaster_whose_weights_follow_ig():
     assert summary["time_agreement"]["spearman"] == pytest.approx(1.0) and "variables" not in summary
     assert summary["planted_lags"][0]["pair"] == "x1 @ lag 3"
     text = attention.time_summary(result, "hours")
+    assert "puts 45% of its weight on lag 1 (hours), IG 45% of its attribution on lag 1." in text
     assert "Spearman rank correlation of 1.00 over the 6 lags" in text and "share 3 of their 3" in text
     assert "planted `x1 @ lag 3` the attention ranks the lag 2nd of 6" in text
     assert "weighs time steps but not input channels" in attention.variable_summary(result)
@@ -173,6 +174,11 @@ def test_analyse_a_variable_selecting_forecaster_against_the_drivers():
                                target="target", top_k=1)
     assert result.time_agreement.first == [6] and result.time_agreement.second == [1]  # reversed: lag 6 vs lag 1
     assert result.time_agreement.overlap == 0.0
+    assert attention.time_summary(result).startswith("The attention puts 50% of its weight on lag 6 (steps), IG 50% "
+                                                     "of its attribution on lag 1.")
+    flat = attention.analyse(StubAttention(np.full(LOOKBACK, 1 / LOOKBACK)), windows(), attribution(mass))
+    assert attention.time_summary(flat).startswith("The attention is spread almost evenly over the look-back window: "
+                                                   "its mean weights range from 16.7% to 16.7%")
     np.testing.assert_allclose(result.variables["variable selection"], [0.6, 0.1, 0.3])
     np.testing.assert_allclose(result.variables["ig"], [0.5, 1 / 6, 1 / 3])
     assert result.variable_agreement.spearman == pytest.approx(1.0)
@@ -223,7 +229,8 @@ def test_attention_profiles_figure(tmp_path):
     assert left.get_xlabel() == "lag (hours before the explained target)" and "%" in left.get_ylabel()
     np.testing.assert_allclose(left.lines[0].get_ydata(), profiles["attention"] * 100)
     assert [line.get_xdata()[0] for line in left.lines if line.get_linestyle() == "--"] == [6, 12]
-    assert [t.get_text() for t in left.get_legend().get_texts()] == ["attention weight", "Integrated Gradients"]
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["attention weight", "Integrated Gradients",
+                                                                    "planted lag"]
     assert f"Spearman {agreement.spearman:.2f} over 24 lags" in right.get_title()
     assert "rank by attention weight" in right.get_xlabel() and "rank by Integrated Gradients" in right.get_ylabel()
     assert fig._suptitle.get_text() == "Temporal attention beside Integrated Gradients"

@@ -273,41 +273,43 @@ def attention_profiles(profiles: pd.DataFrame, agreement=None, true_lags: dict |
     if profiles.empty or profiles.shape[1] != 2:
         raise ValueError("attention_profiles needs two profiles (columns) over at least one lag")
     data = profiles.sort_index().astype(float)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [2.2, 1]})
     for column in data.columns:
         left.plot(data.index, data[column] * 100, marker=".", color=METHOD_COLORS.get(column),
                   label=METHOD_LABELS.get(column, str(column)))
-    for feature, lag in (true_lags or {}).items():
-        left.axvline(lag, color="0.3", ls="--", lw=1)
-        left.annotate(f"{feature} (planted)", (lag, 1.0), xycoords=("data", "axes fraction"), rotation=90, ha="right",
-                      va="top", fontsize=8, color="0.3")
-    values = data.to_numpy().ravel()
-    positive = values[values > 0]
-    log = positive.size > 0 and positive.max() > 50 * np.median(positive)  # one dominant lag would flatten the rest
+    for i, (feature, lag) in enumerate((true_lags or {}).items()):
+        left.axvline(lag, color="0.3", ls="--", lw=1, label="planted lag" if i == 0 else None)
+        left.annotate(str(feature), (lag, 0.98), xycoords=("data", "axes fraction"), ha="left", va="top",
+                      xytext=(3, 0), textcoords="offset points", fontsize=8, color="0.3")
+
+    def dominated(column: pd.Series) -> bool:  # one lag far above the rest would flatten every other lag
+        positive = column[column > 0]
+        return len(positive) > 1 and positive.max() > 10 * positive.median()
+
+    log = any(dominated(data[c]) for c in data.columns)
     if log:
         left.set_yscale("log")
     left.set_xlabel(f"lag ({unit} before the explained target)")
     left.set_ylabel("share of the total (%" + (", log scale)" if log else ")"))
-    left.set_title("Where the attention looks and where IG finds attribution (mean over the explained windows)"
-                   + (" (dashed: planted lags)" if true_lags else ""), fontsize=10)
-    left.legend(title="method", fontsize=8)
+    left.set_title("Weight by lag, mean over the explained windows", fontsize=10)
+    left.legend(fontsize=8, loc="best")
     first, second = data.columns
     ranks = data.rank(ascending=False, method="average")
+    n = len(data)
+    right.plot([1, n], [1, n], color="k", lw=0.8)
     right.scatter(ranks[first], ranks[second], s=18, color="tab:gray")
     for feature, lag in (true_lags or {}).items():
         if lag in ranks.index:
-            right.scatter([ranks.loc[lag, first]], [ranks.loc[lag, second]], s=60, facecolors="none",
-                          edgecolors="tab:red", zorder=5)
-            right.annotate(f"{feature} @ {lag}", (ranks.loc[lag, first], ranks.loc[lag, second]), fontsize=8,
-                           xytext=(4, 4), textcoords="offset points", color="tab:red")
-    n = len(data)
-    right.plot([1, n], [1, n], color="k", lw=0.8, label="same rank")
+            x, y = ranks.loc[lag, first], ranks.loc[lag, second]
+            right.scatter([x], [y], s=60, facecolors="none", edgecolors="tab:red", zorder=5)
+            right.annotate(f"{feature} @ lag {lag}", (x, y), fontsize=8, color="tab:red", textcoords="offset points",
+                           xytext=(-5 if x <= n / 2 else 5, -8 if y > n / 2 else 5),  # towards the middle: the
+                           ha="right" if x <= n / 2 else "left")                      # axes are reversed
     right.set_xlim(n + 0.5, 0.5)  # rank 1 (most weight) at the right and the top
     right.set_ylim(n + 0.5, 0.5)
     right.set_xlabel(f"rank by {METHOD_LABELS.get(first, first)} (1 = most)")
     right.set_ylabel(f"rank by {METHOD_LABELS.get(second, second)} (1 = most)")
-    right.set_title(_agreement_title(agreement, "lag"), fontsize=10)
-    right.legend(fontsize=8, loc="lower right")
+    right.set_title(_agreement_title(agreement, "lag") + "\n(line: same rank by both)", fontsize=10)
     fig.suptitle("Temporal attention beside Integrated Gradients")
     return _save(fig, path)
 
