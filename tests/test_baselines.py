@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstmkit.evaluation import AutoRegressive, LinearWindow
+from lstmkit.forecasters.baselines import AutoRegressive, LinearWindow, Persistence
 
 
 def test_nlinear_is_immune_to_a_level_shift_that_breaks_plain_ridge(row_prepared):
@@ -15,8 +15,8 @@ def test_nlinear_is_immune_to_a_level_shift_that_breaks_plain_ridge(row_prepared
     walk[200:] += 50.0
     p = row_prepared(n=300, train=150, val=50, lookback=6, horizon=2, target_values=walk)
     _, y = p.arrays("test")
-    nlinear = LinearWindow([0.1, 1.0, 10.0], last_value=True).fit(p).predict(p, "test")
-    plain = LinearWindow([0.1, 1.0, 10.0]).fit(p).predict(p, "test")
+    nlinear = LinearWindow([0.1, 1.0, 10.0], last_value=True).fit(p).predict_split(p, "test")
+    plain = LinearWindow([0.1, 1.0, 10.0]).fit(p).predict_split(p, "test")
     persistence_mse = np.mean((y - p.arrays("test")[0][:, -1:, 1]) ** 2)
     assert np.mean((y - nlinear) ** 2) < 1.2 * persistence_mse  # as good as the last value on a random walk
     assert np.mean((y - plain) ** 2) > 5 * np.mean((y - nlinear) ** 2)
@@ -24,7 +24,7 @@ def test_nlinear_is_immune_to_a_level_shift_that_breaks_plain_ridge(row_prepared
 
 def test_nlinear_adds_the_last_target_value_back(row_prepared):
     p = row_prepared(n=120, train=70, val=25, lookback=5, horizon=3)  # target = row number: a perfect ramp
-    forecast = LinearWindow([1e-6], last_value=True).fit(p).predict(p, "test")
+    forecast = LinearWindow([1e-6], last_value=True).fit(p).predict_split(p, "test")
     np.testing.assert_allclose(forecast, p.target_rows("test"), atol=1e-3)
 
 
@@ -37,7 +37,7 @@ def test_autoreg_recovers_an_ar2_process_and_rolls_its_forecasts(row_prepared):
     ar = AutoRegressive(max_lag=10).fit(p)
     assert ar.lags_ == 2
     np.testing.assert_allclose(ar.params_, [0.3, 0.6, -0.2], atol=0.03)
-    f = ar.predict(p, "test")
+    f = ar.predict_split(p, "test")
     x, _ = p.arrays("test")
     c, a1, a2 = ar.params_
     one = c + a1 * x[:, -1, 1] + a2 * x[:, -2, 1]     # iterated by hand from each window's own past
@@ -61,7 +61,6 @@ def test_ett_protocol_reproduces_the_literature_persistence_figures(horizon, mse
     from lstmkit.config import load_config
     from lstmkit.data import load_series
     from lstmkit.datasets import dataset_path
-    from lstmkit.evaluation import Persistence
     from lstmkit.pipeline import project_root
     from lstmkit.preprocessing import prepare
 
@@ -69,7 +68,7 @@ def test_ett_protocol_reproduces_the_literature_persistence_figures(horizon, mse
                                                                "window.horizon": horizon})
     p = prepare(load_series(cfg).frame, cfg)
     _, y = p.arrays("test")
-    f = Persistence().predict(p, "test")
+    f = Persistence().fit(p).predict_split(p, "test")
     assert len(y) == windows
     assert np.mean((y - f) ** 2) == pytest.approx(mse, abs=5e-5)
     assert np.mean(np.abs(y - f)) == pytest.approx(mae, abs=5e-5)
@@ -81,3 +80,19 @@ def test_ett_protocol_reproduces_the_literature_persistence_figures(horizon, mse
         repeat = p7.scaled[p7.origins("test")][:, None, :]
         assert np.mean((actual - repeat) ** 2) == pytest.approx(0.4317, abs=5e-5)
         assert np.mean(np.abs(actual - repeat)) == pytest.approx(0.4216, abs=5e-5)
+
+
+def test_every_baseline_saves_and_loads_behind_the_contract(row_prepared, tmp_path):
+    from lstmkit.config import from_dict
+    from lstmkit.forecasters import load
+    from lstmkit.forecasters.baselines import baselines
+
+    rng = np.random.default_rng(4)
+    p = row_prepared(n=300, train=200, val=50, lookback=8, horizon=3, target_values=rng.normal(size=300).cumsum())
+    for b in baselines(from_dict({"evaluation": {"seasonal_period": 4}})):
+        b.fit(p)
+        back = load(b.save(tmp_path / b.name))
+        np.testing.assert_array_equal(back.predict_split(p, "test"), b.predict_split(p, "test"))
+        summary = b.summary()
+        assert summary["name"] == b.name and not summary["tags"]["neural"] and summary["parameters"] >= 0
+    assert LinearWindow([1.0]).fit(p).parameter_count() == 8 * 2 * 3 + 3  # coefficients (inputs x horizon) + intercept

@@ -7,8 +7,8 @@ Baseline tests use the row-encoded toy series of conftest (target value = row nu
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,18 +18,26 @@ from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error,
 
 from lstmkit.config import from_dict
 from lstmkit.evaluation import (
-    METRICS,
-    LinearWindow,
-    Persistence,
-    SeasonalNaive,
-    baselines,
+    comparison_display,
+    comparison_summary,
+    comparison_table,
+    ensemble_members,
     evaluate,
+    headline,
     load_evaluation,
+    metrics_table,
+    residual_frame,
+    save_evaluation,
+)
+from lstmkit.forecasters import Forecaster
+from lstmkit.forecasters.baselines import LinearWindow, Persistence, SeasonalNaive, baselines
+from lstmkit.metrics import (
+    METRICS,
+    diebold_mariano,
     mase_scale,
     metric_report,
     metrics,
-    residual_frame,
-    save_evaluation,
+    newey_west_variance,
     smape,
 )
 from lstmkit.preprocessing import prepare
@@ -156,7 +164,7 @@ def test_metric_report_mape_per_horizon_in_original_units(report, linear_prepare
 
 def test_persistence_repeats_the_origin_value(row_prepared):
     p = row_prepared(lookback=8, horizon=3)
-    pred = Persistence().predict(p, "test")
+    pred = Persistence().fit(p).predict_split(p, "test")
     assert pred.shape == (18, 3)
     np.testing.assert_array_equal(pred[0], [79, 79, 79])
     np.testing.assert_array_equal(pred[-1], [96, 96, 96])
@@ -166,12 +174,12 @@ def test_persistence_repeats_the_origin_value(row_prepared):
 def test_persistence_error_on_a_unit_slope_is_the_step(row_prepared):
     p = row_prepared(lookback=8, horizon=3)
     _, y = p.arrays("val")
-    np.testing.assert_array_equal(y - Persistence().predict(p, "val"), np.tile([1, 2, 3], (18, 1)))
+    np.testing.assert_array_equal(y - Persistence().fit(p).predict_split(p, "val"), np.tile([1, 2, 3], (18, 1)))
 
 
 def test_seasonal_naive_horizon_longer_than_period(row_prepared):
     p = row_prepared(lookback=8, horizon=6)
-    pred = SeasonalNaive(period=4).predict(p, "test")
+    pred = SeasonalNaive(period=4).fit(p).predict_split(p, "test")
     # origin 79, steps 1..6 -> same phase rows 76, 77, 78, 79, then 76, 77 again (two seasons back is not needed)
     np.testing.assert_array_equal(pred[0], [76, 77, 78, 79, 76, 77])
     np.testing.assert_array_equal(pred[-1], [90, 91, 92, 93, 90, 91])
@@ -180,7 +188,7 @@ def test_seasonal_naive_horizon_longer_than_period(row_prepared):
 
 def test_seasonal_naive_period_longer_than_lookback(row_prepared):
     p = row_prepared(lookback=8, horizon=3)
-    pred = SeasonalNaive(period=12).predict(p, "test")
+    pred = SeasonalNaive(period=12).fit(p).predict_split(p, "test")
     np.testing.assert_array_equal(pred[0], [68, 69, 70])  # before the window's first input row 72
     np.testing.assert_array_equal(pred[:, 0], np.arange(79, 97) - 11)
 
@@ -188,12 +196,12 @@ def test_seasonal_naive_period_longer_than_lookback(row_prepared):
 def test_seasonal_naive_reaching_before_the_series_raises(row_prepared):
     p = row_prepared(lookback=8, horizon=3)
     with pytest.raises(ValueError, match="reaches before the first row"):
-        SeasonalNaive(period=12).predict(p, "train")  # origin 7 + 1 - 12 < 0
+        SeasonalNaive(period=12).fit(p).predict_split(p, "train")  # origin 7 + 1 - 12 < 0
 
 
 def test_seasonal_naive_never_uses_rows_after_the_origin(row_prepared):
     p = row_prepared(lookback=8, horizon=10)
-    pred = SeasonalNaive(period=3).predict(p, "test")
+    pred = SeasonalNaive(period=3).fit(p).predict_split(p, "test")
     origins = p.origins("test")[:, None]
     assert (pred <= origins).all() and (pred > origins - 3).all()
     np.testing.assert_array_equal(pred % 3, (p.target_rows("test")) % 3)  # same phase as the target row
@@ -202,8 +210,8 @@ def test_seasonal_naive_never_uses_rows_after_the_origin(row_prepared):
 def test_seasonal_naive_is_exact_on_a_periodic_series(row_prepared):
     p = row_prepared(lookback=8, horizon=6, target_values=np.arange(100) % 24 * 1.5)
     _, y = p.arrays("test")
-    np.testing.assert_array_equal(SeasonalNaive(period=24).predict(p, "test"), y)
-    assert np.abs(SeasonalNaive(period=23).predict(p, "test") - y).max() > 1
+    np.testing.assert_array_equal(SeasonalNaive(period=24).fit(p).predict_split(p, "test"), y)
+    assert np.abs(SeasonalNaive(period=23).fit(p).predict_split(p, "test") - y).max() > 1
 
 
 def sinusoid_prepared(row_prepared):
@@ -218,7 +226,7 @@ def test_linear_window_recovers_an_exact_linear_relation(row_prepared):
     p = sinusoid_prepared(row_prepared)
     model = LinearWindow(alphas=[1e-6, 1e-2, 1.0, 100.0]).fit(p)
     _, y = p.arrays("test")
-    pred = model.predict(p, "test")
+    pred = model.predict_split(p, "test")
     assert pred.shape == y.shape
     assert np.sqrt(np.mean((pred - y) ** 2)) < 1e-3 * y.std()
     assert model.alpha_ == 1e-6
@@ -243,7 +251,7 @@ def test_linear_window_picks_alpha_on_validation(row_prepared):
     assert model.alpha_ == min(val_mse, key=val_mse.get)
     assert model.alpha_ > min(alphas)  # pure noise: shrinkage wins, so the choice really comes from validation
     xs, _ = manual_windows(p, range(129, 198))
-    np.testing.assert_allclose(model.predict(p, "test"), Ridge(alpha=model.alpha_).fit(xt, yt).predict(xs), rtol=1e-6)
+    np.testing.assert_allclose(model.predict_split(p, "test"), Ridge(alpha=model.alpha_).fit(xt, yt).predict(xs), rtol=1e-6)
 
 
 def test_baselines_follow_the_config():
@@ -254,32 +262,106 @@ def test_baselines_follow_the_config():
     assert baselines(cfg)[3].last_value and not baselines(cfg)[2].last_value and baselines(cfg)[4].max_lag == 24
 
 
+# ------------------------------------------------------------------ Diebold-Mariano
+
+
+def test_diebold_mariano_hand_computed_one_step():
+    # d = e1^2 - e2^2 = 0, 3, 8, 15: mean 6.5, deviations -6.5, -3.5, 1.5, 8.5 -> gamma0 = 129/4 = 32.25;
+    # DM = 6.5 / sqrt(32.25 / 4) = 2.28916; HLN factor sqrt((n + 1 - 2h + h(h-1)/n) / n) = sqrt(3/4)
+    result = diebold_mariano(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4), horizon=1)
+    assert result["statistic"] == pytest.approx(2.28916 * np.sqrt(0.75), rel=1e-5)
+    assert result["statistic"] == pytest.approx(1.98247, rel=1e-5)
+    assert result["mean_difference"] == pytest.approx(6.5) and result["n"] == 4
+    from scipy import stats
+
+    assert result["p_value"] == pytest.approx(2 * stats.t.sf(1.98247, df=3), rel=1e-4)
+    assert 0.1 < result["p_value"] < 0.2  # four points: not significant at 5%
+
+
+def test_newey_west_variance_hand_computed():
+    d = np.array([1.0, -1.0, 2.0, 0.0])  # mean 0.5; deviations 0.5, -1.5, 1.5, -0.5
+    gamma0 = (0.25 + 2.25 + 2.25 + 0.25) / 4
+    gamma1 = (0.5 * -1.5 + -1.5 * 1.5 + 1.5 * -0.5) / 4
+    assert newey_west_variance(d, 0) == pytest.approx(gamma0)
+    assert newey_west_variance(d, 1) == pytest.approx(gamma0 + 2 * 0.5 * gamma1)  # Bartlett weight 1 - 1/2
+
+
+def test_diebold_mariano_matches_statsmodels_hac_mean_test():
+    """Multi-step: the mean loss differential over its Newey-West (Bartlett, h-1 lags) standard error, as an OLS on
+    a constant with HAC covariance computes it, times the HLN factor."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(0)
+    n, h = 300, 4
+    e1 = rng.normal(size=(n, h)).cumsum(axis=1) * 0.9  # errors correlated across steps, as multi-step ones are
+    e2 = rng.normal(size=(n, h)).cumsum(axis=1)
+    d = (e1**2).mean(axis=1) - (e2**2).mean(axis=1)
+    fit = sm.OLS(d, np.ones(n)).fit(cov_type="HAC", cov_kwds={"maxlags": h - 1, "use_correction": False})
+    expected = fit.params[0] / fit.bse[0] * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    result = diebold_mariano(e1, e2, horizon=h)
+    assert result["statistic"] == pytest.approx(expected, rel=1e-10)
+    assert result["statistic"] < 0  # the first forecast's errors are smaller
+    swapped = diebold_mariano(e2, e1, horizon=h)
+    assert swapped["statistic"] == pytest.approx(-result["statistic"]) and swapped["p_value"] == pytest.approx(result["p_value"])
+
+
+def test_diebold_mariano_edge_cases():
+    e = np.random.default_rng(1).normal(size=(20, 3))
+    same = diebold_mariano(e, e.copy(), horizon=3)
+    assert same["statistic"] == 0 and same["p_value"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="different shapes"):
+        diebold_mariano(e, e[:10], horizon=3)
+    rng = np.random.default_rng(2)  # clearly better forecasts over many windows: a tiny p-value
+    y = rng.normal(size=500)
+    assert diebold_mariano(y - (y + 0.1 * rng.normal(size=500)), y - rng.normal(size=500), 1)["p_value"] < 1e-6
+
+
 # ------------------------------------------------------------------ the evaluation stage
 
 
-def persistence_keras_model(lookback: int, channels: int, horizon: int, target_index: int) -> keras.Model:
-    """A Keras 'model' that forecasts the last observed target for every step (persistence)."""
-    inputs = keras.Input((lookback, channels))
-    last = keras.layers.Lambda(lambda x: x[:, -1, target_index:target_index + 1])(inputs)
-    outputs = keras.layers.Lambda(lambda v: keras.ops.repeat(v, horizon, axis=1))(last)
-    return keras.Model(inputs, outputs)
+@dataclass
+class Offset(Forecaster):
+    """Test forecaster: the last observed target plus a constant, with a given validation loss and seed."""
+
+    offset: float = 0.0
+    name: str = "offset"
+    seed: int = 0
+    val: float = 0.0
+
+    def _fit(self, prepared) -> None:
+        self.val_loss_ = self.val
+
+    def _predict(self, windows: np.ndarray) -> np.ndarray:
+        return np.repeat(windows[:, -1, self.target_index_].astype(float)[:, None] + self.offset, self.horizon_, axis=1)
 
 
 @pytest.fixture(scope="module")
-def evaluation(row_prepared):
+def toy(row_prepared):
     p = row_prepared(lookback=8, horizon=3, feature_values=np.sin(np.arange(100)))
     cfg = from_dict({"window": {"lookback": 8, "horizon": 3}, "evaluation": {"seasonal_period": 4}})
+    return p, cfg
+
+
+def quiet_evaluate(*args, **kwargs):
     with warnings.catch_warnings():  # a unit-slope series makes the linear baseline's windows collinear (by design)
         warnings.simplefilter("ignore", LinAlgWarning)
-        return evaluate(persistence_keras_model(8, 2, 3, 1), p, cfg, noise_std=0.5), p
+        return evaluate(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def evaluation(toy):
+    p, cfg = toy
+    return quiet_evaluate(Offset(name="model").fit(p), p, cfg, noise_std=0.5), p
 
 
 def test_evaluate_scores_model_and_baselines_on_the_same_windows(evaluation):
     ev, p = evaluation
-    assert list(ev.forecasts) == ["lstm", "persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
+    assert list(ev.forecasts) == ["model", "persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
     np.testing.assert_array_equal(ev.actual, p.arrays("test")[1])
-    np.testing.assert_allclose(ev.forecasts["lstm"], ev.forecasts["persistence"])
+    np.testing.assert_allclose(ev.forecasts["model"], ev.forecasts["persistence"])
     assert ev.metrics["model"]["original"] == pytest.approx(ev.metrics["baselines"]["persistence"]["original"])
+    assert ev.metrics["models"]["model"]["original"] == pytest.approx(ev.metrics["model"]["original"])
+    assert ev.metrics["meta"]["selected"]["model"] == "model" and "ensemble" not in ev.metrics["models"]
 
 
 def test_a_one_step_horizon_gives_every_forecaster_one_column():
@@ -289,26 +371,23 @@ def test_a_one_step_horizon_gives_every_forecaster_one_column():
     frame, _ = make_synthetic(600, 0.3, seed=2)
     cfg = from_dict({"window": {"lookback": 12, "horizon": 1}})
     p = prepare(frame, cfg)
-    ev = evaluate(persistence_keras_model(12, 4, 1, 3), p, cfg)
+    ev = evaluate(Offset(name="model").fit(p), p, cfg)
     n = p.n_windows("test")
     assert {name: f.shape for name, f in ev.forecasts.items()} == {name: (n, 1) for name in ev.forecasts}
     assert ev.metrics["baselines"]["linear"]["scaled"]["rmse"] < ev.metrics["baselines"]["persistence"]["scaled"]["rmse"]
 
 
 def test_train_val_fit_refits_the_baselines_with_their_validated_choices():
-    from sklearn.linear_model import Ridge
-
     from lstmkit.data import make_synthetic
-    from lstmkit.preprocessing import prepare
 
     frame, _ = make_synthetic(600, 0.3, seed=2)
     values = {"data": {"features": ["x1"]}, "window": {"lookback": 12, "horizon": 3}}
     plain, refit = from_dict(values), from_dict(values, {"training.fit_on": "train+val"})
     p = prepare(frame[["x1", "target"]], plain)
-    model = persistence_keras_model(12, 2, 3, 1)
+    model = Offset(name="model").fit(p)
     a, b = evaluate(model, p, plain), evaluate(model, p, refit)
     assert (a.metrics["meta"]["fit_on"], b.metrics["meta"]["fit_on"]) == ("train", "train+val")
-    for name in ("lstm", "persistence", "seasonal_naive"):  # nothing to refit
+    for name in ("model", "persistence", "seasonal_naive"):  # nothing to refit
         np.testing.assert_array_equal(a.forecasts[name], b.forecasts[name])
     for name in ("linear", "nlinear", "autoreg"):
         assert not np.allclose(a.forecasts[name], b.forecasts[name])
@@ -330,16 +409,19 @@ def test_evaluate_meta(evaluation):
     # persistence on a unit slope: errors 1, 2, 3 -> rmse sqrt(14/3)
     assert meta["rmse_to_noise_floor"] == pytest.approx(np.sqrt(14 / 3) / 0.5)
     assert meta["linear_alpha"] in baselines(from_dict({}))[2].alphas
+    baseline_mse = {k: v["scaled"]["mse"] for k, v in ev.metrics["baselines"].items()}
+    assert meta["best_baseline"] == min(baseline_mse, key=baseline_mse.get) and meta["best_on_test"] == "model"
+    assert meta["best_baseline"] in ("linear", "nlinear")  # both exact on a unit slope
 
 
 def test_evaluation_tables(evaluation):
     ev, _ = evaluation
     table = ev.table()
-    assert list(table.index) == ["lstm", "persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
+    assert list(table.index) == ["model", "persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
     assert list(table.columns) == list(METRICS)
     per = ev.per_horizon("mae")
     assert list(per.index) == [1, 2, 3]
-    np.testing.assert_allclose(per["lstm"], [1, 2, 3])
+    np.testing.assert_allclose(per["model"], [1, 2, 3])
     np.testing.assert_allclose(per["seasonal_naive"], [4, 4, 4])  # one period back on a unit slope: always 4 off
 
 
@@ -354,6 +436,7 @@ def test_residual_frame_indexes_by_target_time(evaluation):
     assert res.index[0] == p.index[81]
     np.testing.assert_allclose(res["residual"], 2.0)
     np.testing.assert_allclose(res["actual"], np.arange(81, 99))
+    np.testing.assert_allclose(residual_frame(ev, p, step=1, name="seasonal_naive")["residual"], 4.0)
 
 
 def test_save_and_load_evaluation_round_trip(evaluation, tmp_path):
@@ -363,8 +446,132 @@ def test_save_and_load_evaluation_round_trip(evaluation, tmp_path):
     save_evaluation(ev, run)
     back = load_evaluation(run)
     assert back.metrics == ev.metrics
-    assert set(back.forecasts) == set(ev.forecasts)
+    assert list(back.forecasts) == list(ev.forecasts)
     for name in ev.forecasts:
         np.testing.assert_array_equal(back.forecasts[name], ev.forecasts[name])
     np.testing.assert_array_equal(back.actual, ev.actual)
+    np.testing.assert_array_equal(back.selected, ev.selected)
     assert sorted(p.name for p in run.metrics_file.parent.iterdir()) == ["metrics.json", "predictions.npz"]
+
+
+# ------------------------------------------------------------------ several models and seeds, the ensemble
+
+
+@pytest.fixture(scope="module")
+def compared(toy):
+    """Two models of two seeds each on the unit-slope series (persistence errors 1, 2, 3 per step):
+    a = last + 1 (errors 0, 1, 2) and last + 2 (-1, 0, 1), validation 0.1 and 0.2: the best on validation;
+    b = last + 3 (-2, -1, 0) and last + 2.5, validation 0.3 and 0.25; c = last (persistence), validation 0.9."""
+    p, cfg = toy
+    models = {"a": [Offset(1.0, "a", 7, 0.1).fit(p), Offset(2.0, "a", 8, 0.2).fit(p)],
+              "b": [Offset(3.0, "b", 7, 0.3).fit(p), Offset(2.5, "b", 8, 0.25).fit(p)],
+              "c": [Offset(0.0, "c", 7, 0.9).fit(p)]}
+    return quiet_evaluate(models, p, cfg), models
+
+
+def test_models_report_means_and_sd_over_seeds(compared):
+    ev, _ = compared
+    a = ev.metrics["models"]["a"]
+    assert a["seeds"] == [7, 8] and a["val_loss"] == pytest.approx(0.15) and a["parameters"] == 0
+    # MAE per seed: (0 + 1 + 2) / 3 = 1 and (1 + 0 + 1) / 3 = 2/3; MSE: 5/3 and 2/3
+    assert a["scaled"]["mae"] == pytest.approx((1 + 2 / 3) / 2)
+    assert a["scaled"]["mse"] == pytest.approx((5 / 3 + 2 / 3) / 2)
+    assert a["sd"]["scaled"]["mae"] == pytest.approx(np.std([1, 2 / 3], ddof=1))
+    assert a["sd"]["original"]["mse"] == pytest.approx(np.std([5 / 3, 2 / 3], ddof=1))
+    np.testing.assert_allclose(a["per_horizon"]["scaled"]["mae"], [0.5, 0.5, 1.5])  # steps: |0|,|-1| ; |1|,|0| ; |2|,|1|
+    assert ev.metrics["models"]["c"]["sd"] is None  # one seed: no spread
+    np.testing.assert_allclose(ev.forecasts["a"] - ev.forecasts["c"], 1.5)  # the forecast kept: the mean over seeds
+
+
+def test_selection_is_by_validation_not_test(compared):
+    ev, _ = compared
+    meta = ev.metrics["meta"]
+    # a has the lowest mean validation loss (0.15): a is selected, with its best seed (7, validation 0.1)
+    mse = {k: v["scaled"]["mse"] for k, v in ev.metrics["models"].items()}
+    assert meta["selected"] == {"model": "a", "seed": 7, "criterion": "validation loss"}
+    assert meta["best_on_test"] == min(mse, key=mse.get)
+    assert ev.selected_name == "a"
+    # `model` is the selected forecaster itself (seed 7: last + 1), not the mean over a's seeds
+    assert ev.metrics["model"]["scaled"]["mae"] == pytest.approx(1.0)
+    np.testing.assert_allclose(ev.selected - ev.forecasts["c"], 1.0)
+
+
+def test_selection_ignores_a_better_test_score(toy):
+    """A model with the best test error but a worse validation loss is not selected; the table says it did best."""
+    p, cfg = toy
+    models = {"val_best": [Offset(3.0, "val_best", 1, 0.1).fit(p)],     # errors -2, -1, 0: test MSE 5/3
+              "test_best": [Offset(1.5, "test_best", 1, 0.5).fit(p)]}  # errors -0.5, 0.5, 1.5: test MSE 11/12
+    ev = quiet_evaluate(models, p, from_dict(cfg.to_dict(), {"compare.ensemble": "none"}))
+    meta = ev.metrics["meta"]
+    assert meta["selected"]["model"] == "val_best" and meta["best_on_test"] == "test_best"
+    assert ev.metrics["models"]["test_best"]["scaled"]["mse"] == pytest.approx(11 / 12)
+    text = comparison_summary(ev.metrics)
+    assert "selected model** is **val_best**" in text and "best on test (lowest test MSE) is **test_best**" in text
+    assert "may differ" in text
+
+
+def test_the_ensemble_averages_the_models(compared, toy):
+    ev, models = compared
+    ensemble = ev.metrics["models"]["ensemble"]
+    assert ensemble["members"] == ["a", "b", "c"] and ensemble["how"] == "mean"
+    np.testing.assert_allclose(ev.forecasts["ensemble"] - ev.forecasts["c"], (1.5 + 2.75 + 0.0) / 3)
+    assert ensemble["sd"] is None and ensemble["parameters"] == 0
+    assert list(ev.forecasts)[:4] == ["a", "b", "c", "ensemble"] and "ensemble" in ev.table().index
+    p, cfg = toy
+    top = quiet_evaluate(models, p, from_dict(cfg.to_dict(), {"compare.ensemble": "top_k", "compare.top_k": 2}))
+    assert top.metrics["models"]["ensemble"]["members"] == ["a", "b"]  # validation 0.15 and 0.275; c's 0.9 is left out
+    np.testing.assert_allclose(top.forecasts["ensemble"] - top.forecasts["c"], (1.5 + 2.75) / 2)
+    none = quiet_evaluate(models, p, from_dict(cfg.to_dict(), {"compare.ensemble": "none"}))
+    assert "ensemble" not in none.metrics["models"] and "ensemble" not in none.forecasts
+    single = quiet_evaluate({"a": models["a"]}, p, cfg)
+    assert "ensemble" not in single.metrics["models"]  # fewer than two models: no ensemble
+
+
+def test_ensemble_members():
+    losses = {"x": 0.3, "y": 0.1, "z": 0.2}
+    assert ensemble_members(losses, "mean", 3) == ["x", "y", "z"]
+    assert ensemble_members(losses, "top_k", 2) == ["y", "z"]
+    assert ensemble_members(losses, "top_k", 1) == []  # an ensemble of one is not an ensemble
+    assert ensemble_members(losses, "none", 3) == [] and ensemble_members({"x": 0.1}, "mean", 3) == []
+
+
+def test_diebold_mariano_against_the_best_baseline(compared):
+    ev, _ = compared
+    best = ev.metrics["meta"]["best_baseline"]
+    assert best in ("linear", "nlinear")  # exact on a unit slope
+    for name in ("a", "b", "c", "ensemble"):
+        dm = ev.metrics["models"][name]["dm"]
+        assert dm["against"] == best and dm["statistic"] > 0 and 0 <= dm["p_value"] <= 1
+        expected = diebold_mariano(ev.actual - ev.forecasts[name], ev.actual - ev.forecasts[best], 3)
+        assert dm["statistic"] == pytest.approx(expected["statistic"])
+    assert "dm" not in ev.metrics["baselines"][best] and "dm" in ev.metrics["baselines"]["persistence"]
+
+
+def test_comparison_table_and_text(compared):
+    ev, _ = compared
+    table = comparison_table(ev.metrics)
+    assert list(table.index) == ["a", "b", "c", "ensemble", "persistence", "seasonal_naive", "linear", "nlinear", "autoreg"]
+    assert list(table["kind"].unique()) == ["model", "ensemble", "baseline"]
+    assert table.loc["a", "mae scaled"] == pytest.approx(5 / 6) and table.loc["a", "seeds"] == 2
+    assert table.loc["a", "mae scaled sd"] == pytest.approx(np.std([1, 2 / 3], ddof=1))
+    best = ev.metrics["meta"]["best_baseline"]
+    assert np.isnan(table.loc[best, "dm statistic"]) and np.isnan(table.loc["c", "mse scaled sd"])
+    shown = comparison_display(table, "kW")
+    assert shown.loc["a", "test MAE (scaled)"] == f"{5 / 6:.4g} ± {np.std([1, 2 / 3], ddof=1):.2g}"
+    assert shown.loc["c", "test MAE (kW)"] == f"{table.loc['c', 'mae original']:.4g}"  # one seed: no ±
+    assert shown.loc[best, "DM stat"] == "–"
+    text = comparison_summary(ev.metrics)
+    assert "selected model** is **a** (seed 7)" in text and f"best baseline, {best}" in text
+    lines = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **")}
+    assert "beats seasonal_naive; not persistence" in lines["c"]  # c is persistence: a tie is not a win
+    assert lines["a"].startswith("- **a** (selected): beats persistence, seasonal_naive")
+    assert f"against {best}: DM statistic" in lines["a"]
+    assert metrics_table(ev.metrics, "scaled").index[0] == "a"
+
+
+def test_old_metrics_documents_still_make_tables():
+    """A metrics.json of a run from before the comparison (no `models`) still gives a table and a headline."""
+    old = {"meta": {"windows": 10}, "model": {"original": {m: 1.0 for m in METRICS}, "scaled": {m: 1.0 for m in METRICS}},
+           "baselines": {"persistence": {"original": {m: 2.0 for m in METRICS}, "scaled": {m: 2.0 for m in METRICS}}}}
+    assert list(metrics_table(old, "original").index) == ["model", "persistence"]
+    assert "RMSE of the model is **1 kW**" in headline(old, "kW")
