@@ -59,8 +59,10 @@ def test_run_writes_every_stage_output(quick_run: Path):
         assert all(c.get("execution_count") for c in code), f"{nb}: not every cell ran"
         assert any("injected-parameters" in c["metadata"].get("tags", []) for c in code), f"{nb}: parameters not injected"
     for artifact in ("config.yaml", "data/series.parquet", "data/ground_truth.json", "preprocessing/scaler.joblib",
-                     "tuning/best_hyperparameters.json", "tuning/trials.csv", "training/model.keras",
-                     "training/history.json", "evaluation/predictions.npz", "explainability/attributions.npz",
+                     "tuning/best_hyperparameters.json", "tuning/trials.csv", "training/selected.json",
+                     "training/models/lstm/seed-7/forecaster.json", "training/models/lstm/seed-7/model.keras",
+                     "training/models/lstm/seed-7/history.csv", "evaluation/predictions.npz",
+                     "explainability/attributions.npz",
                      "explainability/summary.json"):
         assert (quick_run / artifact).is_file(), artifact
     assert "epochs: 1" in (quick_run / "config.yaml").read_text()  # the --set override was recorded
@@ -76,6 +78,10 @@ def test_metrics_json_follows_the_schema(quick_run: Path):
             assert m[units]["rmse"] == pytest.approx(m[units]["mse"] ** 0.5)
             assert len(m["per_horizon"][units]["rmse"]) == horizon
     assert metrics["meta"]["rmse_to_noise_floor"] == pytest.approx(metrics["model"]["original"]["rmse"] / 0.3)
+    # the default run: one model, one seed, no ensemble; `models` holds it with the same figures as `model`
+    assert list(metrics["models"]) == ["lstm"] and metrics["meta"]["selected"]["model"] == "lstm"
+    assert metrics["models"]["lstm"]["original"] == pytest.approx(metrics["model"]["original"])
+    assert metrics["models"]["lstm"]["seeds"] == [7] and metrics["models"]["lstm"]["sd"] is None
 
 
 def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
@@ -106,6 +112,72 @@ def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
     assert len(re.findall(r"<img", explainability)) == 9
     for text in ("Attributions against the ground truth", "driving pairs", "x1 @ lag 6", "Cross-checks", "Spearman correlation"):
         assert text in explainability, text
+
+
+COMPARE = ["--set", "compare.architectures=[lstm,gru]", "--set", "compare.seeds=2", "--set", "training.epochs=1",
+           "--set", "tuning.strategy=none", "--set", "explain.windows=4", "--set", "explain.steps=8"]
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory) -> Path:
+    """The quick profile comparing two architectures over two seeds each (tiny epochs), its report built strictly
+    (in a project copy of its own, so that the quick run's report stays as built)."""
+    project = copy_project(tmp_path_factory.mktemp("compare"))
+    lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/compare", *COMPARE)
+    lstmkit(project, "report", "--run-dir", "runs/compare")
+    return project / "runs" / "compare"
+
+
+def test_comparison_run_trains_every_model_and_selects_on_validation(compare_run: Path):
+    selected = json.loads((compare_run / "training" / "selected.json").read_text())
+    assert [(m["model"], m["seed"]) for m in selected["models"]] == [("lstm", 7), ("lstm", 8), ("gru", 7), ("gru", 8)]
+    for m in selected["models"]:
+        assert (compare_run / m["path"] / "forecaster.json").is_file()
+    means = selected["val_loss_mean"]
+    assert selected["model"] == min(means, key=means.get)  # by validation loss (mean over seeds), never test
+    metrics = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
+    assert list(metrics["models"]) == ["lstm", "gru", "ensemble"]
+    assert metrics["meta"]["selected"] == {"model": selected["model"], "seed": selected["seed"],
+                                           "criterion": "validation loss"}
+    for name in ("lstm", "gru"):
+        m = metrics["models"][name]
+        assert m["seeds"] == [7, 8] and m["parameters"] > 0 and m["fit_seconds"] > 0
+        assert set(m["sd"]["scaled"]) >= {"mse", "mae"} and 0 <= m["dm"]["p_value"] <= 1
+        assert len(m["per_horizon"]["original"]["rmse"]) == metrics["meta"]["horizon"]
+    assert metrics["models"]["ensemble"]["members"] == ["lstm", "gru"]
+    import numpy as np
+
+    with np.load(compare_run / "evaluation" / "predictions.npz") as predictions:
+        assert {"actual", "lstm", "gru", "ensemble", "persistence", "linear"} <= set(predictions.files)
+        np.testing.assert_allclose(predictions["ensemble"], (predictions["lstm"] + predictions["gru"]) / 2)
+
+
+def test_comparison_report_shows_the_comparison_table(compare_run: Path):
+    html = compare_run.parent.parent / "_build" / "html" / "book"
+    evaluation = (html / "05_evaluation.html").read_text()
+    for text in ("test MSE (scaled)", "test MAE (scaled)", "DM p-value", "parameters", "training s", "±",
+                 "gru", "lstm", "ensemble", "Error by horizon step"):
+        assert text in evaluation, text
+    assert len(re.findall(r"<img", evaluation)) == 4  # comparison bars, forecasts, per-horizon errors, residuals
+    intro = (html / "intro.html").read_text()
+    metrics = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
+    assert f"is <strong>{metrics['meta']['selected']['model']}</strong>" in intro
+    assert f"lowest test MSE) is <strong>{metrics['meta']['best_on_test']}</strong>" in intro
+    assert "test MSE (scaled)" in intro and "±" in intro
+    training = (html / "04_training.html").read_text()
+    assert "training seconds" in training and len(re.findall(r"<img", training)) == 2
+
+
+def test_resuming_training_reuses_the_trained_models(compare_run: Path):
+    project = compare_run.parent.parent
+    stamps = {p: p.stat().st_mtime_ns for p in (compare_run / "training" / "models").glob("*/seed-*/model.keras")}
+    before = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
+    lstmkit(project, "run", "--from", "training", "--to", "evaluation", "--run-dir", "runs/compare")
+    assert len(stamps) == 4 and all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # loaded, not retrained
+    executed = (compare_run / "notebooks" / "04_training.ipynb").read_text()
+    assert executed.count("loaded (already trained)") == 4
+    after = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
+    assert after["models"]["gru"]["scaled"] == before["models"]["gru"]["scaled"]
 
 
 def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
@@ -144,12 +216,12 @@ def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(quick_run
     project = quick_run.parent.parent
     broken = project / "runs" / "broken"
     shutil.copytree(quick_run, broken)
-    (broken / "training" / "model.keras").unlink()  # the evaluation notebook's input is gone
+    (broken / "training" / "selected.json").unlink()  # the evaluation notebook's input is gone
     explained = (broken / "notebooks" / "06_explainability.ipynb").stat().st_mtime_ns
     proc = lstmkit(project, "run", "--from", "evaluation", "--run-dir", "runs/broken", check=False)
     assert proc.returncode == 1
     assert re.search(r"stage 'evaluation' failed in notebook 05_evaluation\.ipynb, cell \d+", proc.stderr), proc.stderr
-    assert "model.keras is missing: run the training (04_training) stage" in proc.stderr
+    assert "selected.json is missing: run the training (04_training) stage" in proc.stderr
     partial = json.loads((broken / "notebooks" / "05_evaluation.ipynb").read_text())
     errors = [o for c in partial["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors and errors[0]["ename"] == "FileNotFoundError"  # the partly executed notebook, with the error

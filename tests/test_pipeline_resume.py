@@ -32,3 +32,11 @@ def test_headline_when_a_baseline_is_exact():
                "baselines": {"persistence": {"original": {"rmse": 1.0}}, "seasonal_naive": {"original": {"rmse": 0.0}}}}
     text = headline(metrics, "kW")
     assert "seasonal_naive" in text and "exactly" in text and "0.5 kW" in text
+
+
+def test_headline_names_the_selected_model_whatever_its_architecture():
+    metrics = {"meta": {"windows": 10, "selected": {"model": "tcn", "seed": 3}}, "model": {"original": {"rmse": 0.5}},
+               "baselines": {"persistence": {"original": {"rmse": 1.0}}}}
+    text = headline(metrics, "kW")
+    assert "selected model (tcn)" in text and "0.5 kW" in text and "**beats** every baseline" in text
+    assert "lstm" not in text.lower()
