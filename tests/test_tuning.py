@@ -20,6 +20,7 @@ from lstmkit.config import ConfigError, from_dict
 from lstmkit.data import make_synthetic, save_series
 from lstmkit.preprocessing import prepare, save_prepared
 from lstmkit.runfolder import RunFolder, start_run
+from lstmkit.search_space import search_space
 from lstmkit.training import spec_for_run
 from lstmkit.tuning import cv_folds, project_name, read_best, read_trials, search_fingerprint, train_trial, tune
 
@@ -72,6 +73,138 @@ def test_each_strategy_runs_a_search_and_saves_the_best(strategy, frame, tmp_pat
         assert table["budget_epochs"].max() == cfg.tuning.epochs
     if strategy == "grid":  # grid order: the first trials step through the last declared parameter
         assert sorted(table["learning_rate"].unique()) == [0.001, 0.01]
+
+
+# ---------------------------------------------------------------- architecture searches (conditional spaces)
+
+CONDITIONAL = {"architecture": ["gru", "cnn_lstm"], "layers": 1, "units": [4, 8], "dropout": 0.0, "learning_rate": 0.01,
+               "optimizer": "adam", "batch_size": 64, "normalization": "last",
+               "cnn_lstm.filters": [4, 8], "cnn_lstm.kernel_size": [2, 3]}
+
+
+def fake_trials(monkeypatch, favour: str | None = None) -> list[dict]:
+    """Replace training by a deterministic score of the values (no network trained; the `favour`ed architecture
+    scores best); returns the values each trial got."""
+    import lstmkit.tuners as tuners
+    from lstmkit.tuning import TrialResult
+
+    calls = []
+
+    def fake(values, prepared, cfg, epochs, report=None):
+        calls.append(dict(values))
+        loss = 0.5 + 0.01 * (values.get("units", 0) + values.get("cnn_lstm.filters", 0) + values.get("cnn_lstm.kernel_size", 0))
+        loss -= 0.3 * (values.get("architecture") == favour)
+        if report is not None:
+            report(0, loss)
+        return TrialResult([loss], [1], 0.0)
+
+    monkeypatch.setattr(tuners, "train_trial", fake)
+    return calls
+
+
+@pytest.mark.parametrize("strategy", ["random", "grid", "bayesian", "hyperband", "optuna"])
+def test_each_strategy_samples_an_architectures_settings_only_in_its_trials(strategy, frame, tmp_path, monkeypatch):
+    calls = fake_trials(monkeypatch)
+    space = CONDITIONAL if strategy == "grid" else {**CONDITIONAL, "units": {"min": 4, "max": 64, "step": 1}}
+    cfg = tiny_config(strategy, **{"tuning.space": space, "tuning.max_trials": 12, "tuning.epochs": 3})
+    _, table = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path))
+    options = ["cnn_lstm.filters", "cnn_lstm.kernel_size"]
+    hyperparameters = ["architecture", "units", *options]
+    assert calls and {c["architecture"] for c in calls} == {"gru", "cnn_lstm"}
+    for values in calls:  # what each trial was trained with
+        named = {k for k in values if k.startswith("cnn_lstm.")}
+        assert named == (set(options) if values["architecture"] == "cnn_lstm" else set())
+    gru = table["architecture"] == "gru"
+    assert table.loc[gru, options].isna().all().all() and table.loc[~gru, options].notna().all().all()
+    points = table[hyperparameters].astype(str).apply(tuple, axis=1)
+    if strategy == "grid":  # the product over the active parameters only: 2 + 2 x 2 x 2 points, none repeated
+        assert len(table) == search_space(cfg).grid_size() == 10 and points.is_unique
+    elif strategy != "hyperband":  # (hyperband trains some configurations again with a larger budget)
+        assert len(table) == 12
+    best = read_best(RunFolder(tmp_path))
+    winner = table.loc[best["trial"]]
+    assert best["architecture"] == winner["architecture"]
+    assert bool([k for k in best if k.startswith("cnn_lstm.")]) == (winner["architecture"] == "cnn_lstm")
+
+
+def test_the_best_architecture_and_its_settings_round_trip_into_the_training_stage(frame, tmp_path, monkeypatch):
+    fake_trials(monkeypatch, favour="cnn_lstm")
+    space = {**CONDITIONAL, "architecture": ["cnn_lstm", "gru"], "units": [8]}  # cnn_lstm with 4 filters, kernel 2 wins
+    cfg = tiny_config("grid", **{"tuning.space": space, "tuning.max_trials": 6, "model.cnn_lstm.conv_layers": 1})
+    spec, table = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path))
+    best = json.loads(RunFolder(tmp_path).best_hyperparameters_file.read_text())
+    assert {k: best[k] for k in ("architecture", "cnn_lstm.filters", "cnn_lstm.kernel_size", "cnn_lstm.conv_layers",
+                                 "units")} == {"architecture": "cnn_lstm", "cnn_lstm.filters": 4,
+                                               "cnn_lstm.kernel_size": 2, "cnn_lstm.conv_layers": 1, "units": 8}
+    assert type(best["cnn_lstm.filters"]) is int  # not 4.0 from a column with the gru trials' NaN
+    assert spec.options == {"filters": 4, "kernel_size": 2, "conv_layers": 1}
+    assert spec_for_run(RunFolder(tmp_path), cfg, "cnn_lstm") == (spec, "tuning")
+    other = spec_for_run(RunFolder(tmp_path), cfg, "gru")  # another architecture trains with its config settings
+    assert other[1] == "config" and other[0].architecture == "gru"
+
+
+def test_a_real_search_over_lstm_and_gru_builds_each_trials_network(frame, tmp_path, monkeypatch):
+    import lstmkit.tuning as tuning_module
+
+    built, real = [], tuning_module.build_network
+    monkeypatch.setattr(tuning_module, "build_network", lambda spec, *a, **k: built.append(real(spec, *a, **k)) or built[-1])
+    cfg = tiny_config("grid", **{"tuning.space": {"architecture": ["lstm", "gru"], "layers": 1, "units": 4,
+                                                  "dropout": 0.0, "learning_rate": 0.01, "optimizer": "adam",
+                                                  "batch_size": 64, "normalization": "last"},
+                                 "tuning.epochs": 1, "window.lookback": 6})
+    spec, table = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path))
+    assert table["architecture"].tolist() == ["lstm", "gru"] and np.isfinite(table["val_loss"]).all()
+    assert [m.name for m in built] == ["lstm_forecaster", "gru_forecaster"]
+    assert spec.architecture == table.loc[table["val_loss"].idxmin(), "architecture"]
+    assert spec_for_run(RunFolder(tmp_path), cfg, spec.architecture) == (spec, "tuning")
+
+
+def _legacy_fingerprint(cfg) -> str:
+    """The search fingerprint as computed before architectures could be searched (the whole `model` section was
+    then the seven common settings)."""
+    import hashlib
+
+    values = cfg.to_dict()
+    relevant = {k: values[k] for k in ("seed", "data", "split", "scaling", "window")}
+    relevant["model"] = {k: values["model"][k] for k in ("layers", "units", "dropout", "learning_rate", "optimizer",
+                                                         "batch_size", "normalization")}
+    relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ("max_trials", "max_minutes", "workers")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def test_the_fingerprint_follows_the_architecture_space_and_nothing_else():
+    base = tiny_config("random")
+    assert search_fingerprint(base) == _legacy_fingerprint(base)  # LSTM-only run folders still resume
+    same = [tiny_config("random", **{"model.tcn.filters": 8}), tiny_config("random", **{"compare.architectures": ["gru"]}),
+            tiny_config("random", **{"tuning.space.architecture": "lstm"})]
+    assert all(search_fingerprint(c) == search_fingerprint(base) for c in same[:2])
+    searched = tiny_config("random", **{"tuning.space.architecture": ["lstm", "tcn"]})
+    different = [tiny_config("random", **{"tuning.space.architecture": ["lstm", "gru"]}), searched,
+                 tiny_config("random", **{"model.architecture": "gru"}),
+                 tiny_config("random", **{"tuning.space.architecture": ["lstm", "tcn"], "model.tcn.filters": 8}),
+                 tiny_config("random", **{"tuning.space.architecture": ["lstm", "tcn"], "tuning.space.tcn.kernel_size": [2, 3]})]
+    prints = [search_fingerprint(c) for c in [base, *different]]
+    assert len(set(prints)) == len(prints)
+    # settings the searched architectures never read leave the search alone
+    assert search_fingerprint(tiny_config("random", **{"tuning.space.architecture": ["lstm", "tcn"],
+                                                       "model.nbeats.width": 64, "model.architecture": "gru"})) \
+        == search_fingerprint(searched)
+
+
+def test_a_changed_architecture_space_starts_a_new_search(frame, tmp_path, monkeypatch):
+    fake_trials(monkeypatch)
+    run = RunFolder(tmp_path)
+    gru_only = tiny_config("random", **{"tuning.space": {**CONDITIONAL, "architecture": "gru"} | {
+        "cnn_lstm.filters": None, "cnn_lstm.kernel_size": None}, "tuning.max_trials": 2})
+    _, first = tune(prepare(frame, gru_only), gru_only, run)
+    both = tiny_config("random", **{"tuning.space": CONDITIONAL, "tuning.max_trials": 3})
+    _, second = tune(prepare(frame, both), both, run)
+    assert project_name(both) != project_name(gru_only)
+    assert len(first) == 2 and len(second) == 3  # not the 2 earlier trials extended by one
+    assert sorted(p.name for p in run.tuning_dir.iterdir() if p.name.startswith("search-")) == sorted(
+        [project_name(gru_only), project_name(both)])
+    _, again = tune(prepare(frame, both), both, run)  # the same space again: resumed, nothing new
+    pd.testing.assert_frame_equal(again, second)
 
 
 def test_optuna_reports_every_epoch_to_its_pruner(frame, tmp_path):
