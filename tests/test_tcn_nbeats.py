@@ -149,7 +149,7 @@ def test_options_come_from_the_configuration_section():
     spec = ModelSpec.from_config(cfg)
     net = build_network(spec, LOOKBACK, CHANNELS, HORIZON)
     assert nbeats.stack_names(net) == ["trend", "seasonality"]
-    assert net.get_layer("trend_block_1_fc_1").units == 8
+    assert net.get_layer("trend_fc_1").units == 8
 
 
 # ------------------------------------------------------------------ both
@@ -179,3 +179,11 @@ def test_trained_forecaster_saves_and_loads_with_identical_forecasts(kind, row_p
     loaded = load(forecaster.save(tmp_path / kind))
     np.testing.assert_array_equal(loaded.predict_split(prepared, "test"), expected)
     assert loaded.summary()["parameters"] == forecaster.summary()["parameters"]
+
+
+def test_nbeats_interpretable_blocks_share_their_stack_weights_and_generic_blocks_do_not():
+    def count(kind: str, blocks: int) -> int:
+        return network(kind, blocks=blocks).count_params()
+
+    assert count("nbeats_i", 2) == count("nbeats_i", 3)
+    assert count("nbeats", 2) < count("nbeats", 3)

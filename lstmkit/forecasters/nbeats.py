@@ -10,7 +10,7 @@ block reads its input minus the backcast; the forecast is the sum of every block
 
 `model.nbeats.stacks`:
 - `generic` (N-BEATS-G): two stacks (`generic_1`, `generic_2`) of `blocks` blocks whose bases are learned linear maps.
-- `interpretable` (N-BEATS-I): a `trend` stack, basis the polynomials t^0..t^degree (t = step / size in [0, 1)
+- `interpretable` (N-BEATS-I): the blocks of a stack share their weights, as in the paper; a `trend` stack, basis the polynomials t^0..t^degree (t = step / size in [0, 1)
   over the look-back and over the horizon, as the paper's reference code), then a `seasonality` stack, basis a
   constant and cos/sin(2 pi k t / lookback), k = 1..harmonics (at most (lookback - 1) // 2), on one time axis of
   steps (look-back steps -lookback..-1, forecast steps 0..horizon-1): seasonal patterns whose period divides the
@@ -120,32 +120,41 @@ def build(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_in
     stacks = stack_kinds(opts["stacks"])
     basis = {"lookback": lookback, "horizon": horizon, "degree": opts["degree"], "harmonics": opts["harmonics"]}
 
+    dense_layers: dict[str, keras.layers.Layer] = {}
+
+    def dense(name: str, units: int, activation: str | None = None) -> keras.layers.Layer:
+        """The Dense layer called `name`, made on first use (a shared layer is reused by every block of its stack)."""
+        if name not in dense_layers:
+            dense_layers[name] = keras.layers.Dense(units, activation=activation, name=name)
+        return dense_layers[name]
+
     def body(x):
         residual = TargetChannel(target_index, name="target_channel")(x)  # (batch, lookback)
         stack_outputs = []
         for s, (stack, kind) in enumerate(stacks):
             forecasts = []
             for b in range(1, opts["blocks"] + 1):
-                name = f"{stack}_block_{b}"
+                block = f"{stack}_block_{b}"
+                owner = block if kind == "generic" else stack  # N-BEATS-I shares weights within a stack, -G does not
                 h = residual
                 for j in range(1, opts["fc_layers"] + 1):
-                    h = keras.layers.Dense(opts["width"], activation="relu", name=f"{name}_fc_{j}")(h)
+                    h = dense(f"{owner}_fc_{j}", opts["width"], "relu")(h)
                     if spec.dropout > 0:
-                        h = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout_{j}")(h)
+                        h = keras.layers.Dropout(spec.dropout, name=f"{block}_dropout_{j}")(h)
                 last = s == len(stacks) - 1 and b == opts["blocks"]  # the last backcast would feed nothing
                 if kind == "generic":
-                    forecast = keras.layers.Dense(horizon, name=f"{name}_forecast")(h)
+                    forecast = dense(f"{block}_forecast", horizon)(h)
                     if not last:
-                        backcast = keras.layers.Dense(lookback, name=f"{name}_backcast")(h)
+                        backcast = dense(f"{block}_backcast", lookback)(h)
                 else:
-                    coefficients = basis_matrix(kind, "forecast", **basis).shape[0]
-                    theta = keras.layers.Dense(coefficients, name=f"{name}_theta_forecast")(h)
-                    forecast = BasisExpansion(kind, "forecast", **basis, name=f"{name}_forecast")(theta)
+                    size = basis_matrix(kind, "forecast", **basis).shape[0]
+                    theta = dense(f"{owner}_theta_forecast", size)(h)
+                    forecast = BasisExpansion(kind, "forecast", **basis, name=f"{block}_forecast")(theta)
                     if not last:
-                        theta = keras.layers.Dense(coefficients, name=f"{name}_theta_backcast")(h)
-                        backcast = BasisExpansion(kind, "backcast", **basis, name=f"{name}_backcast")(theta)
+                        theta = dense(f"{owner}_theta_backcast", size)(h)
+                        backcast = BasisExpansion(kind, "backcast", **basis, name=f"{block}_backcast")(theta)
                 if not last:
-                    residual = keras.layers.Subtract(name=f"{name}_residual")([residual, backcast])
+                    residual = keras.layers.Subtract(name=f"{block}_residual")([residual, backcast])
                 forecasts.append(forecast)
             merge = keras.layers.Add if len(forecasts) > 1 else keras.layers.Identity
             stack_outputs.append(merge(name=f"{STACK_PREFIX}{stack}")(forecasts if len(forecasts) > 1 else forecasts[0]))
