@@ -276,3 +276,27 @@ def test_an_attention_lstm_trained_one_epoch_gives_profiles_of_the_right_shape(r
     assert -1 <= result.time_agreement.spearman <= 1 and result.time_agreement.top_k == 3
     assert result.variables is None and list(result.lag_scores.index) == ["x @ lag 3"]
     plots.attention_profiles(result.time, result.time_agreement, {"x": 3})
+
+
+def test_a_tft_trained_one_epoch_gives_time_and_variable_profiles(row_prepared):
+    from lstmkit.config import TrainingConfig
+    from lstmkit.explain import integrated_gradients
+    from lstmkit.forecasters import ModelSpec
+    from lstmkit.forecasters.neural import NeuralForecaster
+
+    p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
+    forecaster = NeuralForecaster(ModelSpec("tft", units=4, dropout=0.0, batch_size=16, options={"heads": 2}),
+                                  TrainingConfig(epochs=1, verbose=0), seed=3).fit(p)
+    assert forecaster.get_tag("attention") and forecaster.get_tag("variable_selection")
+    x, _ = p.windows("test", np.arange(5))
+    attr = integrated_gradients(forecaster, x, steps=16, features=list(p.columns))
+    truth = GroundTruth(drivers=[Driver("x", 2, 1.0, "linear")], noise_std=0.1)
+    result = attention.analyse(forecaster, x, attr, horizon_step=1, truth=truth, target="target", top_k=1)
+    assert result.time.shape == (8, 2) and result.variables.shape == (2, 2)
+    assert list(result.variables.index) == ["x", "target"]
+    np.testing.assert_allclose(result.variables.sum().to_numpy(), 1.0)
+    assert result.variable_agreement.entries == 2 and result.variable_agreement.top_k == 1
+    assert result.channel_scores["role"].tolist() == ["driver", "target"]
+    summary = result.to_dict()
+    assert set(summary["variables"]) == {"variable selection", "ig"}
+    plots.variable_selection(result.variables, result.variable_agreement, {"x": "driver", "target": "target"})

@@ -19,7 +19,7 @@ from lstmkit.crosscheck import (
     shap_values,
 )
 from lstmkit.explain import integrated_gradients
-from lstmkit.forecasters import ModelSpec
+from lstmkit.forecasters import Forecaster, ForecasterError, ModelSpec
 from lstmkit.forecasters.neural import build_network
 
 LOOKBACK, CHANNELS, HORIZON = 6, 3, 3
@@ -143,3 +143,34 @@ def test_agreement_summary_names_the_least_agreeing_method():
     assert "normalises each window" in agreement_summary(m, "lag block", window_normalised=True)
     assert "normalises" not in text and "local slopes" not in agreement_summary(m.clip(lower=0.6), "lag block")
     assert "no ranking" in agreement_summary(pd.DataFrame({"ig": [np.nan]}, index=["ig"]).reindex(["ig", "shap"]), "feature")
+
+
+class Wrapped(Forecaster):
+    """A forecaster of the contract around a Keras network (neural tag), or without one (network=None)."""
+
+    name = "wrapped"
+    tags = {"neural": True}
+
+    def __init__(self, network=None, predict=None):
+        self.network, self.forecast = network, predict or (lambda x: np.asarray(network(x)))
+        self.lookback_, self.horizon_, self.channels_ = LOOKBACK, HORIZON, CHANNELS
+
+    def _predict(self, windows: np.ndarray) -> np.ndarray:
+        return self.forecast(windows)
+
+
+def test_the_methods_take_a_forecaster_of_the_contract(linear_model, windows):
+    model, w = linear_model
+    forecaster, x = Wrapped(model), windows[:8]
+    y = np.random.default_rng(7).normal(size=(len(x), HORIZON))
+    np.testing.assert_allclose(saliency(forecaster, x, 1), saliency(model, x, 1), rtol=1e-6)
+    np.testing.assert_allclose(gradient_x_input(forecaster, x, "mean"), gradient_x_input(model, x, "mean"), rtol=1e-6)
+    for a, b in zip(permutation_importance(forecaster, x, y, FEATURES, target=0, lag_block=2, repeats=2),
+                    permutation_importance(model, x, y, FEATURES, target=0, lag_block=2, repeats=2)):
+        pd.testing.assert_series_equal(a, b, rtol=1e-5)
+    # permutation importance needs only forecasts: a forecaster without a network has it, the gradient methods do not
+    last = Wrapped(predict=lambda v: np.repeat(v[:, -1:, 0], HORIZON, axis=1))  # repeats channel a's last value
+    by_feature, by_lag = permutation_importance(last, x, y, FEATURES, target=0, lag_block=2, repeats=2)
+    assert by_feature["b"] == 0 == by_feature["c"] and by_lag["2-3"] == 0 == by_lag["4-5"] and by_feature["a"] != 0
+    with pytest.raises(ForecasterError, match="wrapped: gradient attributions need a neural forecaster"):
+        saliency(last, x)
