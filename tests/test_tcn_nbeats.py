@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lstmkit.config import ConfigError, from_dict
+from lstmkit.explain import integrated_gradients
 from lstmkit.forecasters import ModelSpec, load, nbeats, tcn
 from lstmkit.forecasters.neural import NeuralForecaster, architecture, build_network
 
@@ -179,6 +180,11 @@ def test_trained_forecaster_saves_and_loads_with_identical_forecasts(kind, row_p
     loaded = load(forecaster.save(tmp_path / kind))
     np.testing.assert_array_equal(loaded.predict_split(prepared, "test"), expected)
     assert loaded.summary()["parameters"] == forecaster.summary()["parameters"]
+    x, _ = prepared.windows("test", slice(0, 4))
+    attr = integrated_gradients(loaded.network, x, baseline="zeros", steps=64, method="gausslegendre", target=0)
+    assert attr.relative_gap() < 0.01
+    if arch == "nbeats":  # univariate: the feature channel gets no attribution, the target channel does
+        assert np.abs(attr.values[:, :, 0]).max() == 0 and np.abs(attr.values[:, :, 1]).max() > 0
 
 
 def test_nbeats_interpretable_blocks_share_their_stack_weights_and_generic_blocks_do_not():
