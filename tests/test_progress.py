@@ -204,14 +204,14 @@ def test_live_sets_the_variable_for_the_stage_renders_and_cleans_up(tmp_path, mo
 
 
 def test_training_reports_each_epoch_with_its_losses(recorded, capsys):
-    from lstmkit.models import LSTMSpec
-    from lstmkit.training import fit
+    from lstmkit.forecasters import ModelSpec
+    from lstmkit.training import fit_forecaster
 
     cfg = from_dict({"seed": 5, "data": {"features": ["x1"], "length": 300}, "window": {"lookback": 6, "horizon": 1},
                      "model": {"units": 4, "batch_size": 64}, "training": {"epochs": 2, "patience": 5, "verbose": 0},
                      "tuning": {"strategy": "none"}})
     prepared = prepare(make_synthetic(300, 0.3, seed=5)[0][["x1", "target"]], cfg)
-    _, history = fit(prepared, LSTMSpec.from_dict({**vars(cfg.model), "lookback": 6}), cfg)
+    history = fit_forecaster(prepared, ModelSpec.from_config(cfg, values={"lookback": 6}), cfg).history_
     ends = [s for s in recorded if "batch" not in s]
     assert [(s["stage"], s["epoch"], s["epochs"]) for s in ends] == [("training", 1, 2), ("training", 2, 2)]
     batches = [s for s in recorded if "batch" in s]  # within an epoch, at most every half second: the first batch
