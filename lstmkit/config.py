@@ -130,6 +130,7 @@ class PatchTSTConfig:
     heads: int = _opt(4, "Attention heads.")
     layers: int = _opt(3, "Transformer encoder layers.")
     d_ff: int = _opt(128, "Width of each encoder layer's feed-forward network.")
+    norm: str = _opt("batch", "Normalisation after each encoder sub-layer: `batch` (BatchNorm over d_model, the paper's) or `layer` (LayerNorm). The paper pairs the model with `model.normalization: revin`, `model.dropout: 0.3`, learning rate 1e-4 and batch size 128 on ETTh2.", ("batch", "layer"))
 
 
 @dataclass
