@@ -9,7 +9,9 @@ emits a backcast (batch, lookback) and a forecast (batch, horizon) through a bas
 block reads its input minus the backcast; the forecast is the sum of every block's forecast.
 
 `model.nbeats.stacks`:
-- `generic` (N-BEATS-G): two stacks (`generic_1`, `generic_2`) of `blocks` blocks whose bases are learned linear maps.
+- `generic` (N-BEATS-G): two stacks (`generic_1`, `generic_2`) of `blocks` blocks with learned linear bases: as in the
+  paper's reference code, each block's last layer is a linear theta of lookback + horizon values, its first lookback
+  the backcast and the rest the forecast (the last block's backcast part feeds nothing).
 - `interpretable` (N-BEATS-I): the blocks of a stack share their weights, as in the paper; a `trend` stack, basis the polynomials t^0..t^degree (t = step / size in [0, 1)
   over the look-back and over the horizon, as the paper's reference code), then a `seasonality` stack, basis a
   constant and cos/sin(2 pi k t / lookback), k = 1..harmonics (at most (lookback - 1) // 2), on one time axis of
@@ -41,9 +43,13 @@ def harmonics_used(lookback: int, harmonics: int) -> int:
 
 
 def basis_matrix(kind: str, part: str, lookback: int, horizon: int, degree: int = 3, harmonics: int = 8) -> np.ndarray:
-    """Fixed basis (coefficients, steps) of an interpretable block: `trend` polynomials or `seasonality` Fourier terms,
-    over the look-back (`part="backcast"`, steps = lookback) or the horizon (`part="forecast"`, steps = horizon)."""
+    """Fixed basis (coefficients, steps) of a block: `trend` polynomials, `seasonality` Fourier terms, or for `generic`
+    blocks the selection of the backcast or forecast part of theta; over the look-back (`part="backcast"`,
+    steps = lookback) or the horizon (`part="forecast"`, steps = horizon)."""
     size = lookback if part == "backcast" else horizon
+    if kind == "generic":  # theta holds the backcast, then the forecast: the basis selects its part
+        selection = np.eye(lookback + horizon, dtype=np.float32)
+        return selection[:, :lookback] if part == "backcast" else selection[:, lookback:]
     if kind == "trend":
         t = np.arange(size) / size
         return np.stack([t ** p for p in range(degree + 1)]).astype(np.float32)
@@ -142,18 +148,16 @@ def build(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_in
                     if spec.dropout > 0:
                         h = keras.layers.Dropout(spec.dropout, name=f"{block}_dropout_{j}")(h)
                 last = s == len(stacks) - 1 and b == opts["blocks"]  # the last backcast would feed nothing
-                if kind == "generic":
-                    forecast = dense(f"{block}_forecast", horizon)(h)
-                    if not last:
-                        backcast = dense(f"{block}_backcast", lookback)(h)
+                if kind == "generic":  # one learned theta (lookback + horizon), split into backcast and forecast
+                    theta_forecast = theta_backcast = dense(f"{owner}_theta", lookback + horizon)(h)
                 else:
                     size = basis_matrix(kind, "forecast", **basis).shape[0]
-                    theta = dense(f"{owner}_theta_forecast", size)(h)
-                    forecast = BasisExpansion(kind, "forecast", **basis, name=f"{block}_forecast")(theta)
+                    theta_forecast = dense(f"{owner}_theta_forecast", size)(h)
                     if not last:
-                        theta = dense(f"{owner}_theta_backcast", size)(h)
-                        backcast = BasisExpansion(kind, "backcast", **basis, name=f"{block}_backcast")(theta)
+                        theta_backcast = dense(f"{owner}_theta_backcast", size)(h)
+                forecast = BasisExpansion(kind, "forecast", **basis, name=f"{block}_forecast")(theta_forecast)
                 if not last:
+                    backcast = BasisExpansion(kind, "backcast", **basis, name=f"{block}_backcast")(theta_backcast)
                     residual = keras.layers.Subtract(name=f"{block}_residual")([residual, backcast])
                 forecasts.append(forecast)
             merge = keras.layers.Add if len(forecasts) > 1 else keras.layers.Identity
