@@ -314,7 +314,9 @@ def headline(metrics: dict, units: str) -> str:
     """One paragraph (Markdown) saying how the selected model's test RMSE compares with the best baseline and the
     noise floor."""
     meta = metrics["meta"]
-    who = f"selected model ({selected_name(metrics)})" if "selected" in meta else "model"
+    seed = (meta.get("selected") or {}).get("seed")
+    who = (f"selected model ({selected_name(metrics)}" + (f", seed {seed})" if seed is not None else ")")
+           if "selected" in meta else "model")
     rmse = metrics["model"]["original"]["rmse"]
     baseline_rmse = {k: v["original"]["rmse"] for k, v in metrics["baselines"].items()}
     best = min(baseline_rmse, key=baseline_rmse.get)

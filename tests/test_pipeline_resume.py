@@ -38,5 +38,5 @@ def test_headline_names_the_selected_model_whatever_its_architecture():
     metrics = {"meta": {"windows": 10, "selected": {"model": "tcn", "seed": 3}}, "model": {"original": {"rmse": 0.5}},
                "baselines": {"persistence": {"original": {"rmse": 1.0}}}}
     text = headline(metrics, "kW")
-    assert "selected model (tcn)" in text and "0.5 kW" in text and "**beats** every baseline" in text
+    assert "selected model (tcn, seed 3)" in text and "0.5 kW" in text and "**beats** every baseline" in text
     assert "lstm" not in text.lower()
