@@ -148,3 +148,65 @@ def test_importance_bars_largest_at_top(tmp_path):
     assert labels[-1] == "learning_rate" and labels[0] == "units"  # barh draws bottom up
     assert [p.get_width() for p in ax.patches] == pytest.approx([0.1, 0.3, 0.6])
     assert ax.get_xlabel() == "importance (share of objective variance, fANOVA)"
+
+
+# ------------------------------------------------------------------ architecture searches (conditional settings)
+
+CONDITIONAL = SearchSpace(params=(Param("architecture", str, choices=("gru", "tcn")),
+                                  Param("units", int, min=4, max=64, step=4),
+                                  Param("tcn.kernel_size", int, choices=(3, 5))), fixed={})
+
+
+def conditional_table(n: int = 12, best_architecture: str = "gru") -> pd.DataFrame:
+    """Trials alternating gru/tcn (tcn.kernel_size empty in gru trials), the overall best of `best_architecture`."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for t in range(n):
+        arch = ("gru", "tcn")[t % 2]
+        rows.append({"trial": t, "architecture": arch, "units": 4 * (1 + t % 16),
+                     "tcn.kernel_size": (3, 5)[(t // 2) % 2] if arch == "tcn" else np.nan,
+                     "val_loss": 0.5 + rng.uniform(0, 1) - (0.4 if arch == best_architecture and t == 2 + (arch == "tcn") else 0),
+                     "best_epoch": 2, "seconds": 1.0, "status": STATUSES[t % len(STATUSES)] if t > 3 else "COMPLETED"})
+    return pd.DataFrame(rows).set_index("trial")
+
+
+@pytest.mark.parametrize("best_architecture", ["gru", "tcn"])
+def test_param_effects_shows_an_architectures_setting_only_for_its_trials(best_architecture, tmp_path):
+    table = through_csv(conditional_table(best_architecture=best_architecture), tmp_path)
+    fig = plots.param_effects(table, CONDITIONAL, path=tmp_path / "effects.png")
+    check(fig, tmp_path / "effects.png")
+    arch_ax, units_ax, kernel_ax = fig.axes
+    done = completed(table)
+    tcn = done[done["architecture"] == "tcn"]
+    assert kernel_ax.get_title() == "tcn.kernel_size\n(tcn trials only)"
+    assert kernel_ax.get_xlabel() == "tcn: dilated kernel (time steps)"
+    assert arch_ax.get_xlabel() == "architecture (network)" and [t.get_text() for t in arch_ax.get_xticklabels()] == ["gru", "tcn"]
+    assert sorted(kernel_ax.collections[0].get_offsets()[:, 1]) == pytest.approx(sorted(tcn["val_loss"]))
+    assert len(units_ax.collections[0].get_offsets()) == len(done)  # a common hyperparameter: every trial
+    starred = [c for c in kernel_ax.collections if "best trial" in str(c.get_label())]
+    assert bool(starred) == (best_architecture == "tcn")  # the best trial is starred only where it is active
+
+
+def test_parallel_coordinates_lines_pass_by_the_axes_of_other_architectures(tmp_path):
+    table = through_csv(conditional_table(), tmp_path)
+    fig = plots.parallel_coordinates(table, CONDITIONAL, path=tmp_path / "pc.png")
+    check(fig, tmp_path / "pc.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()][2] == "tcn.kernel_size\n(tcn only)"
+    done = completed(table)
+    assert len(ax.lines) == len(done)
+    spans = sorted(tuple(line.get_xdata()) for line in ax.lines)
+    assert spans.count((0, 1, 3)) == (done["architecture"] == "gru").sum()  # gru: no point on the tcn axis
+    assert spans.count((0, 1, 2, 3)) == (done["architecture"] == "tcn").sum()
+    assert all(np.isfinite(line.get_ydata()).all() for line in ax.lines)
+
+
+def test_importance_of_a_conditional_search_leaves_out_settings_some_trials_lack(tmp_path):
+    from lstmkit.tuning import param_importance
+
+    table = through_csv(conditional_table(), tmp_path)
+    shares = param_importance(table, CONDITIONAL)
+    assert set(shares.index) == {"architecture", "units"} and shares.sum() == pytest.approx(1.0)
+    tcn_only = table[table["architecture"] == "tcn"]
+    assert "tcn.kernel_size" in param_importance(tcn_only, CONDITIONAL).index  # all completed trials have it
+    check(plots.importance(shares, path=tmp_path / "importance.png"), tmp_path / "importance.png")

@@ -20,16 +20,38 @@ from lstmkit.plots.style import (
 
 STATUS_STYLE = {"COMPLETED": dict(color="tab:blue", marker="o"), "PRUNED": dict(color="tab:orange", marker="v"),
                 "FAILED": dict(color="tab:red", marker="X"), "INVALID": dict(color="tab:red", marker="X")}
-PARAM_LABELS = {"layers": "stacked LSTM layers (count)", "units": "units per layer (LSTM cells)",
+PARAM_LABELS = {"layers": "stacked recurrent layers (count)", "units": "units per layer (cells / hidden size)",
                 "dropout": "dropout (fraction of units)", "learning_rate": "learning rate (per update)",
                 "batch_size": "batch size (windows)", "optimizer": "optimizer (name)",
-                "normalization": "normalization (layer type)", "lookback": "look-back (time steps)"}
+                "normalization": "normalization (layer type)", "lookback": "look-back (time steps)",
+                "architecture": "architecture (network)"}
+# an architecture's own settings (`<arch>.<option>`, the fields of its model.<arch> section): what and in which unit
+OPTION_LABELS = {
+    "cnn_lstm.filters": "Conv1D filters (channels)", "cnn_lstm.kernel_size": "Conv1D kernel (time steps)",
+    "cnn_lstm.conv_layers": "convolution layers (count)", "attention_lstm.score": "attention score (function)",
+    "tcn.filters": "filters per block (channels)", "tcn.kernel_size": "dilated kernel (time steps)",
+    "nbeats.stacks": "stacks (type)", "nbeats.blocks": "blocks per stack (count)",
+    "nbeats.fc_layers": "dense layers per block (count)", "nbeats.width": "dense layer width (units)",
+    "nbeats.degree": "trend polynomial (degree)", "nbeats.harmonics": "Fourier harmonics (count)",
+    "patchtst.patch_len": "patch length (time steps)", "patchtst.stride": "patch stride (time steps)",
+    "patchtst.d_model": "model width (units)", "patchtst.heads": "attention heads (count)",
+    "patchtst.layers": "encoder layers (count)", "patchtst.d_ff": "feed-forward width (units)",
+    "tft.heads": "attention heads (count)",
+}
 LOSS_LABEL = "validation MSE (scaled, log scale)"
 
 
+def _owner(name: str) -> str | None:
+    """The architecture of an `<arch>.<option>` hyperparameter (active only in its trials); None for a common one."""
+    return name.partition(".")[0] if "." in name else None
+
+
 def _param_label(param) -> str:
-    """Axis label of a tuned hyperparameter with its unit (and the log scale when its range has one)."""
-    label = PARAM_LABELS.get(param.name, param.name)
+    """Axis label of a tuned hyperparameter with its unit (and the log scale when its range has one); an
+    architecture's own setting is prefixed with the architecture, e.g. `tcn: dilated kernel (time steps)`."""
+    arch, _, option = param.name.partition(".")
+    label = PARAM_LABELS.get(param.name) or (f"{arch}: {OPTION_LABELS.get(param.name, option.replace('_', ' '))}"
+                                             if option else param.name)
     if not param.log:
         return label
     return label[:-1] + ", log scale)" if label.endswith(")") else label + " (log scale)"
@@ -176,27 +198,34 @@ def trials(table: pd.DataFrame, path=None) -> plt.Figure:
 
 
 def param_effects(table: pd.DataFrame, space, path=None) -> plt.Figure:
-    """Objective against each tuned hyperparameter, one panel each, over the completed trials (best one starred)."""
+    """Objective against each tuned hyperparameter, one panel each, over the completed trials (best one starred).
+
+    An architecture's own setting (`<arch>.<option>`) is drawn only for the trials of that architecture (it is NaN,
+    inactive, in the others); its panel says so, and stars the best trial only when that trial is one of them.
+    """
     params, done = _tuned(table, space), _completed(table)
     ncols = min(4, len(params))
     nrows = -(-len(params) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.2 * nrows + 0.8), squeeze=False)
     for ax in axes.flat[len(params):]:
         fig.delaxes(ax)
-    loss = done["val_loss"].to_numpy()
-    best = int(np.argmin(loss)) if len(done) else None
+    all_loss = done["val_loss"].to_numpy()
+    best_trial = done.index[int(np.argmin(all_loss))] if len(done) else None
     rng = np.random.default_rng(0)
     legend: dict = {}
     for k, (ax, p) in enumerate(zip(axes.flat, params)):
+        mine = done[done[p.name].notna()] if _owner(p.name) else done  # active trials only
+        loss = mine["val_loss"].to_numpy()
+        best = int(np.flatnonzero(mine.index == best_trial)[0]) if best_trial in mine.index else None
         if p.is_range:
-            values = pd.to_numeric(done[p.name], errors="coerce").to_numpy(dtype=float)
+            values = pd.to_numeric(mine[p.name], errors="coerce").to_numpy(dtype=float)
             ax.scatter(values, loss, s=22, alpha=0.7, color="tab:blue", label="completed trial")
-            if p.log and len(done):  # (a log axis without data cannot place its ticks)
+            if p.log and len(mine):  # (a log axis without data cannot place its ticks)
                 ax.set_xscale("log")
             elif p.type is int:
                 ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
         else:  # strip plot: choices at 0..m-1 in declared order, points jittered, median as a bar
-            labels, values = _categories(done[p.name], p)
+            labels, values = _categories(mine[p.name], p)
             ax.scatter(values + rng.uniform(-0.15, 0.15, len(values)), loss, s=22, alpha=0.7, color="tab:blue",
                        label="completed trial")
             for i in range(len(labels)):
@@ -207,11 +236,12 @@ def param_effects(table: pd.DataFrame, space, path=None) -> plt.Figure:
             ax.set_xlim(-0.5, len(labels) - 0.5)
         if best is not None:
             ax.scatter(values[best], loss[best], marker="*", s=240, color="red", edgecolor="k", zorder=5,
-                       label=f"best trial (#{done.index[best]}, {loss[best]:.3g})")
+                       label=f"best trial (#{best_trial}, {loss[best]:.3g})")
+        if len(mine):
             ax.set_yscale("log")
         else:
             _no_data(ax)
-        ax.set_title(p.name)
+        ax.set_title(p.name + (f"\n({_owner(p.name)} trials only)" if _owner(p.name) and space.searches_architecture else ""))
         ax.set_xlabel(_param_label(p))
         ax.set_ylabel(LOSS_LABEL if k % ncols == 0 else "")
         legend.update({label: h for h, label in zip(*ax.get_legend_handles_labels()) if label not in legend})
@@ -222,13 +252,19 @@ def param_effects(table: pd.DataFrame, space, path=None) -> plt.Figure:
 
 
 def parallel_coordinates(table: pd.DataFrame, space, path=None) -> plt.Figure:
-    """Completed trials as polylines across one axis per tuned hyperparameter and a final val_loss axis."""
+    """Completed trials as polylines across one axis per tuned hyperparameter and a final val_loss axis.
+
+    An architecture's own setting has a value only in that architecture's trials: the other trials' lines pass its
+    axis by (they join their neighbouring active axes) instead of marking a value they never had.
+    """
     params, done = _tuned(table, space), _completed(table)
     loss = done["val_loss"].to_numpy()
     columns = [_parallel_axis(done[p.name], p) for p in params]
     lo, hi = (loss.min(), loss.max()) if len(loss) else (1.0, 1.0)
     columns.append(_range_axis(loss, lo, hi, log=True, integer=False) if len(loss) else (loss, []))
-    names = [p.name + ("\n(log)" if p.log else "") for p in params] + ["val_loss\n(log)"]
+    names = [p.name + ("\n(log)" if p.log else "")
+             + (f"\n({_owner(p.name)} only)" if _owner(p.name) and space.searches_architecture else "")
+             for p in params] + ["val_loss\n(log)"]
     positions = np.column_stack([pos for pos, _ in columns]) if len(loss) else np.empty((0, len(columns)))
     n = len(columns)
     fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * n + 2.5), 5))
@@ -240,7 +276,8 @@ def parallel_coordinates(table: pd.DataFrame, space, path=None) -> plt.Figure:
     order = [i for i in np.argsort(-loss, kind="stable") if i != best_row] + [best_row] * (best_row >= 0)
     for i in order:  # worst first, the best drawn last and on top
         best = i == best_row
-        ax.plot(xs, positions[i], color=cmap(norm(loss[i])), lw=3.2 if best else 1.1, alpha=1.0 if best else 0.75,
+        active = np.isfinite(positions[i])
+        ax.plot(xs[active], positions[i][active], color=cmap(norm(loss[i])), lw=3.2 if best else 1.1, alpha=1.0 if best else 0.75,
                 zorder=3 if best else 2, solid_capstyle="round",
                 label=f"best trial (#{done.index[i]}, validation MSE {loss[i]:.3g})" if best else None)
     ax.vlines(xs, 0, 1, color="k", lw=1, zorder=1)
