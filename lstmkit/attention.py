@@ -275,7 +275,8 @@ def analyse(forecaster, windows: np.ndarray, attr: Attribution, horizon_step: in
         var_w = _weights(weights["variables"], "variable-selection", (n, channels))
         analysis.variables = pd.concat([variable_profile(var_w, features), ig_variable_profile(attr.values, features)],
                                        axis=1)
-        analysis.variable_agreement = rank_agreement(analysis.variables[VARIABLES], analysis.variables[IG], top_k)
+        analysis.variable_agreement = rank_agreement(analysis.variables[VARIABLES], analysis.variables[IG],
+                                                     min(top_k, max(1, channels // 2)))  # k of n channels: k < n
     if truth is not None:
         analysis.lag_scores = planted_lag_scores(time, truth)
         if analysis.variables is not None:
@@ -293,8 +294,12 @@ def _agreement_words(a: RankAgreement, level: str) -> str:
     """`a Spearman correlation of 0.62 over the 24 lags (p = 0.001); 3 of their 5 ...` as words."""
     if not np.isfinite(a.spearman):
         return f"no rank correlation over the {a.entries} {level}s (one profile is flat)"
-    return (f"a Spearman rank correlation of {a.spearman:.2f} over the {a.entries} {level}s (p = {a.p_value:.2g}); "
-            f"they share {round(a.overlap * a.top_k)} of their {a.top_k} most weighted {level}s")
+    text = f"a Spearman rank correlation of {a.spearman:.2f} over the {a.entries} {level}s"
+    if a.entries >= 10:  # with fewer entries the p-value says little
+        text += f" ({'p < 0.001' if a.p_value < 0.001 else f'p = {a.p_value:.2g}'})"
+    if a.top_k < a.entries:  # sharing all of them would say nothing
+        text += f"; they share {round(a.overlap * a.top_k)} of their {a.top_k} most weighted {level}s"
+    return text
 
 
 def time_summary(analysis: AttentionAnalysis, unit: str = "steps") -> str:

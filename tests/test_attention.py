@@ -246,10 +246,12 @@ def test_variable_selection_figure(tmp_path):
                                    path=tmp_path / "vs.png")
     assert (tmp_path / "vs.png").stat().st_size > 0
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["x1 (driver)", "x2 (distractor)", "target (target)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x1 (driver)", "x2 (distractor)", "target"]
     assert [p.get_width() for p in ax.patches] == pytest.approx([50, 10, 40, 60, 5, 35])
     assert ax.get_xlabel() == "share of the total (%)" and ax.get_ylabel() == "input channel"
     assert "Spearman 1.00 over 3 channels, top-2 overlap 100%" in ax.get_title()
+    every = attention.rank_agreement(shares["variable selection"], shares["ig"], 3)  # top-3 of 3: always 100%
+    assert plots.variable_selection(shares, every).axes[0].get_title().endswith("Spearman 1.00 over 3 channels")
 
 
 # ------------------------------------------------------------------ a real attention LSTM

@@ -258,8 +258,9 @@ def _agreement_title(agreement, level: str) -> str:
         return f"Ranks of the {level}s"
     if not np.isfinite(agreement.spearman):
         return f"Ranks of the {level}s (one profile is flat: no rank correlation)"
-    return (f"Spearman {agreement.spearman:.2f} over {agreement.entries} {level}s, "
-            f"top-{agreement.top_k} overlap {agreement.overlap:.0%}")
+    text = f"Spearman {agreement.spearman:.2f} over {agreement.entries} {level}s"
+    return text + (f", top-{agreement.top_k} overlap {agreement.overlap:.0%}" if agreement.top_k < agreement.entries
+                   else "")
 
 
 def attention_profiles(profiles: pd.DataFrame, agreement=None, true_lags: dict | None = None, unit: str = "steps",
@@ -325,19 +326,19 @@ def variable_selection(shares: pd.DataFrame, agreement=None, roles: dict[str, st
         raise ValueError("variable_selection needs at least one channel")
     data = shares.astype(float)
     n_rows, n_methods = data.shape
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.55 * n_rows * n_methods / 2 + 1.8)))
+    fig, ax = plt.subplots(figsize=(9.5, max(3.0, 0.55 * n_rows * n_methods / 2 + 1.8)))
     height = 0.8 / n_methods
     centres = np.arange(n_rows)
     for j, column in enumerate(data.columns):
         bars = ax.barh(centres - 0.4 + height * (j + 0.5), data[column].to_numpy() * 100, height=height,
                        color=METHOD_COLORS.get(column), label=METHOD_LABELS.get(column, str(column)))
         ax.bar_label(bars, fmt="%.0f%%", padding=2, fontsize=8)
-    labels = [f"{c} ({roles[c]})" if roles and c in roles else str(c) for c in data.index]
+    labels = [f"{c} ({roles[c]})" if roles and roles.get(c, c) != c else str(c) for c in data.index]
     ax.set_yticks(centres, labels)
     ax.set_ylim(n_rows - 0.5, -0.5)  # first channel at the top
     ax.set_xlim(0, max(float(data.to_numpy().max()) * 100 * 1.2, 1.0))
     ax.set_xlabel("share of the total (%)")
     ax.set_ylabel("input channel")
     ax.set_title("Variable selection beside Integrated Gradients\n" + _agreement_title(agreement, "channel"), fontsize=10)
-    ax.legend(title="method", fontsize=8, loc="lower right")
+    ax.legend(title="method", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
