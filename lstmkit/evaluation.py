@@ -153,6 +153,11 @@ def _val_loss(f: Forecaster) -> float:
     return float(v) if v is not None and np.isfinite(v) else np.inf
 
 
+def _finite(value: float) -> float | None:
+    """A number for metrics.json: None where it is not finite (strict JSON has no NaN or infinity)."""
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
 def _mean_reports(reports: list[dict]) -> dict:
     """metric_report documents averaged over seeds: overall and per-horizon values are means."""
     out: dict = {"per_horizon": {}}
@@ -221,11 +226,12 @@ def evaluate(models, prepared: Prepared, cfg: Config, noise_std: float | None = 
             "sd": _sd_reports(reports), "seeds": [int(getattr(f, "seed", i)) for i, f in enumerate(group)],
             "parameters": int(round(np.mean([f.parameter_count() for f in group]))),
             "fit_seconds": float(np.mean([getattr(f, "fit_seconds_", np.nan) for f in group])),
-            "val_loss": float(np.mean([_val_loss(f) for f in group]))}
+            "val_loss": _finite(np.mean([_val_loss(f) for f in group]))}
     if selected_forecast is None:  # a selected forecaster outside `models`: score it on its own
         selected_forecast = selected.predict_split(prepared, "test")
         selected_report = report(selected_forecast)
-    members = ensemble_members({n: d["val_loss"] for n, d in docs.items()}, cfg.compare.ensemble, cfg.compare.top_k)
+    members = ensemble_members({n: np.inf if d["val_loss"] is None else d["val_loss"] for n, d in docs.items()},
+                               cfg.compare.ensemble, cfg.compare.top_k)
     if members:
         forecasts[ENSEMBLE] = np.mean([forecasts[n] for n in members], axis=0)
         docs[ENSEMBLE] = report(forecasts[ENSEMBLE]) | {
@@ -251,8 +257,8 @@ def evaluate(models, prepared: Prepared, cfg: Config, noise_std: float | None = 
     reference = actual - forecasts[best_baseline]
     for name, doc in (docs | baseline_docs).items():
         if name != best_baseline:
-            doc["dm"] = {"against": best_baseline,
-                         **diebold_mariano(actual - forecasts[name], reference, prepared.horizon)}
+            dm = diebold_mariano(actual - forecasts[name], reference, prepared.horizon)
+            doc["dm"] = {"against": best_baseline, **{k: _finite(v) if isinstance(v, float) else v for k, v in dm.items()}}
     best_on_test = min(docs, key=lambda k: docs[k]["scaled"]["mse"])
     doc = {
         "model": selected_report,
@@ -359,8 +365,9 @@ def comparison_summary(metrics: dict) -> str:
         dm = m.get("dm") or {}
         what = ("beats every baseline" if not missed else "beats no baseline" if not beaten else
                 f"beats {', '.join(beaten)}; not {', '.join(missed)}")
-        p = (f" (against {dm['against']}: DM statistic {dm['statistic']:.2f}, p = {dm['p_value']:.3g})"
-             if "p_value" in dm else "")
+        stat = "∞ (a constant loss difference)" if dm.get("statistic") is None else f"{dm['statistic']:.2f}"
+        p = (f" (against {dm['against']}: DM statistic {stat}, p = {dm['p_value']:.3g})"
+             if dm.get("p_value") is not None else "")
         label = f"**{name}**" + (" (selected)" if name == chosen else "")
         lines.append(f"- {label}: {what}{p}.")
     return "\n".join(lines)
