@@ -108,18 +108,18 @@ class AttentionLSTMConfig:
 @dataclass
 class TCNConfig:
     filters: int = _opt(32, "Conv1D filters of every residual block.")
-    kernel_size: int = _opt(3, "Kernel width of the causal dilated convolutions.")
-    dilations: list = _opt([], "Dilation of each residual block; empty (the default): 1, 2, 4, ... until the receptive field covers the look-back window.")
+    kernel_size: int = _opt(3, "Kernel width of the causal dilated convolutions (at least 2).")
+    dilations: list = _opt([], "Dilation of each residual block; empty (the default): 1, 2, 4, ... until the receptive field 1 + 2 (kernel_size - 1) sum(dilations) covers the look-back window.")
 
 
 @dataclass
 class NBEATSConfig:
-    stacks: str = _opt("generic", "`generic` (learned basis) or `interpretable` (a polynomial trend stack, then a Fourier seasonality stack), Oreshkin et al. 2020.", ("generic", "interpretable"))
+    stacks: str = _opt("generic", "`generic` (two stacks with learned linear bases, N-BEATS-G) or `interpretable` (a polynomial trend stack, then a Fourier seasonality stack, the blocks of a stack sharing weights: N-BEATS-I), Oreshkin et al. 2020. N-BEATS is univariate, as in the paper: it reads the target channel of the window only and ignores the features.", ("generic", "interpretable"))
     blocks: int = _opt(3, "Blocks per stack.")
     fc_layers: int = _opt(4, "Fully connected layers per block.")
     width: int = _opt(256, "Units of each fully connected layer.")
     degree: int = _opt(3, "Interpretable stacks: degree of the trend polynomial.")
-    harmonics: int = _opt(8, "Interpretable stacks: Fourier harmonics of the seasonality basis.")
+    harmonics: int = _opt(8, "Interpretable stacks: Fourier harmonics of the seasonality basis, periods lookback / k steps for k = 1..harmonics (at most (lookback - 1) // 2).")
 
 
 @dataclass
