@@ -6,7 +6,8 @@ multi-step head.
 `model.tcn.filters` filters, kernel `model.tcn.kernel_size` and the block's dilation, each followed by ReLU and
 dropout (`model.dropout`); the block's input is added back (through a 1x1 Conv1D where the widths differ) and a ReLU
 follows. Block outputs are (batch, lookback, filters); the output at step t depends on input steps <= t only
-(causal padding). The head is Dense(horizon) on the last step's features, which see the receptive field
+(causal padding; with `model.normalization: revin` the window's own mean and spread, taken over every step, come
+first). The head is Dense(horizon) on the last step's features, which see the receptive field
 1 + 2 (kernel_size - 1) sum(dilations) steps back: with `model.tcn.dilations` empty the dilations are 1, 2, 4, ...
 until that covers the look-back window. The paper's weight normalisation is left out (plain Conv1D).
 """
