@@ -12,8 +12,9 @@ block reads its input minus the backcast; the forecast is the sum of every block
 - `generic` (N-BEATS-G): two stacks (`generic_1`, `generic_2`) of `blocks` blocks with learned linear bases: as in the
   paper's reference code, each block's last layer is a linear theta of lookback + horizon values, its first lookback
   the backcast and the rest the forecast (the last block's backcast part feeds nothing).
-- `interpretable` (N-BEATS-I): the blocks of a stack share their weights, as in the paper; a `trend` stack, basis the polynomials t^0..t^degree (t = step / size in [0, 1)
-  over the look-back and over the horizon, as the paper's reference code), then a `seasonality` stack, basis a
+- `interpretable` (N-BEATS-I): the blocks of a stack share their weights, as in the paper. A `trend` stack, basis the
+  polynomials t^0..t^degree (t = step / size in [0, 1) over the look-back and over the horizon, as the paper's
+  reference code), then a `seasonality` stack, basis a
   constant and cos/sin(2 pi k t / lookback), k = 1..harmonics (at most (lookback - 1) // 2), on one time axis of
   steps (look-back steps -lookback..-1, forecast steps 0..horizon-1): seasonal patterns whose period divides the
   look-back continue into the forecast. The bases are fixed matrices computed from lookback and horizon in
