@@ -181,9 +181,14 @@ def test_every_declared_choice_is_accepted():
     needs = {("data.source", "csv"): {"path": "series.csv"}}
     for row in describe_keys():
         for choice in row["choices"] or ():
-            section, name = row["key"].split(".")
-            cfg = from_dict({section: {name: choice, **needs.get((row["key"], choice), {})}})
-            assert getattr(getattr(cfg, section), name) == choice
+            *sections, name = row["key"].split(".")
+            values = {name: choice, **needs.get((row["key"], choice), {})}
+            for section in reversed(sections):
+                values = {section: values}
+            node = from_dict(values)
+            for section in sections:
+                node = getattr(node, section)
+            assert getattr(node, name) == choice
 
 
 def test_grid_strategy_with_a_continuous_range_of_its_own_names_it():
@@ -286,8 +291,12 @@ def test_config_keys_are_dotted_leaves_of_the_tree():
     assert {"window.lookback", "split.train", "tuning.space", "training.fit_on", "explain.batch_size"} <= set(keys)
     assert not any(k.startswith("tuning.space.") or k.startswith("tuning.min_") for k in keys)
     assert "window" not in keys and "data" not in keys
+    assert {"model.architecture", "model.tcn.kernel_size", "model.patchtst.patch_len", "compare.seeds"} <= set(keys)
+    nested = {"model": {"cnn_lstm", "attention_lstm", "tcn", "nbeats", "patchtst", "tft"}}  # sections within a section
     tree = Config().to_dict()
-    assert len(keys) == sum(len(v) if isinstance(v, dict) else 1 for v in tree.values())
+    count = sum(sum(len(w) if s in nested.get(k, ()) else 1 for s, w in v.items()) if isinstance(v, dict) else 1
+                for k, v in tree.items())
+    assert len(keys) == count
 
 
 def test_every_key_is_documented():
