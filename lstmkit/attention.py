@@ -336,6 +336,9 @@ def variable_summary(analysis: AttentionAnalysis) -> str:
         return (f"The `{analysis.architecture or analysis.model}` architecture weighs time steps but not input channels:"
                 " it has no variable-selection weights" + (f" (those come with {_names(archs)})." if archs else "."))
     v, a = analysis.variables, analysis.variable_agreement
+    if len(v) == 1:
+        return (f"With one input channel (`{v.index[0]}`) variable selection has nothing to choose between: it gives "
+                "that channel all its weight.")
     text = (f"Variable selection gives `{v[VARIABLES].idxmax()}` the most weight ({v[VARIABLES].max():.0%}), IG "
             f"`{v[IG].idxmax()}` ({v[IG].max():.0%}); over channels they have {_agreement_words(a, 'channel')}.")
     scores = analysis.channel_scores

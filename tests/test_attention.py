@@ -302,3 +302,17 @@ def test_a_tft_trained_one_epoch_gives_time_and_variable_profiles(row_prepared):
     summary = result.to_dict()
     assert set(summary["variables"]) == {"variable selection", "ig"}
     plots.variable_selection(result.variables, result.variable_agreement, {"x": "driver", "target": "target"})
+
+
+def test_one_input_channel_leaves_variable_selection_nothing_to_choose():
+    class OneChannel(StubTFT):
+        def __init__(self):
+            super().__init__(np.full(LOOKBACK, 1 / LOOKBACK), variables=np.ones(1))
+            self.channels_ = 1
+
+    attr = Attribution(np.ones((4, LOOKBACK, 1)), np.zeros(4), np.zeros(4), features=["OT"])
+    result = attention.analyse(OneChannel(), windows()[:, :, :1], attr)
+    assert result.variables.shape == (1, 2) and np.isnan(result.variable_agreement.spearman)
+    assert attention.variable_summary(result) == ("With one input channel (`OT`) variable selection has nothing to "
+                                                  "choose between: it gives that channel all its weight.")
+    assert result.to_dict()["variable_agreement"]["spearman"] is None
