@@ -38,7 +38,8 @@ def _hyperparameters(number: int, sampled: dict, space: SearchSpace) -> dict:
     """The start of a trial's row: its number, architecture and the value of every tuned hyperparameter (None where
     inactive: another architecture's setting)."""
     values = space.values(sampled)
-    return {"trial": int(number), "architecture": values.get("architecture"), **{k: values.get(k) for k in space.names}}
+    return {"trial": int(number), "architecture": values.get("architecture"),
+            **{k: values.get(k, math.nan) for k in space.names}}
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:

@@ -239,6 +239,9 @@ def param_effects(table: pd.DataFrame, space, path=None) -> plt.Figure:
                        label=f"best trial (#{best_trial}, {loss[best]:.3g})")
         if len(mine):
             ax.set_yscale("log")
+        elif len(done) and _owner(p.name):
+            _no_data(ax, f"no completed {_owner(p.name)} trial")
+            ax.set_yticks([])
         else:
             _no_data(ax)
         ax.set_title(p.name + (f"\n({_owner(p.name)} trials only)" if _owner(p.name) and space.searches_architecture else ""))
