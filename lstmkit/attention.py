@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from lstmkit.config import ARCHITECTURES
-from lstmkit.explain import Attribution, lag_labels
+from lstmkit.explain import Attribution, describe_model, lag_labels
 from lstmkit.forecasters import ForecasterError
 
 ATTENTION, VARIABLES, IG = "attention", "variable selection", "ig"  # profile column names
@@ -44,8 +44,6 @@ def _names(names: list[str]) -> str:
 
 def no_attention_text(forecaster) -> str:
     """One sentence (Markdown): this model exposes no attention weights, and which architectures do."""
-    from lstmkit.explain import describe_model
-
     archs = attention_architectures()
     return (f"The selected model, {describe_model(forecaster)}, exposes no attention weights, so there is no attention "
             "to set beside IG; " + (f"the {'architecture that does is' if len(archs) == 1 else 'architectures that do are'}"
@@ -250,8 +248,6 @@ def analyse(forecaster, windows: np.ndarray, attr: Attribution, horizon_step: in
     `horizon_step` labels the lags as IG's heatmap does (the last input is lag `horizon_step`); `top_k` is the number
     of most weighted lags (or channels) whose overlap is reported.
     """
-    from lstmkit.explain import describe_model
-
     if not forecaster.get_tag("attention"):
         raise ForecasterError(no_attention_text(forecaster))
     windows = np.asarray(windows, dtype=np.float32)
