@@ -216,12 +216,17 @@ def evaluate(models, prepared: Prepared, cfg: Config, noise_std: float | None = 
     docs: dict[str, dict] = {}
     selected_forecast, chosen = None, selected.name
     for name, group in groups.items():
-        preds = [f.predict_split(prepared, "test") for f in group]
-        reports = [report(p) for p in preds]
-        for f, p, r in zip(group, preds, reports):
+        reports, total = [], None
+        for f in group:  # one seed's forecasts at a time: a running sum, not every seed's array at once
+            p = f.predict_split(prepared, "test")
+            reports.append(report(p))
             if f is selected:
-                selected_forecast, selected_report, chosen = p, r, name
-        forecasts[name] = np.mean(preds, axis=0)
+                selected_forecast, selected_report, chosen = p, reports[-1], name
+            if total is None:
+                total = p if len(group) == 1 else p.copy()
+            else:
+                total += p
+        forecasts[name] = total if len(group) == 1 else total / len(group)
         docs[name] = _mean_reports(reports) | {
             "sd": _sd_reports(reports), "seeds": [int(getattr(f, "seed", i)) for i, f in enumerate(group)],
             "parameters": int(round(np.mean([f.parameter_count() for f in group]))),
@@ -233,7 +238,7 @@ def evaluate(models, prepared: Prepared, cfg: Config, noise_std: float | None = 
     members = ensemble_members({n: np.inf if d["val_loss"] is None else d["val_loss"] for n, d in docs.items()},
                                cfg.compare.ensemble, cfg.compare.top_k)
     if members:
-        forecasts[ENSEMBLE] = np.mean([forecasts[n] for n in members], axis=0)
+        forecasts[ENSEMBLE] = sum(forecasts[n] for n in members) / len(members)
         docs[ENSEMBLE] = report(forecasts[ENSEMBLE]) | {
             "sd": None, "seeds": None, "members": members, "how": cfg.compare.ensemble,
             "parameters": int(sum(docs[n]["parameters"] for n in members)),
