@@ -111,6 +111,10 @@ class Evaluation:
         """The name of the run's selected model."""
         return selected_name(self.metrics)
 
+    def selected_forecast(self) -> np.ndarray:
+        """Forecasts (windows, horizon), scaled, of the run's selected forecaster (its own seed)."""
+        return self.selected if self.selected is not None else self.forecasts[self.selected_name]
+
     def table(self, units: str = "original") -> pd.DataFrame:
         """Overall metrics, one row per forecaster (models, ensemble, baselines)."""
         return metrics_table(self.metrics, units)
@@ -128,8 +132,7 @@ class Evaluation:
 
     def selected_and_baselines(self) -> dict[str, np.ndarray]:
         """Forecasts (windows, horizon) of the selected forecaster and of each baseline, for the forecast figure."""
-        own = self.selected if self.selected is not None else self.forecasts[self.selected_name]
-        return {self.selected_name: own} | {k: self.forecasts[k] for k in self.metrics["baselines"]}
+        return {self.selected_name: self.selected_forecast()} | {k: self.forecasts[k] for k in self.metrics["baselines"]}
 
 
 # ---------------------------------------------------------------- the stage
@@ -291,11 +294,13 @@ def evaluate(models, prepared: Prepared, cfg: Config, noise_std: float | None = 
 
 
 def save_evaluation(ev: Evaluation, run) -> None:
-    """Write metrics.json and the test forecasts (scaled; models as means over seeds) atomically."""
+    """Write metrics.json and the test forecasts (scaled; models as means over seeds, and the selected forecaster's
+    own under `_selected` when its model has several seeds) atomically."""
     from lstmkit.atomic import atomic_path, atomic_write_json
 
     atomic_write_json(run.metrics_file, ev.metrics)
-    extra = {} if ev.selected is None else {SELECTED_KEY: ev.selected}
+    same = ev.selected is None or ev.selected is ev.forecasts.get(ev.selected_name)  # one seed: stored once
+    extra = {} if same else {SELECTED_KEY: ev.selected}
     with atomic_path(run.predictions_file) as tmp:
         np.savez(tmp, actual=ev.actual, **ev.forecasts, **extra)
 
@@ -314,8 +319,7 @@ def residual_frame(ev: Evaluation, prepared: Prepared, step: int = 1, name: str 
     """Actual, forecast and residual (original units) at one horizon step, indexed by target time: of the selected
     forecaster by default, or of the forecaster `name`."""
     rows = prepared.target_rows("test")[:, step - 1]
-    forecast = ev.forecasts[name] if name is not None else (
-        ev.selected if ev.selected is not None else ev.forecasts[ev.selected_name])
+    forecast = ev.forecasts[name] if name is not None else ev.selected_forecast()
     actual = prepared.to_original(ev.actual[:, step - 1])
     pred = prepared.to_original(forecast[:, step - 1])
     return pd.DataFrame({"actual": actual, "forecast": pred, "residual": actual - pred}, index=prepared.index[rows])

@@ -450,8 +450,18 @@ def test_save_and_load_evaluation_round_trip(evaluation, tmp_path):
     for name in ev.forecasts:
         np.testing.assert_array_equal(back.forecasts[name], ev.forecasts[name])
     np.testing.assert_array_equal(back.actual, ev.actual)
-    np.testing.assert_array_equal(back.selected, ev.selected)
+    np.testing.assert_array_equal(back.selected_forecast(), ev.selected)
     assert sorted(p.name for p in run.metrics_file.parent.iterdir()) == ["metrics.json", "predictions.npz"]
+
+
+def test_predictions_keep_the_selected_seed_apart_from_the_mean_over_seeds(compared, tmp_path):
+    ev, _ = compared
+    run = RunFolder(tmp_path)
+    save_evaluation(ev, run)
+    back = load_evaluation(run)
+    assert list(back.forecasts)[:4] == ["a", "b", "c", "ensemble"]
+    np.testing.assert_array_equal(back.selected_forecast(), ev.selected)  # a's seed 7: last + 1
+    np.testing.assert_allclose(back.forecasts["a"] - back.selected_forecast(), 0.5)  # a's mean over seeds: last + 1.5
 
 
 # ------------------------------------------------------------------ several models and seeds, the ensemble
