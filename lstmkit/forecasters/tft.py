@@ -10,10 +10,10 @@ channels (no static covariates, no known future inputs), so the network keeps th
    input (batch, lookback, H).
 2. An LSTM encoder (`model.layers` layers of H units, default activations: cuDNN-eligible) over the selected inputs,
    then a gated skip connection (GLU, add the selected inputs, layer norm): (batch, lookback, H).
-3. Static enrichment (a GRN; there is no static context to add here), then interpretable multi-head attention
-   (`model.tft.heads` heads with their own query and key projections and one shared value projection; the heads'
-   attention averaged) of the last step over every step, a gated skip with add & norm, a position-wise GRN and a
-   gated skip back to the LSTM output: (batch, H).
+3. Interpretable multi-head attention (`model.tft.heads` heads with their own query and key projections and one
+   shared value projection; the heads' attention averaged) of the last step over every step, a gated skip with add &
+   norm, a position-wise GRN and a gated skip back to the encoder's last step: (batch, H). The paper's static
+   enrichment GRN is left out: with no static covariates it is one more GRN without a context to add.
 4. Dense(horizon): (batch, horizon).
 
 GRN(a) = LayerNorm(skip(a) + GLU(Dropout(W1 ELU(W2 a + b2) + b1))), GLU(g) = sigmoid(W4 g + b4) * (W5 g + b5).
@@ -36,22 +36,21 @@ SELECTION_LAYER, ATTENTION_LAYER = "variable_selection", "attention"
 
 @keras.saving.register_keras_serializable(package="lstmkit")
 class GatedLinearUnit(keras.layers.Layer):
-    """GLU(x) = sigmoid(W4 x + b4) * (W5 x + b5), with dropout on its input: (..., d) -> (..., units)."""
+    """GLU(x) = sigmoid(W4 x + b4) * (W5 x + b5), with dropout on its input: (..., d) -> (..., units) (W4 and W5 are
+    one Dense layer of 2 * units, split)."""
 
     def __init__(self, units: int, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.units, self.dropout = int(units), float(dropout)
         self.drop = keras.layers.Dropout(self.dropout)
-        self.gate = keras.layers.Dense(self.units, activation="sigmoid", name="gate")
-        self.value = keras.layers.Dense(self.units, name="value")
+        self.dense = keras.layers.Dense(2 * self.units, name="gate_value")
 
     def build(self, input_shape):
-        self.gate.build(input_shape)
-        self.value.build(input_shape)
+        self.dense.build(input_shape)
 
     def call(self, x, training=None):
-        x = self.drop(x, training=training)
-        return self.gate(x) * self.value(x)
+        g = self.dense(self.drop(x, training=training))
+        return keras.ops.sigmoid(g[..., :self.units]) * g[..., self.units:]
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
@@ -121,6 +120,47 @@ class GatedResidualNetwork(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
+class ChannelGatedResidualNetwork(keras.layers.Layer):
+    """One GRN per channel, each with its own weights, computed together:
+    (batch, steps, channels, units) -> (batch, steps, channels, units).
+
+    For channel c: LayerNorm_c(a + GLU_c(Dropout(W1_c ELU(W2_c a + b2_c) + b1_c))); the weights carry a channel axis.
+    """
+
+    def __init__(self, units: int, channels: int, dropout: float = 0.0, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.channels, self.dropout, self.epsilon = int(units), int(channels), float(dropout), float(epsilon)
+        self.drop = keras.layers.Dropout(self.dropout)
+
+    def build(self, input_shape):
+        c, u = self.channels, self.units
+        self.hidden_kernel = self.add_weight(name="hidden_kernel", shape=(c, u, u), initializer="glorot_uniform")
+        self.hidden_bias = self.add_weight(name="hidden_bias", shape=(c, u), initializer="zeros")
+        self.mix_kernel = self.add_weight(name="mix_kernel", shape=(c, u, u), initializer="glorot_uniform")
+        self.mix_bias = self.add_weight(name="mix_bias", shape=(c, u), initializer="zeros")
+        self.glu_kernel = self.add_weight(name="glu_kernel", shape=(c, u, 2 * u), initializer="glorot_uniform")
+        self.glu_bias = self.add_weight(name="glu_bias", shape=(c, 2 * u), initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=(c, u), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(c, u), initializer="zeros")
+
+    def call(self, a, training=None):
+        ops = keras.ops
+        h = ops.elu(ops.einsum("btcu,cuv->btcv", a, self.hidden_kernel) + self.hidden_bias)
+        h = ops.einsum("btcu,cuv->btcv", h, self.mix_kernel) + self.mix_bias
+        g = ops.einsum("btcu,cuv->btcv", self.drop(h, training=training), self.glu_kernel) + self.glu_bias
+        y = a + ops.sigmoid(g[..., :self.units]) * g[..., self.units:]
+        mean, var = ops.mean(y, axis=-1, keepdims=True), ops.var(y, axis=-1, keepdims=True)
+        return (y - mean) / ops.sqrt(var + self.epsilon) * self.gamma + self.beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units, "channels": self.channels, "dropout": self.dropout,
+                "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="lstmkit")
 class VariableSelection(keras.layers.Layer):
     """The TFT's variable-selection network over the channels of a window.
 
@@ -133,8 +173,7 @@ class VariableSelection(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units, self.channels, self.dropout = int(units), int(channels), float(dropout)
         self.selector = GatedResidualNetwork(self.units, self.channels, self.dropout, name="selector")
-        self.transforms = [GatedResidualNetwork(self.units, dropout=self.dropout, name=f"channel_{c}")
-                           for c in range(self.channels)]
+        self.transform = ChannelGatedResidualNetwork(self.units, self.channels, self.dropout, name="channels")
 
     def build(self, input_shape):
         self.kernel = self.add_weight(name="embedding_kernel", shape=(self.channels, self.units),
@@ -142,15 +181,13 @@ class VariableSelection(keras.layers.Layer):
         self.bias = self.add_weight(name="embedding_bias", shape=(self.channels, self.units), initializer="zeros")
         batch, steps = input_shape[0], input_shape[1]
         self.selector.build((batch, steps, self.channels * self.units))
-        for grn in self.transforms:
-            grn.build((batch, steps, self.units))
+        self.transform.build((batch, steps, self.channels, self.units))
 
     def call(self, x, training=None):
         embedded = x[..., None] * self.kernel + self.bias                   # (batch, steps, channels, units)
-        flat = keras.ops.reshape(embedded, (-1, keras.ops.shape(x)[1], self.channels * self.units))
+        flat = keras.ops.reshape(embedded, (-1, x.shape[1], self.channels * self.units))
         weights = keras.ops.softmax(self.selector(flat, training=training), axis=-1)  # (batch, steps, channels)
-        transformed = keras.ops.stack([grn(embedded[:, :, c, :], training=training)
-                                       for c, grn in enumerate(self.transforms)], axis=2)
+        transformed = self.transform(embedded, training=training)           # (batch, steps, channels, units)
         selected = keras.ops.sum(transformed * weights[..., None], axis=2)  # (batch, steps, units)
         return selected, weights
 
@@ -233,12 +270,11 @@ def build(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_in
         for i in range(1, spec.layers + 1):
             h = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{i}")(h)
         encoded = GateAddNorm(units, rate, name="encoder_gate")([h, selected])       # (batch, lookback, units)
-        enriched = GatedResidualNetwork(units, dropout=rate, name="static_enrichment")(encoded)
-        attended, _ = InterpretableMultiHeadAttention(heads, units, rate, name=ATTENTION_LAYER)(enriched)
-        last_enriched = LastStep(name="last_enriched")(enriched)
-        y = GateAddNorm(units, rate, name="attention_gate")([attended, last_enriched])  # (batch, 1, units)
+        attended, _ = InterpretableMultiHeadAttention(heads, units, rate, name=ATTENTION_LAYER)(encoded)
+        last = LastStep(name="last_step")(encoded)                                    # (batch, 1, units)
+        y = GateAddNorm(units, rate, name="attention_gate")([attended, last])
         y = GatedResidualNetwork(units, dropout=rate, name="position_wise")(y)
-        y = GateAddNorm(units, rate, name="output_gate")([y, LastStep(name="last_encoded")(encoded)])
+        y = GateAddNorm(units, rate, name="output_gate")([y, last])
         y = keras.layers.Flatten(name="flatten")(y)
         return keras.layers.Dense(horizon, name="forecast")(y)
 
