@@ -119,6 +119,32 @@ def test_tft_attention_is_the_head_average_and_uses_one_value_projection():
     np.testing.assert_allclose(out[:, 0], expected, atol=1e-4)
 
 
+def test_tft_channel_grns_have_their_own_weights_and_see_only_their_channel():
+    layer = tft.ChannelGatedResidualNetwork(units=4, channels=3)
+    a = np.random.default_rng(6).normal(size=(2, 5, 3, 4)).astype(np.float32)
+    layer.build(a.shape)
+    rng = np.random.default_rng(7)
+    for w in layer.weights:  # distinct weights per channel (the zeros/ones initialisation would make them equal)
+        w.assign(rng.normal(size=w.shape).astype(np.float32))
+    out = np.asarray(layer(a))
+    w = {v.name: np.asarray(v) for v in layer.weights}
+    for c in range(3):  # channel c: LayerNorm_c(a + GLU_c(W1_c ELU(W2_c a + b2_c) + b1_c))
+        h = a[:, :, c] @ w["hidden_kernel"][c] + w["hidden_bias"][c]
+        h = np.where(h > 0, h, np.expm1(np.minimum(h, 0)))
+        g = (h @ w["mix_kernel"][c] + w["mix_bias"][c]) @ w["glu_kernel"][c] + w["glu_bias"][c]
+        y = a[:, :, c] + g[..., 4:] / (1 + np.exp(-g[..., :4]))
+        y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-3)
+        np.testing.assert_allclose(out[:, :, c], y * w["gamma"][c] + w["beta"][c], rtol=1e-4, atol=1e-4)
+    changed = a.copy()
+    changed[:, :, 0] += 1.0
+    moved = np.asarray(layer(changed))
+    np.testing.assert_array_equal(moved[:, :, 1:], out[:, :, 1:])  # each channel's GRN sees only its channel
+    assert np.abs(moved[:, :, 0] - out[:, :, 0]).max() > 1e-3
+    same = np.repeat(a[:, :, :1], 3, axis=2)  # one input on every channel: different weights, different outputs
+    outputs = np.asarray(layer(same))
+    assert np.abs(outputs[:, :, 1] - outputs[:, :, 0]).max() > 1e-3
+
+
 def test_tft_rejects_more_heads_than_units():
     with pytest.raises(ValueError, match="heads"):
         build_network(ModelSpec("tft", units=4, options={"heads": 8}), LOOKBACK, CHANNELS, HORIZON)
