@@ -90,7 +90,7 @@ def comparison_display(table: pd.DataFrame, units: str = "original units") -> pd
                                                       zip(table[f"{metric} {src}"], table[f"{metric} {src} sd"])]
     out["seeds"] = [num(v, ".0f") for v in table["seeds"]]
     out["parameters"] = [num(v, ",.0f") for v in table["parameters"]]
-    out["training s"] = [num(v, ".3g") for v in table["fit seconds"]]
+    out["training s"] = ["<0.01" if np.isfinite(v) and v < 0.01 else num(v, ".3g") for v in table["fit seconds"]]
     out["val loss"] = [num(v, ".4g") for v in table["val loss"]]
     out["DM stat"] = [num(v, ".2f") for v in table["dm statistic"]]
     out["DM p-value"] = [num(v, ".3g") for v in table["dm p-value"]]

@@ -575,7 +575,7 @@ def test_comparison_table_and_text(compared):
     shown = comparison_display(table, "kW")
     assert shown.loc["a", "test MAE (scaled)"] == f"{5 / 6:.4g} ± {np.std([1, 2 / 3], ddof=1):.2g}"
     assert shown.loc["c", "test MAE (kW)"] == f"{table.loc['c', 'mae original']:.4g}"  # one seed: no ±
-    assert shown.loc[best, "DM stat"] == "–"
+    assert shown.loc[best, "DM stat"] == "–" and shown.loc["persistence", "training s"] == "<0.01"
     text = comparison_summary(ev.metrics)
     assert "selected model** is **a** (seed 7)" in text and f"best baseline, {best}" in text
     lines = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **")}
