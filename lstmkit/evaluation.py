@@ -25,7 +25,7 @@ SELECTED_KEY = "_selected"  # predictions.npz: the selected forecaster's own for
 # ---------------------------------------------------------------- metrics.json as tables
 
 
-def _model_entries(metrics: dict) -> dict[str, dict]:
+def model_entries(metrics: dict) -> dict[str, dict]:
     """The model rows of a metrics.json document: `models` (ensemble included), or the one `model` of older runs."""
     if metrics.get("models"):
         return metrics["models"]
@@ -39,7 +39,7 @@ def selected_name(metrics: dict) -> str:
 
 def metrics_table(metrics: dict, units: str) -> pd.DataFrame:
     """Overall test metrics of a metrics.json document, one row per forecaster: models, the ensemble, baselines."""
-    rows = {k: v[units] for k, v in _model_entries(metrics).items()} | {k: v[units] for k, v in metrics["baselines"].items()}
+    rows = {k: v[units] for k, v in model_entries(metrics).items()} | {k: v[units] for k, v in metrics["baselines"].items()}
     table = pd.DataFrame(rows).T[list(METRICS)]
     table.index.name = "forecaster"
     return table
@@ -53,7 +53,7 @@ def comparison_table(metrics: dict) -> pd.DataFrame:
     against the best baseline (negative: fewer squared errors than it).
     """
     rows = []
-    entries = [(k, "ensemble" if k == ENSEMBLE else "model", v) for k, v in _model_entries(metrics).items()]
+    entries = [(k, "ensemble" if k == ENSEMBLE else "model", v) for k, v in model_entries(metrics).items()]
     entries += [(k, "baseline", v) for k, v in metrics["baselines"].items()]
     for name, kind, m in entries:
         sd = m.get("sd") or {}
@@ -125,7 +125,7 @@ class Evaluation:
 
     def per_horizon(self, metric: str = "rmse", units: str = "original") -> pd.DataFrame:
         """One metric per horizon step (rows) and forecaster (columns: models, ensemble, baselines)."""
-        entries = _model_entries(self.metrics) | self.metrics["baselines"]
+        entries = model_entries(self.metrics) | self.metrics["baselines"]
         df = pd.DataFrame({k: v["per_horizon"][units][metric] for k, v in entries.items()})
         df.index = pd.RangeIndex(1, len(df) + 1, name="horizon step")
         return df
@@ -353,7 +353,7 @@ def headline(metrics: dict, units: str) -> str:
 def comparison_summary(metrics: dict) -> str:
     """Markdown naming the selected model (best validation loss), the model that did best on test, and which
     baselines each model beats on test MSE (with the Diebold–Mariano p-value against the best baseline)."""
-    entries = _model_entries(metrics)
+    entries = model_entries(metrics)
     baseline_mse = {k: v["scaled"]["mse"] for k, v in metrics["baselines"].items()}
     meta = metrics.get("meta", {})
     chosen = selected_name(metrics)

@@ -66,12 +66,12 @@ def published_for(cfg: Config) -> list[Published]:
 
 
 def comparison_table(metrics: dict, published: list[Published], lookback: int) -> pd.DataFrame:
-    """This run's scaled test MSE/MAE (model and baselines) beside the published figures, best first."""
+    """This run's scaled test MSE/MAE (models, ensemble and baselines) beside the published figures, best first."""
     import pandas as pd
 
-    rows = [{"forecaster": "lstm (this run)", "mse": metrics["model"]["scaled"]["mse"],
-             "mae": metrics["model"]["scaled"]["mae"], "source": f"this run, look-back {lookback}"}]
-    rows += [{"forecaster": f"{name} (this run)", "mse": m["scaled"]["mse"], "mae": m["scaled"]["mae"],
-              "source": f"this run, look-back {lookback}"} for name, m in metrics["baselines"].items()]
+    from lstmkit.evaluation import model_entries
+
+    rows = [{"forecaster": f"{name} (this run)", "mse": m["scaled"]["mse"], "mae": m["scaled"]["mae"],
+             "source": f"this run, look-back {lookback}"} for name, m in {**model_entries(metrics), **metrics["baselines"]}.items()]
     rows += [{"forecaster": f"{p.model} (published)", "mse": p.mse, "mae": p.mae, "source": p.source} for p in published]
     return pd.DataFrame(rows).sort_values("mse").set_index("forecaster").round({"mse": 4, "mae": 4})

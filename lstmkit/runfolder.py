@@ -71,10 +71,6 @@ class RunFolder:
         """Which model is the run's selected one (best validation loss), and where it is saved."""
         return self.root / "training" / "selected.json"
 
-    @property
-    def checkpoint_file(self) -> Path:
-        return self.root / "training" / "checkpoint.keras"
-
     # --- 05 evaluation
     @property
     def metrics_file(self) -> Path:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lstmkit.forecasters.neural import NeuralForecaster
 
 STAGE = "training (04_training)"
+CHECKPOINT = "checkpoint.keras"  # in a model folder: its best weights so far while it trains
 FIT_FILE = "fit.json"  # beside a model's forecaster.json: what it was trained from (spec, settings, data)
 
 
@@ -167,7 +168,7 @@ def train_run(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) -> Tra
                 forecaster = load(folder)
             else:
                 (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until save() writes the manifest last
-                forecaster = fit_forecaster(prepared, spec, cfg, seed, name, checkpoint=run.checkpoint_file)
+                forecaster = fit_forecaster(prepared, spec, cfg, seed, name, checkpoint=run.model_dir(name, seed) / CHECKPOINT)
                 atomic_write_json(folder / FIT_FILE, record)
                 forecaster.save(folder)
             models.append(TrainedModel(name, seed, forecaster, source, str(folder.relative_to(run.root)), resumed))

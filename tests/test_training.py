@@ -18,6 +18,7 @@ from lstmkit.forecasters.neural import build_network, callbacks
 from lstmkit.preprocessing import prepare, save_prepared
 from lstmkit.runfolder import RunFolder, open_run, start_run
 from lstmkit.training import (
+    CHECKPOINT,
     fit_forecaster,
     load_models,
     load_selected,
@@ -124,7 +125,7 @@ def test_train_run_writes_artifacts_and_repeats_fit(two_fits, prepared, tmp_path
         layers=1, units=4, dropout=0.1, batch_size=32, lookback=8, normalization=tiny_config().model.normalization)
     assert weights_equal(model, f1)  # same seed and spec as the plain fits: the same model
     assert weights_equal(load_selected(run), model)
-    assert run.model_dir("lstm", 5).is_dir() and run.checkpoint_file.exists()
+    assert run.model_dir("lstm", 5).is_dir() and (run.model_dir("lstm", 5) / CHECKPOINT).exists()
     selected = read_selected(run)
     assert (selected["model"], selected["seed"], selected["best_epoch"]) == ("lstm", 5, f1.best_epoch_)
     assert selected["path"] == "training/models/lstm/seed-5" and selected["fit_on"] == "train"

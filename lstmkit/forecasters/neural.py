@@ -152,7 +152,7 @@ class NeuralForecaster(Forecaster):
         hist = self.network.fit(train, validation_data=prepared.dataset("val", 1024), epochs=t.epochs, verbose=t.verbose,
                                 shuffle=False, steps_per_epoch=steps,
                                 callbacks=callbacks(t.patience, t.reduce_lr_patience, checkpoint)
-                                + [ProgressCallback(t.epochs, f"training {self.name}")])
+                                + [ProgressCallback(t.epochs, f"training {self.name} (seed {self.seed})")])
         history = pd.DataFrame(hist.history)
         history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
         if "learning_rate" in history:
@@ -201,6 +201,7 @@ class NeuralForecaster(Forecaster):
                 self.history_.to_csv(tmp)
 
     def _load(self, path: Path) -> None:
+        architecture(self.spec.architecture)  # registers the architecture's own layers before deserialising them
         self.network = keras.models.load_model(path / NETWORK_FILE)  # safe_mode: no arbitrary code is deserialised
         if (path / "history.csv").exists():
             self.history_ = pd.read_csv(path / "history.csv", index_col="epoch")
