@@ -410,6 +410,18 @@ def test_distributed_chief_and_two_workers_finish_the_search(frame, tmp_path):
     assert spec_for_run(run, cfg)[0] == spec
 
 
+def test_a_distributed_search_over_architectures_runs_each_trials_network_in_the_workers(frame, tmp_path):
+    space = {"architecture": ["lstm", "gru"], "layers": 1, "units": 4, "dropout": 0.0, "learning_rate": 0.01,
+             "optimizer": "adam", "batch_size": 64, "normalization": "last"}
+    cfg = tiny_config("grid", **{"tuning.space": space, "tuning.workers": 2, "tuning.epochs": 1})
+    run = run_folder(tmp_path / "run", cfg, frame)
+    spec, table = tune(prepare(frame, cfg), cfg, run)
+    assert sorted(table["architecture"]) == ["gru", "lstm"] and (table["status"] == "COMPLETED").all()
+    assert spec.architecture == table.loc[table["val_loss"].idxmin(), "architecture"]
+    assert read_best(run)["architecture"] == spec.architecture
+    assert spec_for_run(run, cfg, spec.architecture) == (spec, "tuning")
+
+
 def _worker_pid(run: RunFolder, tuner_id: str) -> int | None:
     """PID of the local worker process with this Keras Tuner id (Linux /proc)."""
     for proc in Path("/proc").iterdir():
