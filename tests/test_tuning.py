@@ -143,6 +143,18 @@ def test_the_best_architecture_and_its_settings_round_trip_into_the_training_sta
     assert other[1] == "config" and other[0].architecture == "gru"
 
 
+@pytest.mark.parametrize("strategy", ["bayesian", "optuna"])
+def test_a_fixed_architectures_own_settings_are_searched_in_every_trial(strategy, frame, tmp_path, monkeypatch):
+    calls = fake_trials(monkeypatch)
+    space = {k: v for k, v in CONDITIONAL.items() if k != "architecture"}
+    cfg = tiny_config(strategy, **{"tuning.space": space, "model.architecture": "cnn_lstm", "tuning.max_trials": 4})
+    spec, table = tune(prepare(frame, cfg), cfg, RunFolder(tmp_path))
+    assert len(calls) == 4 and all({"cnn_lstm.filters", "cnn_lstm.kernel_size"} <= set(c) for c in calls)
+    assert (table["architecture"] == "cnn_lstm").all() and table["cnn_lstm.filters"].notna().all()
+    assert spec.architecture == "cnn_lstm" and spec.options["filters"] in (4, 8)
+    assert spec_for_run(RunFolder(tmp_path), cfg) == (spec, "tuning")  # model.architecture: the default
+
+
 def test_a_real_search_over_lstm_and_gru_builds_each_trials_network(frame, tmp_path, monkeypatch):
     import lstmkit.tuning as tuning_module
 
