@@ -35,7 +35,7 @@ def search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, 
 
 
 def _hyperparameters(number: int, sampled: dict, space: SearchSpace) -> dict:
-    """The start of a trial's row: its number, architecture and the value of every tuned hyperparameter (None where
+    """The start of a trial's row: its number, architecture and the value of every tuned hyperparameter (NaN where
     inactive: another architecture's setting)."""
     values = space.values(sampled)
     return {"trial": int(number), "architecture": values.get("architecture"),
