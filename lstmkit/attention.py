@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lstmkit.atomic import read_json
 from lstmkit.config import ARCHITECTURES
-from lstmkit.explain import Attribution, describe_model, lag_labels
-from lstmkit.forecasters import ForecasterError
+from lstmkit.explain import Attribution, describe_model, explain_windows, lag_labels
+from lstmkit.forecasters import ForecasterError, load
+from lstmkit.forecasters.base import MANIFEST
+from lstmkit.training import read_selected, select_model
 
 ATTENTION, VARIABLES, IG = "attention", "variable selection", "ig"  # profile column names
 
@@ -42,13 +45,18 @@ def _names(names: list[str]) -> str:
     return " and ".join(quoted) if len(quoted) < 3 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
-def no_attention_text(forecaster) -> str:
-    """One sentence (Markdown): this model exposes no attention weights, and which architectures do."""
+def no_attention_text(forecaster, models: list[str] | None = None) -> str:
+    """One sentence (Markdown): this model (and, given the names of the run's `models`, no other model of the run)
+    exposes no attention weights, and which architectures do."""
     archs = attention_architectures()
-    return (f"The selected model, {describe_model(forecaster)}, exposes no attention weights, so there is no attention "
-            "to set beside IG; " + (f"the {'architecture that does is' if len(archs) == 1 else 'architectures that do are'}"
-                                    f" {_names(archs)} (`model.architecture`)." if archs
-                                    else "no architecture written so far does."))
+    others = [m for m in models or [] if m != getattr(forecaster, "name", None)]
+    where = "`model.architecture`" + (", or `compare.architectures` to train them beside the others" if others else "")
+    return (f"The selected model, {describe_model(forecaster)}, exposes no attention weights"
+            + (f", nor does {'the other model' if len(others) == 1 else 'any other model'} of this run "
+               f"({_names(others)})" if others else "")
+            + ", so there is no attention to set beside IG; "
+            + (f"the {'architecture that does is' if len(archs) == 1 else 'architectures that do are'} {_names(archs)}"
+               f" ({where})." if archs else "no architecture written so far does."))
 
 
 def _weights(values: np.ndarray, what: str, shape: tuple[int, int]) -> np.ndarray:
@@ -346,3 +354,114 @@ def variable_summary(analysis: AttentionAnalysis) -> str:
                          f"{int(r[f'{VARIABLES} rank'])} of {len(scores)}) and {r[f'{IG} share']:.1%} of IG's "
                          f"attribution (rank {int(r[f'{IG} rank'])}).")
     return text
+
+
+# ------------------------------------------------------------------ every attention model of a run
+
+
+def trained_names(run) -> list[str]:
+    """The names of the models the run's training stage trained (training/selected.json), in training order."""
+    selected = read_selected(run)
+    return list(dict.fromkeys(e["model"] for e in selected.get("models") or [selected]))
+
+
+def _tagged(run, entry: dict, tag: str) -> bool:
+    """Whether the saved model of a training/selected.json entry has `tag`: from its manifest's summary, or, for a
+    manifest without one, from the loaded forecaster."""
+    folder = run.root / entry["path"]
+    try:
+        return bool(read_json(folder / MANIFEST)["summary"]["tags"][tag])
+    except (OSError, ValueError, KeyError, TypeError):
+        return load(folder).get_tag(tag)
+
+
+def attention_entries(run, tag: str = "attention") -> list[dict]:
+    """The training/selected.json entries to analyse: for each model of the run whose saved forecasters have `tag`,
+    its seed with the best validation loss (the selected seed for the selected model), in training order."""
+    selected = read_selected(run)
+    groups: dict[str, list[dict]] = {}
+    for entry in selected.get("models") or [selected]:
+        groups.setdefault(entry["model"], []).append(entry)
+    chosen = []
+    for name, group in groups.items():
+        if not _tagged(run, group[0], tag):
+            continue
+        seed = selected["seed"] if name == selected["model"] else select_model(
+            {name: {e["seed"]: e.get("val_loss") for e in group}})[1]
+        chosen.append(next(e for e in group if e["seed"] == seed))
+    return chosen
+
+
+def same_windows(prepared, positions: np.ndarray, lookback: int):
+    """`prepared` cut at another look-back, and the positions in its test split of the windows with the same
+    forecast origins as `positions` in `prepared`'s (those it has): (prepared, positions (k,))."""
+    other = prepared.with_lookback(lookback)
+    if other is prepared:
+        return prepared, np.asarray(positions)
+    theirs = prepared.origins("test")[positions] - other.origins("test")[0]
+    return other, theirs[(theirs >= 0) & (theirs < other.n_windows("test"))]
+
+
+@dataclass
+class ModelAttention:
+    """One attention model of the run: which one, its IG of the explained test windows and the attention analysis."""
+
+    name: str
+    seed: int
+    selected: bool                # the run's selected model (whose IG the rest of the chapter shows)
+    forecaster: object
+    attribution: Attribution      # IG of this model, (windows, lookback, channels)
+    analysis: AttentionAnalysis
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: the analysis, the seed, whether it is the selected model, and its IG's completeness gap."""
+        return {**self.analysis.to_dict(), "seed": self.seed, "selected": self.selected,
+                "relative_completeness_gap": self.attribution.relative_gap()}
+
+
+def analyse_run(run, cfg, selected, prepared, positions: np.ndarray, attr: Attribution, truth=None,
+                horizon_step: int = 1) -> list[ModelAttention]:
+    """The attention analysis of every attention model of the run (each model's best-validation seed), each beside
+    its own Integrated Gradients of the selected model's explained test windows (`explain.*` settings).
+
+    `selected`, `prepared`, `positions`, `attr`: the run's selected forecaster, its prepared series, the positions of
+    the explained windows in its test split, and its IG of them (reused when the selected model has attention).
+    """
+    choice = read_selected(run)
+    found = []
+    for entry in attention_entries(run):
+        is_selected = (entry["model"], entry["seed"]) == (choice["model"], choice["seed"])
+        if is_selected:
+            forecaster, p, pos, a = selected, prepared, np.asarray(positions), attr
+        else:
+            forecaster = load(run.root / entry["path"])
+            p, pos = same_windows(prepared, positions, forecaster.lookback_)
+            a = explain_windows(forecaster, p, cfg, pos)
+        x, _ = p.windows("test", pos)
+        analysis = analyse(forecaster, x, a, horizon_step, truth, p.target, cfg.explain.attention_top_k)
+        found.append(ModelAttention(entry["model"], int(entry["seed"]), is_selected, forecaster, a, analysis))
+    return found
+
+
+def attention_summary(models: list[ModelAttention]) -> dict | None:
+    """{name: summary} of the run's attention models for explainability/summary.json; None when there are none."""
+    return {m.name: m.to_dict() for m in models} or None
+
+
+def model_intro(model: ModelAttention) -> str:
+    """A heading and a sentence (Markdown) introducing one attention model's analysis: which seed, whether it is the
+    selected model, how its IG was computed, and what to see in the figures below."""
+    f, a = model.forecaster, model.attribution
+    loss = getattr(f, "val_loss_", None)
+    loss_words = f" (validation loss {loss:.4g})" if isinstance(loss, (int, float)) and np.isfinite(loss) else ""
+    role = ("This is the run's selected model: its IG is the one shown above." if model.selected else
+            f"Trained in the same run but not selected, this is its seed with the best validation loss{loss_words}; its"
+            f" IG is computed here for the same {len(a.values)} test windows with the same settings (completeness gap "
+            f"{a.relative_gap():.1%}).")
+    variables = (" The bars after the profiles set its variable-selection weight of each input channel beside IG's "
+                 "share of that channel." if model.analysis.variables is not None and len(model.analysis.variables) > 1
+                 else "")
+    return (f"### {describe_model(f)}, seed {model.seed}\n\n"
+            f"{role} Where its attention curve follows IG's, the "
+            "lags it attends to are the ones the forecast depends on; lags far from the diagonal of the right panel "
+            f"are weighted very differently by the two.{variables}")

@@ -347,20 +347,26 @@ def explain_test_windows(forecaster, prepared, cfg) -> tuple[np.ndarray, Attribu
     `forecaster`: the run's selected (neural) forecaster, or a Keras model; returns the window positions in the test
     split, (windows,), and their attributions, (windows, lookback, channels).
     """
+    positions = sample_windows(prepared.n_windows("test"), cfg.explain.windows)
+    return positions, explain_windows(forecaster, prepared, cfg, positions)
+
+
+def explain_windows(forecaster, prepared, cfg, positions: np.ndarray) -> Attribution:
+    """IG of the configured target (explain.baseline, method, steps) for the test windows at `positions` (0 = the
+    test split's first window of `prepared`): attributions (windows, lookback, channels) of a neural forecaster or
+    Keras model whose look-back is `prepared`'s."""
     model = network_of(forecaster)
     if model.input_shape[1] is not None and model.input_shape[1] != prepared.lookback:
         raise ForecasterError(f"the model reads windows of {model.input_shape[1]} steps, the prepared series is cut "
                               f"into windows of {prepared.lookback}: pass prepared.with_lookback({model.input_shape[1]})")
-    positions = sample_windows(prepared.n_windows("test"), cfg.explain.windows)
     x, _ = prepared.windows("test", positions)  # only the explained windows are gathered
     e = cfg.explain
     train = prepared.scaled[slice(*prepared.bounds.train)]
-    attr = integrated_gradients(model, x, baseline=e.baseline, steps="auto" if e.auto_steps else e.steps,
+    return integrated_gradients(model, x, baseline=e.baseline, steps="auto" if e.auto_steps else e.steps,
                                 method=e.method, target=explain_target(cfg), batch_size=e.batch_size,
                                 tolerance=e.tolerance, max_steps=e.steps, mean=train.mean(axis=0),
                                 samples=e.noise_samples, noise_std=e.noise_std, seed=cfg.seed,
                                 features=list(prepared.columns))
-    return positions, attr
 
 
 def completeness_table(attr: Attribution) -> pd.DataFrame:
@@ -379,7 +385,8 @@ def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.
     """Write the raw attributions (npz) and a JSON summary of the explanation atomically.
 
     `forecaster`: the explained model (its name and architecture are recorded); `attention`: the attention analysis
-    (`lstmkit.attention.AttentionAnalysis.to_dict()`), or None for a model without attention weights.
+    of every attention model of the run, {name: summary} (`lstmkit.attention.attention_summary`), or None when the
+    run has no model with attention weights.
     """
     from lstmkit.atomic import atomic_path, atomic_write_json
 
@@ -396,7 +403,7 @@ def save_explanation(run, positions: np.ndarray, attr: Attribution, heatmap: pd.
     if forecaster is not None:
         summary["model"] = {"name": getattr(forecaster, "name", type(forecaster).__name__),
                             "architecture": getattr(getattr(forecaster, "spec", None), "architecture", None)}
-    summary["attention"] = attention
+    summary["attention"] = attention or None
     if truth_scores is not None:
         summary["ground_truth_scores"] = truth_scores.reset_index(names="pair").to_dict(orient="records")
     if check is not None:

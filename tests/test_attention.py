@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lstmkit import attention, plots  # noqa: E402
+from lstmkit.config import from_dict  # noqa: E402
 from lstmkit.data import Driver, GroundTruth  # noqa: E402
 from lstmkit.explain import Attribution  # noqa: E402
 from lstmkit.forecasters import Forecaster, ForecasterError  # noqa: E402
@@ -316,3 +317,98 @@ def test_one_input_channel_leaves_variable_selection_nothing_to_choose():
     assert attention.variable_summary(result) == ("With one input channel (`OT`) variable selection has nothing to "
                                                   "choose between: it gives that channel all its weight.")
     assert result.to_dict()["variable_agreement"]["spearman"] is None
+
+
+# ------------------------------------------------------------------ every attention model of a comparison run
+
+
+@pytest.fixture(scope="module")
+def comparison_run(tmp_path_factory, row_prepared):
+    """A run folder as the training stage leaves it after comparing lstm (selected), attention_lstm (two seeds) and
+    tft, each trained one epoch on a toy series (look-back 8, horizon 3) and saved."""
+    from lstmkit.config import TrainingConfig
+    from lstmkit.forecasters import ModelSpec
+    from lstmkit.forecasters.neural import NeuralForecaster
+    from lstmkit.runfolder import RunFolder
+    from lstmkit.training import TrainedModel, write_selected
+
+    p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
+    run = RunFolder(tmp_path_factory.mktemp("comparison"))
+    cfg = from_dict({"window": {"lookback": 8, "horizon": 3}, "explain": {"windows": 5, "steps": 16}})
+    trained = []
+    for arch, seed, options in [("lstm", 1, {}), ("attention_lstm", 1, {}), ("attention_lstm", 2, {}),
+                                ("tft", 1, {"heads": 2})]:
+        f = NeuralForecaster(ModelSpec(arch, units=4, dropout=0.0, batch_size=16, options=options),
+                             TrainingConfig(epochs=1, verbose=0), seed=seed, name=arch).fit(p)
+        folder = f.save(run.model_dir(arch, seed))
+        trained.append(TrainedModel(arch, seed, f, "config", str(folder.relative_to(run.root)), False))
+    trained[0].forecaster.val_loss_ = -1.0  # lstm is selected, whatever one epoch gave
+    write_selected(run, cfg, trained, trained[0])
+    return run, cfg, p, trained
+
+
+def test_each_attention_architecture_of_a_run_is_analysed_at_its_best_seed(comparison_run):
+    from lstmkit.explain import explain_test_windows, explain_windows
+
+    run, cfg, p, trained = comparison_run
+    assert attention.trained_names(run) == ["lstm", "attention_lstm", "tft"]
+    best = min(trained[1:3], key=lambda m: m.forecaster.val_loss_).seed
+    assert [(e["model"], e["seed"]) for e in attention.attention_entries(run)] == [("attention_lstm", best), ("tft", 1)]
+    assert [e["model"] for e in attention.attention_entries(run, "variable_selection")] == ["tft"]
+    selected = trained[0].forecaster
+    positions, attr = explain_test_windows(selected, p, cfg)
+    models = attention.analyse_run(run, cfg, selected, p, positions, attr, horizon_step=1)
+    assert [(m.name, m.seed, m.selected) for m in models] == [("attention_lstm", best, False), ("tft", 1, False)]
+    for m in models:  # IG of that model (not of the selected lstm), on the selected model's explained windows
+        expected = explain_windows(m.forecaster, p, cfg, positions)
+        np.testing.assert_allclose(m.attribution.values, expected.values, rtol=1e-5, atol=1e-7)
+        assert not np.allclose(m.attribution.values, attr.values)
+        assert m.analysis.time.shape == (8, 2) and m.analysis.window_spearman.shape == (len(positions),)
+    assert models[0].analysis.variables is None and models[1].analysis.variables.shape == (2, 2)
+    summary = attention.attention_summary(models)
+    assert list(summary) == ["attention_lstm", "tft"]
+    assert summary["tft"]["seed"] == 1 and summary["tft"]["selected"] is False and "variable_agreement" in summary["tft"]
+    assert summary["attention_lstm"]["relative_completeness_gap"] == pytest.approx(models[0].attribution.relative_gap())
+    intro = attention.model_intro(models[1])
+    assert intro.startswith("### `tft`, seed 1\n\n") and "not selected" in intro and f"same {len(positions)} test" in intro
+    assert "variable-selection weight" in intro and "variable-selection" not in attention.model_intro(models[0])
+    assert attention.attention_summary([]) is None
+
+
+def test_a_selected_attention_model_reuses_the_chapters_attributions(comparison_run, tmp_path):
+    import json
+    import shutil
+
+    from lstmkit.explain import explain_test_windows
+    from lstmkit.forecasters import load
+    from lstmkit.runfolder import RunFolder
+
+    run, cfg, p, trained = comparison_run
+    copy = RunFolder(tmp_path / "run")
+    shutil.copytree(run.root, copy.root)
+    choice = json.loads(copy.selected_file.read_text())
+    choice.update(model="tft", seed=1, path=trained[3].path)
+    copy.selected_file.write_text(json.dumps(choice))
+    selected = load(copy.root / trained[3].path)
+    positions, attr = explain_test_windows(selected, p, cfg)
+    models = attention.analyse_run(copy, cfg, selected, p, positions, attr)
+    tft = next(m for m in models if m.name == "tft")
+    assert tft.selected and tft.attribution is attr and tft.forecaster is selected
+    assert "selected model" in attention.model_intro(tft) and not next(m for m in models if m.name != "tft").selected
+
+
+def test_windows_of_another_look_back_keep_their_forecast_origins(row_prepared):
+    p = row_prepared(lookback=8, horizon=3)
+    positions = np.array([0, 5, 10])
+    other, theirs = attention.same_windows(p, positions, 12)
+    assert other.lookback == 12
+    np.testing.assert_array_equal(other.origins("test")[theirs], p.origins("test")[positions])
+    same, kept = attention.same_windows(p, positions, 8)
+    assert same is p and (kept == positions).all()
+
+
+def test_no_attention_in_a_comparison_run_names_the_run_s_other_models():
+    text = attention.no_attention_text(NoAttention(np.ones(LOOKBACK)), ["plain", "gru"])
+    assert text.startswith("The selected model, `plain`, exposes no attention weights, nor does the other model of "
+                           "this run (`gru`), so there is no attention to set beside IG;")
+    assert "`attention_lstm`" in text and text.endswith("or `compare.architectures` to train them beside the others).")

@@ -331,10 +331,12 @@ def test_save_explanation_records_the_model_and_its_attention(tmp_path, neural_f
     attr = planted_attribution()
     columns = ["x1", "x2", "target"]
     run = RunFolder(tmp_path)
+    analyses = {"attention_lstm": {"seed": 7, "time_agreement": {"spearman": 0.5}},
+                "tft": {"seed": 8, "time_agreement": {"spearman": -0.1}}}
     save_explanation(run, np.array([0, 3]), attr, importance_heatmap(attr, columns, 2), columns, forecaster=forecaster,
-                     attention={"time_agreement": {"spearman": 0.5}})
+                     attention=analyses)
     summary = read_json(run.explanation_file)
     assert summary["model"] == {"name": "tiny", "architecture": "lstm"}
-    assert summary["attention"] == {"time_agreement": {"spearman": 0.5}}
-    save_explanation(run, np.array([0, 3]), attr, importance_heatmap(attr, columns, 2), columns)
-    assert read_json(run.explanation_file)["attention"] is None  # a model without attention weights
+    assert summary["attention"] == analyses  # every attention model of the run, by name
+    save_explanation(run, np.array([0, 3]), attr, importance_heatmap(attr, columns, 2), columns, attention={})
+    assert read_json(run.explanation_file)["attention"] is None  # a run without attention weights
