@@ -33,23 +33,34 @@ CHECKPOINT = "checkpoint.keras"  # in a model folder: its best weights so far wh
 FIT_FILE = "fit.json"  # beside a model's forecaster.json: what it was trained from (spec, settings, data)
 
 
+def tuned_best(run: RunFolder, cfg: Config) -> dict | None:
+    """The tuning stage's best configuration when training uses it (training.use_tuned and a search ran), else None."""
+    if cfg.training.use_tuned and cfg.tuning.strategy != "none" and run.best_hyperparameters_file.exists():
+        return read_json(run.best_hyperparameters_file)
+    return None
+
+
 def spec_for_run(run: RunFolder, cfg: Config, architecture: str | None = None) -> tuple[ModelSpec, str]:
-    """Hyperparameters to train `architecture` (default model.architecture) with, and where they came from.
+    """Hyperparameters to train `architecture` (default: `model_names`' first) with, and where they came from.
 
     The tuning stage's best configuration is used when it is of this architecture; otherwise the config's.
     """
-    arch = architecture or cfg.model.architecture
-    if cfg.training.use_tuned and cfg.tuning.strategy != "none" and run.best_hyperparameters_file.exists():
-        tuned = read_json(run.best_hyperparameters_file)
+    arch = architecture or model_names(cfg, run)[0]
+    tuned = tuned_best(run, cfg)
+    if tuned is not None:
         if tuned.get("architecture", cfg.model.architecture) == arch:
             tuned = {k: v for k, v in tuned.items() if v is not None}
             return ModelSpec.from_config(cfg, arch, tuned), "tuning"
     return ModelSpec.from_config(cfg, arch), "config"
 
 
-def model_names(cfg: Config) -> list[str]:
-    """The architectures compared in this run: `compare.architectures`, or the one `model.architecture`."""
-    return list(cfg.compare.architectures) or [cfg.model.architecture]
+def model_names(cfg: Config, run: RunFolder | None = None) -> list[str]:
+    """The architectures compared in this run: `compare.architectures`, else the architecture the tuner chose (when it
+    searched `tuning.space.architecture` and training uses its result), else `model.architecture`."""
+    if cfg.compare.architectures:
+        return list(cfg.compare.architectures)
+    tuned = tuned_best(run, cfg) if run is not None else None
+    return [tuned.get("architecture", cfg.model.architecture) if tuned else cfg.model.architecture]
 
 
 def model_seeds(cfg: Config) -> list[int]:
@@ -158,7 +169,7 @@ def train_run(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) -> Tra
     """The training stage: train (or reload, when already complete) every architecture x seed, select by validation
     loss and write `training/selected.json`. `echo`, when given, is called with one line per model."""
     models = []
-    for name in model_names(cfg):
+    for name in model_names(cfg, run):
         spec, source = spec_for_run(run, cfg, name)
         for seed in model_seeds(cfg):
             folder = run.model_dir(name, seed)

@@ -245,6 +245,19 @@ def test_spec_for_run_prefers_tuned_hyperparameters_of_the_same_architecture(tmp
     assert source == "config"
 
 
+def test_a_tuned_architecture_is_the_one_trained_unless_a_comparison_names_them(tmp_path):
+    run = RunFolder(tmp_path)
+    atomic_write_json(run.best_hyperparameters_file, {"architecture": "gru", "units": 12, "val_loss": 0.1})
+    searched = tiny_config(tuning={"strategy": "random"})
+    assert model_names(searched, run) == ["gru"]  # the search chose gru over model.architecture (lstm)
+    spec, source = spec_for_run(run, searched)
+    assert (source, spec.architecture, spec.units) == ("tuning", "gru", 12)
+    assert model_names(tiny_config(tuning={"strategy": "random"}, training={"use_tuned": False}), run) == ["lstm"]
+    assert model_names(tiny_config(), run) == ["lstm"]  # no search in this configuration: its result is ignored
+    compared = tiny_config(tuning={"strategy": "random"}, compare={"architectures": ["lstm", "tcn"]})
+    assert model_names(compared, run) == ["lstm", "tcn"]
+
+
 def test_callbacks_monitor_validation_loss(tmp_path):
     cbs = callbacks(patience=3, reduce_lr_patience=2, checkpoint=tmp_path / "ck" / "best.keras")
     stop, reduce, _, checkpoint = cbs
