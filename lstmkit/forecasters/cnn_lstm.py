@@ -15,6 +15,7 @@ import keras
 
 from lstmkit.config import CNNLSTMConfig
 from lstmkit.forecasters.layers import assemble
+from lstmkit.forecasters.lstm import lstm_stack
 from lstmkit.forecasters.spec import ModelSpec
 
 TAGS: dict[str, bool] = {}
@@ -34,10 +35,6 @@ def build(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_in
         for i in range(int(opts["conv_layers"])):
             x = keras.layers.Conv1D(int(opts["filters"]), int(opts["kernel_size"]), padding="causal",
                                     activation="relu", name=f"conv_{i + 1}")(x)
-        for i in range(spec.layers):
-            x = keras.layers.LSTM(spec.units, return_sequences=i < spec.layers - 1, name=f"lstm_{i + 1}")(x)
-            if spec.dropout > 0:
-                x = keras.layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
-        return keras.layers.Dense(horizon, name="forecast")(x)
+        return keras.layers.Dense(horizon, name="forecast")(lstm_stack(x, spec))
 
     return assemble(spec, lookback, channels, horizon, target_index, body)

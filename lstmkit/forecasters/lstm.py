@@ -14,14 +14,17 @@ from lstmkit.forecasters.spec import ModelSpec
 TAGS: dict[str, bool] = {}
 
 
+def lstm_stack(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """`spec.layers` LSTM layers of `spec.units` with dropout after each: (batch, steps, features) -> (batch, units),
+    the last layer's final state."""
+    for i in range(spec.layers):
+        x = keras.layers.LSTM(spec.units, return_sequences=i < spec.layers - 1, name=f"lstm_{i + 1}")(x)
+        if spec.dropout > 0:
+            x = keras.layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
+    return x
+
+
 def build(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_index: int = -1) -> keras.Model:
     """Uncompiled stacked LSTM: (batch, lookback, channels) -> (batch, horizon)."""
-
-    def body(x):
-        for i in range(spec.layers):
-            x = keras.layers.LSTM(spec.units, return_sequences=i < spec.layers - 1, name=f"lstm_{i + 1}")(x)
-            if spec.dropout > 0:
-                x = keras.layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
-        return keras.layers.Dense(horizon, name="forecast")(x)
-
-    return assemble(spec, lookback, channels, horizon, target_index, body)
+    return assemble(spec, lookback, channels, horizon, target_index,
+                    lambda x: keras.layers.Dense(horizon, name="forecast")(lstm_stack(x, spec)))
