@@ -12,12 +12,18 @@ test forecasts' metrics, so an interrupted benchmark resumes where it stopped an
 the repository root:
 
     python benchmarks/zoo.py [--horizons 24 96] [--seeds 3] [--architectures lstm patchtst ...] [--set KEY=VALUE ...]
+
+`--quick` instead times one training of each architecture on the quick profile (configs/quick.yaml: 1,200 synthetic
+rows, 3 epochs), each in a fresh process so that every time includes building and tracing its network (target:
+under 30 s each on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,6 +98,33 @@ def ensemble_row(name: str, members: list[str], records: list[dict], results: Pa
     return (f"{name} ({', '.join(members)})", r["scaled"]["mse"], r["scaled"]["mae"])
 
 
+def quick_fit(arch: str) -> dict:
+    """Train one architecture on the quick profile (this process); seconds, epochs, parameters, validation loss."""
+    cfg = load_config(REPO / "configs" / "quick.yaml", {"model.architecture": arch, "training.verbose": 0})
+    from lstmkit.seasonality import resolve_config
+
+    frame = load_series(cfg).frame
+    cfg, _ = resolve_config(cfg, frame.index)
+    prepared = prepare(frame, cfg)
+    t0 = time.perf_counter()
+    forecaster = fit_forecaster(prepared, ModelSpec.from_config(cfg), cfg)
+    return {"architecture": arch, "seconds": time.perf_counter() - t0, "epochs": len(forecaster.history_),
+            "parameters": forecaster.parameter_count(), "val_loss": forecaster.val_loss_,
+            "windows": prepared.n_windows("train")}
+
+
+def quick(architectures: list[str]) -> None:
+    """Time each architecture's quick-profile training in a fresh process and print the table."""
+    rows = [("architecture", "train s", "epochs", "parameters", "val loss (scaled)", "under 30 s")]
+    for arch in architectures:
+        out = subprocess.run([sys.executable, __file__, "--quick-one", arch], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append((arch, f"{r['seconds']:.1f}", str(r["epochs"]), f"{r['parameters']:,}", f"{r['val_loss']:.4f}",
+                     "yes" if r["seconds"] < 30 else "NO"))
+    print(f"Quick profile: {r['windows']:,} training windows, one fit per architecture in a fresh process")
+    print(format_table(rows))
+
+
 def main() -> None:
     """Train what is missing, then print one table per horizon."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -101,7 +134,15 @@ def main() -> None:
     p.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "zoo.jsonl")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--quick", action="store_true", help="time each architecture's training on the quick profile")
+    p.add_argument("--quick-one", choices=ARCHITECTURES, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.quick_one:
+        print(json.dumps(quick_fit(args.quick_one)))
+        return
+    if args.quick:
+        quick(args.architectures)
+        return
     overrides = dict(parse_override(s) for s in args.set)
     base_seed = load_config(args.config, overrides).seed
     args.results.parent.mkdir(parents=True, exist_ok=True)
