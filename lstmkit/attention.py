@@ -457,7 +457,7 @@ def model_intro(model: ModelAttention) -> str:
     role = ("This is the run's selected model: its IG is the one shown above." if model.selected else
             f"Trained in the same run but not selected, this is its seed with the best validation loss{loss_words}; its"
             f" IG is computed here for the same {len(a.values)} test windows with the same settings (completeness gap "
-            f"{a.relative_gap():.1%}).")
+            f"{a.relative_gap():.2%}).")
     variables = (" The bars after the profiles set its variable-selection weight of each input channel beside IG's "
                  "share of that channel." if model.analysis.variables is not None and len(model.analysis.variables) > 1
                  else "")

@@ -311,3 +311,63 @@ def render_in_browser(html: Path, pages: list[str]) -> None:
 def test_report_renders_in_headless_chromium(quick_run: Path):
     html = quick_run.parent.parent / "_build" / "html"
     render_in_browser(html, ["book/intro.html", *[f"book/{nb}.html" for nb in STAGE_NOTEBOOKS], "book/configuration.html"])
+
+
+ETTH2_COMPARE = ["--set", "compare.architectures=[lstm, attention_lstm, tft]", "--set", "compare.seeds=2",
+                 "--set", "window.lookback=48", "--set", "window.horizon=24", "--set", "model.units=8",
+                 "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=16",
+                 "--set", "explain.auto_steps=false", "--set", "explain.cross_check=false"]
+
+
+@pytest.fixture(scope="module")
+def etth2_compare_run(tmp_path_factory) -> Path:
+    """The ETTh2 profile comparing the LSTM, the attention LSTM and the TFT over two seeds each, shrunk (look-back 48,
+    horizon 24, 8 units, one epoch, 4 explained windows, no cross-checks), its report built strictly."""
+    project = copy_project(tmp_path_factory.mktemp("etth2_compare"))
+    lstmkit(project, "run", "--config", "configs/etth2.yaml", "--run-dir", "runs/etth2_compare", *ETTH2_COMPARE)
+    lstmkit(project, "report", "--run-dir", "runs/etth2_compare")
+    return project / "runs" / "etth2_compare"
+
+
+def table_rows(page: str, header: str) -> dict[str, list[str]]:
+    """The body rows of the first HTML table of a page whose text contains `header`: {first cell: the row's cells}."""
+    from bs4 import BeautifulSoup
+
+    table = next(t for t in BeautifulSoup(page, "html.parser").find_all("table") if header in t.get_text())
+    rows = [[c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"])] for tr in table.find("tbody").find_all("tr")]
+    return {cells[0]: cells for cells in rows if cells}
+
+
+def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model(etth2_compare_run: Path):
+    run = etth2_compare_run
+    html = run.parent.parent / "_build" / "html"
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    rows = table_rows((html / "book" / "05_evaluation.html").read_text(), "test MSE (scaled)")
+    for name in ("lstm", "attention_lstm", "tft"):  # mean ± sd over the two seeds
+        assert rows[name][1] == "model" and "±" in rows[name][2], rows[name]
+    assert rows["ensemble"][1] == "ensemble" and rows["ensemble"][2] == f"{metrics['models']['ensemble']['scaled']['mse']:.4g}"
+    assert metrics["models"]["ensemble"]["members"] == ["lstm", "attention_lstm", "tft"]
+
+    selected = json.loads((run / "training" / "selected.json").read_text())
+    best = {}  # each architecture's seed with the lowest validation loss
+    for m in selected["models"]:
+        if m["model"] not in best or m["val_loss"] < best[m["model"]][1]:
+            best[m["model"]] = (m["seed"], m["val_loss"])
+    summary = json.loads((run / "explainability" / "summary.json").read_text())
+    assert list(summary["attention"]) == ["attention_lstm", "tft"]  # whichever model is selected
+    for name, analysis in summary["attention"].items():
+        assert analysis["seed"] == best[name][0] and analysis["selected"] == (name == selected["model"])
+        assert analysis["windows"] == 4 and len(analysis["time"]["lags"]) == 48
+        assert analysis["relative_completeness_gap"] < 0.05
+        assert (run / "figures" / f"attention_profile_{name}.png").is_file()
+    assert "variables" in summary["attention"]["tft"] and "variables" not in summary["attention"]["attention_lstm"]
+
+    page = (html / "book" / "06_explainability.html").read_text()
+    headings = re.findall(r'<h3 class="rubric" id="([^"]+)"', page)  # one subsection per attention model
+    assert headings == [f"attention-lstm-seed-{best['attention_lstm'][0]}", f"tft-seed-{best['tft'][0]}"]
+    attention_lstm, tft = page.split('<h3 class="rubric"')[1:]
+    for section in (attention_lstm, tft):  # one channel (mode S): the profiles over lags, no variable-selection bars
+        assert len(re.findall(r"<img", section)) == 1 and "over the 48 lags" in section
+    assert "weighs time steps but not input channels" in attention_lstm
+    assert "variable selection has nothing to choose between" in tft
+    render_in_browser(html, ["book/intro.html", "book/05_evaluation.html", "book/06_explainability.html"])
