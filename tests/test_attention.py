@@ -355,6 +355,7 @@ def test_each_attention_architecture_of_a_run_is_analysed_at_its_best_seed(compa
     best = min(trained[1:3], key=lambda m: m.forecaster.val_loss_).seed
     assert [(e["model"], e["seed"]) for e in attention.attention_entries(run)] == [("attention_lstm", best), ("tft", 1)]
     assert [e["model"] for e in attention.attention_entries(run, "variable_selection")] == ["tft"]
+    assert attention.attention_entries(run, "quantiles") == []  # no model of the run has that tag
     selected = trained[0].forecaster
     positions, attr = explain_test_windows(selected, p, cfg)
     models = attention.analyse_run(run, cfg, selected, p, positions, attr, horizon_step=1)
