@@ -3,8 +3,8 @@
 For each series it runs what `lstmkit run` runs with configs/default.yaml pointed at a CSV (`data.source=csv`,
 `data.target=value`, `data.features=[]`): the data stage's loading and repairs, `resolve_config` (`auto` look-back
 and seasonal period from the time step), the preprocessing split and scaling, the default search (`lstmkit.tuning.tune`),
-the training stage's fit with the best hyperparameters (`lstmkit.training.fit`), and the evaluation stage's baselines
-(`lstmkit.evaluation.baselines`), and prints scaled MSE and MAE of the model and of every baseline on the validation
+the training stage's fit with the best hyperparameters (`lstmkit.training.fit_forecaster`), and the evaluation stage's baselines
+(`lstmkit.forecasters.baselines.baselines`), and prints scaled MSE and MAE of the model and of every baseline on the validation
 windows (where the defaults were chosen) and on the test windows (stride 1, all of them), with `beats` marking the
 forecasters the model beats on MSE. The series, all offline (statsmodels' bundled data sets and the shared folder):
 

@@ -4,7 +4,7 @@ Both sides train the same 1x64 LSTM (lstmkit.forecasters.neural.build_network, s
 training windows of a profile's synthetic series, with the same batch size and number of epochs:
 
 * pipeline: ``Prepared.dataset("train", batch, shuffle=True, seed)`` fed to ``model.fit`` exactly as
-  ``lstmkit.training.fit`` does (window start positions shuffled, each batch gathered from the series on demand);
+  ``NeuralForecaster.fit`` does (window start positions shuffled, each batch gathered from the series on demand);
 * bare: ``Prepared.arrays("train")`` (all windows copied into one array) fed to ``model.fit(x, y, shuffle=True)``.
 
 One ``fit`` call runs the warm-up epochs (graph tracing, first-batch costs) followed by the timed epochs; a callback
@@ -80,7 +80,7 @@ def new_model(prepared: Prepared, units: int, batch_size: int, seed: int) -> ker
 
 
 def time_pipeline(prepared: Prepared, units: int, batch_size: int, seed: int, warmup: int, epochs: int) -> list[float]:
-    """Seconds of each timed epoch when training from Prepared.dataset, as lstmkit.training.fit does."""
+    """Seconds of each timed epoch when training from Prepared.dataset, as NeuralForecaster.fit does."""
     model = new_model(prepared, units, batch_size, seed)
     train = prepared.dataset("train", batch_size, shuffle=True, seed=seed)
     timer = EpochTimer()

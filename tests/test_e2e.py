@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from lstmkit.config import ARCHITECTURES
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,13 +116,14 @@ def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
         assert text in explainability, text
 
 
-COMPARE = ["--set", "compare.architectures=[lstm,gru]", "--set", "compare.seeds=2", "--set", "training.epochs=1",
+ZOO = list(ARCHITECTURES)  # the quick profile runs with every architecture, side by side
+COMPARE = ["--set", f"compare.architectures=[{','.join(ZOO)}]", "--set", "compare.seeds=2", "--set", "training.epochs=1",
            "--set", "tuning.strategy=none", "--set", "explain.windows=4", "--set", "explain.steps=8"]
 
 
 @pytest.fixture(scope="module")
 def compare_run(tmp_path_factory) -> Path:
-    """The quick profile comparing two architectures over two seeds each (tiny epochs), its report built strictly
+    """The quick profile comparing every architecture over two seeds each (tiny epochs), its report built strictly
     (in a project copy of its own, so that the quick run's report stays as built)."""
     project = copy_project(tmp_path_factory.mktemp("compare"))
     lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/compare", *COMPARE)
@@ -130,33 +133,33 @@ def compare_run(tmp_path_factory) -> Path:
 
 def test_comparison_run_trains_every_model_and_selects_on_validation(compare_run: Path):
     selected = json.loads((compare_run / "training" / "selected.json").read_text())
-    assert [(m["model"], m["seed"]) for m in selected["models"]] == [("lstm", 7), ("lstm", 8), ("gru", 7), ("gru", 8)]
+    assert [(m["model"], m["seed"]) for m in selected["models"]] == [(a, s) for a in ZOO for s in (7, 8)]
     for m in selected["models"]:
         assert (compare_run / m["path"] / "forecaster.json").is_file()
     means = selected["val_loss_mean"]
     assert selected["model"] == min(means, key=means.get)  # by validation loss (mean over seeds), never test
     metrics = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
-    assert list(metrics["models"]) == ["lstm", "gru", "ensemble"]
+    assert list(metrics["models"]) == [*ZOO, "ensemble"]
     assert metrics["meta"]["selected"] == {"model": selected["model"], "seed": selected["seed"],
                                            "criterion": "validation loss"}
-    for name in ("lstm", "gru"):
+    for name in ZOO:
         m = metrics["models"][name]
         assert m["seeds"] == [7, 8] and m["parameters"] > 0 and m["fit_seconds"] > 0
         assert set(m["sd"]["scaled"]) >= {"mse", "mae"} and 0 <= m["dm"]["p_value"] <= 1
         assert len(m["per_horizon"]["original"]["rmse"]) == metrics["meta"]["horizon"]
-    assert metrics["models"]["ensemble"]["members"] == ["lstm", "gru"]
+    assert metrics["models"]["ensemble"]["members"] == ZOO  # compare.ensemble: mean (of every model)
     import numpy as np
 
     with np.load(compare_run / "evaluation" / "predictions.npz") as predictions:
-        assert {"actual", "lstm", "gru", "ensemble", "persistence", "linear"} <= set(predictions.files)
-        np.testing.assert_allclose(predictions["ensemble"], (predictions["lstm"] + predictions["gru"]) / 2)
+        assert {"actual", *ZOO, "ensemble", "persistence", "linear"} <= set(predictions.files)
+        np.testing.assert_allclose(predictions["ensemble"], np.mean([predictions[a] for a in ZOO], axis=0))
 
 
 def test_comparison_report_shows_the_comparison_table(compare_run: Path):
     html = compare_run.parent.parent / "_build" / "html" / "book"
     evaluation = (html / "05_evaluation.html").read_text()
     for text in ("test MSE (scaled)", "test MAE (scaled)", "DM p-value", "parameters", "training s", "±",
-                 "gru", "lstm", "ensemble", "Error by horizon step"):
+                 *ZOO, "ensemble", "Error by horizon step"):
         assert text in evaluation, text
     assert len(re.findall(r"<img", evaluation)) == 4  # comparison bars, forecasts, per-horizon errors, residuals
     intro = (html / "intro.html").read_text()
@@ -173,9 +176,9 @@ def test_resuming_training_reuses_the_trained_models(compare_run: Path):
     stamps = {p: p.stat().st_mtime_ns for p in (compare_run / "training" / "models").glob("*/seed-*/model.keras")}
     before = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
     lstmkit(project, "run", "--from", "training", "--to", "evaluation", "--run-dir", "runs/compare")
-    assert len(stamps) == 4 and all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # loaded, not retrained
+    assert len(stamps) == 2 * len(ZOO) and all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # loaded, not retrained
     executed = (compare_run / "notebooks" / "04_training.ipynb").read_text()
-    assert executed.count("loaded (already trained)") == 4
+    assert executed.count("loaded (already trained)") == 2 * len(ZOO)
     after = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
     assert after["models"]["gru"]["scaled"] == before["models"]["gru"]["scaled"]
 
