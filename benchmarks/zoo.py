@@ -46,7 +46,6 @@ from lstmkit.training import fit_forecaster  # noqa: E402
 ARCHITECTURE_SETTINGS: dict[str, dict] = {
     "patchtst": {"model.normalization": "revin", "model.dropout": 0.3, "model.batch_size": 128,  # Nie et al. 2023
                  "model.learning_rate": 1e-4, "training.epochs": 60, "training.patience": 10},
-    "nbeats": {"model.normalization": "none", "model.batch_size": 128},
 }
 
 
