@@ -187,8 +187,9 @@ class VariableSelection(keras.layers.Layer):
         embedded = x[..., None] * self.kernel + self.bias                   # (batch, steps, channels, units)
         flat = keras.ops.reshape(embedded, (-1, x.shape[1], self.channels * self.units))
         scores = self.selector(flat, training=training)                    # (batch, steps, channels)
-        # one channel: its weight is 1 (Keras warns about a softmax over a single value)
-        weights = keras.ops.ones_like(scores) if self.channels == 1 else keras.ops.softmax(scores, axis=-1)
+        # one channel: its weight is 1 (Keras warns about a softmax over a single value); `0 * scores` keeps the
+        # selector in the graph with zero gradients, so the optimiser does not warn about variables without one
+        weights = 1 + 0 * scores if self.channels == 1 else keras.ops.softmax(scores, axis=-1)
         transformed = self.transform(embedded, training=training)           # (batch, steps, channels, units)
         selected = keras.ops.sum(transformed * weights[..., None], axis=2)  # (batch, steps, units)
         return selected, weights
