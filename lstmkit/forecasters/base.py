@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -187,8 +187,3 @@ def load(path: Path) -> Forecaster:
         setattr(forecaster, k, v)
     forecaster._load(path)
     return forecaster
-
-
-def describe(forecasters: list[Forecaster]) -> dict[str, Any]:
-    """Summaries by name (for the run folder and the report)."""
-    return {f.name: f.summary() for f in forecasters}
