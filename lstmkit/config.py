@@ -25,7 +25,11 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 NORMALIZATIONS = ("none", "last", "revin")
 STRATEGIES = ("random", "grid", "bayesian", "hyperband", "optuna", "none")
 FIT_ON = ("train", "train+val")
-ARCHITECTURES = ("lstm", "gru", "bilstm", "cnn_lstm", "attention_lstm", "tcn", "nbeats", "patchtst", "tft")
+ARCHITECTURES = ("lstm", "gru", "bilstm", "cnn_lstm", "attention_lstm", "tcn", "nbeats", "patchtst", "tft", "deepar")
+LIKELIHOODS = ("gaussian", "student_t")
+UNCERTAINTY_METHODS = ("quantile", "mc_dropout", "deepar", "conformal", "aci")  # see UncertaintyConfig.method
+CALIBRATIONS = ("auto", "val", "oof")
+ANOMALY_SPANS = ("test", "val+test")
 ENSEMBLES = ("mean", "top_k", "none")
 AUTO = "auto"  # a setting derived from the loaded series (see lstmkit.seasonality.resolve_config)
 
@@ -73,6 +77,7 @@ class DataConfig:
     decompose_rows: int = _opt(5000, "Most recent rows of the series decomposed (MSTL) in the data chapter: raised to four cycles of the longest seasonal period, at most 50,000 (MSTL takes about 0.2 ms a row); the chapter names the span.")
     length: int = _opt(5040, "Synthetic only: number of hourly rows to generate.")
     noise_std: float = _opt(0.3, "Synthetic only: standard deviation of the target's irreducible noise (the error floor).")
+    anomalies: int = _opt(0, "Synthetic only: anomalies injected into the test span (spikes, level shifts and variance changes in turn), their ground truth written to data/anomaly_labels.json in the labels format of `anomalies.labels`; 0 = none.")
 
 
 @dataclass
@@ -139,6 +144,12 @@ class TFTConfig:
 
 
 @dataclass
+class DeepARConfig:
+    likelihood: str = _opt("gaussian", "Likelihood of DeepAR's head (Salinas et al. 2020), fitted by negative log-likelihood: `gaussian` or `student_t` (heavier tails; its degrees of freedom are learned).", LIKELIHOODS)
+    samples: int = _opt(200, "Sample paths drawn per window by ancestral sampling (each step's draw fed back as the next input); their mean is DeepAR's point forecast.")
+
+
+@dataclass
 class ModelConfig:
     architecture: str = _opt("lstm", "The network: `lstm` (stacked LSTM), `gru`, `bilstm` (bidirectional LSTM over the look-back window), `cnn_lstm` (Conv1D feature extraction, then LSTM), `attention_lstm` (LSTM with temporal attention over its encoder states), `tcn` (causal dilated residual convolutions), `nbeats`, `patchtst` (patched channel-independent Transformer) or `tft` (Temporal Fusion Transformer). Each has its own settings under `model.<architecture>`; `layers` and `units` are the depth and width of the recurrent ones (and the TFT's hidden size).", ARCHITECTURES)
     layers: int = _opt(1, "Stacked recurrent layers (lstm, gru, bilstm, cnn_lstm, attention_lstm, tft's encoder).")
@@ -154,6 +165,7 @@ class ModelConfig:
     nbeats: NBEATSConfig = field(default_factory=NBEATSConfig)
     patchtst: PatchTSTConfig = field(default_factory=PatchTSTConfig)
     tft: TFTConfig = field(default_factory=TFTConfig)
+    deepar: DeepARConfig = field(default_factory=DeepARConfig)
 
 
 @dataclass
@@ -214,6 +226,43 @@ class ExplainConfig:
 
 
 @dataclass
+class UncertaintyConfig:
+    method: list = _opt(["conformal", "aci", "quantile", "mc_dropout"], "How the uncertainty chapter makes probabilistic forecasts of the selected model (each method is reported beside the others and beside the conformalised seasonal-naive baseline): `quantile` (the architecture retrained with a non-crossing quantile head and the pinball loss), `mc_dropout` (Monte Carlo dropout: only the dropout layers sample), `deepar` (DeepAR's likelihood sample paths), `conformal` (split conformal on the point forecast's absolute errors, per horizon step, with the finite-sample correction), `aci` (adaptive conformal inference, Gibbs & Candes 2021, walking the test span in time order). Combinations `<base>+conformal` and `<base>+aci` calibrate a probabilistic base: `quantile+conformal` is conformalised quantile regression, `mc_dropout+conformal` normalises the scores by the MC-dropout spread, `deepar+conformal` calibrates DeepAR's sample quantiles.")
+    levels: list = _opt([0.8, 0.9, 0.95], "Nominal coverage levels of the central intervals reported (each strictly between 0 and 1).")
+    quantiles: list = _opt([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "Quantile levels predicted by quantile heads and used for the CRPS, besides the endpoints of every `levels` interval, 0.25, 0.5 and 0.75 (always added: see `UncertaintyConfig.grid`).")
+    mc_samples: int = _opt(100, "Monte Carlo dropout: forward passes (samples) per window.")
+    calibration: str = _opt("auto", "Calibration data of the conformal methods, never data the model was fitted on: `val` (validation windows: the model was fitted on training rows), `oof` (out-of-fold residuals of `folds` walk-forward refits over the training+validation rows), or `auto`: `val` when `training.fit_on` is `train`, `oof` when it is `train+val`.", CALIBRATIONS)
+    folds: int = _opt(3, "Walk-forward folds of the `oof` calibration (each refits the model on an expanding prefix of the training+validation rows and forecasts the next block).")
+    aci_gamma: float = _opt(0.005, "Step size of adaptive conformal inference: how fast the working miscoverage level follows the recent misses (Gibbs & Candes 2021 use 0.005).")
+    joint: bool = _opt(True, "Also calibrate whole-path (joint) bands: one score per window, the largest standardised error over the horizon, so that a nominal share of paths lies entirely inside.")
+    bootstrap: int = _opt(1000, "Block-bootstrap resamples of the coverage confidence intervals (blocks of `horizon` windows, as overlapping windows share errors).")
+
+    def grid(self) -> list[float]:
+        """Every quantile level forecast, ascending: `quantiles`, 0.25, 0.5, 0.75 and both ends of each `levels` interval."""
+        ends = [round((1 - lv) / 2, 10) for lv in self.levels] + [round((1 + lv) / 2, 10) for lv in self.levels]
+        return sorted({round(float(q), 10) for q in self.quantiles} | {0.25, 0.5, 0.75} | set(ends))
+
+    def bases(self) -> list[str]:
+        """The probabilistic bases named in `method` (quantile, mc_dropout, deepar), in order, without repeats."""
+        out: list[str] = []
+        for m in self.method:
+            base = m.split("+")[0]
+            if base in ("quantile", "mc_dropout", "deepar") and base not in out:
+                out.append(base)
+        return out
+
+
+@dataclass
+class AnomalyConfig:
+    labels: str = _opt("", "JSON file of labelled anomaly windows, `{file name: [[start, end], ...]}` (the Numenta Anomaly Benchmark's format), looked up by the name of `data.path`; empty = no labels (synthetic runs use the anomalies they injected, see `data.anomalies`).")
+    false_alarm_rate: float = _opt(0.01, "Chosen false-alarm rate: an observation is flagged when the conformal p-value of its forecast error is at most this.")
+    min_run: int = _opt(1, "Alarm aggregation: flags count only in runs of at least this many consecutive flagged observations.")
+    suppress: int = _opt(0, "Alarm aggregation: steps after an alarm during which no new alarm is raised (0 = none).")
+    span: str = _opt("test", "Observations scored: the `test` span, or `val+test` (then calibrated on out-of-fold training residuals).", ANOMALY_SPANS)
+    explain: int = _opt(4, "Flagged observations whose broken forecast is explained with Integrated Gradients.")
+
+
+@dataclass
 class Config:
     seed: int = _opt(42, "Seed for data generation, shuffling, weight initialisation and tuning.")
     data: DataConfig = field(default_factory=DataConfig)
@@ -226,6 +275,8 @@ class Config:
     tuning: TuningConfig = field(default_factory=TuningConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
+    anomalies: AnomalyConfig = field(default_factory=AnomalyConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict of every setting."""
@@ -377,6 +428,7 @@ def _validate(cfg: Config) -> Config:
     if cfg.tuning.workers and cfg.tuning.strategy == "optuna":
         raise ConfigError("tuning.workers: distributed tuning uses Keras Tuner's chief/worker mode; "
                           "choose random, grid, bayesian or hyperband, or set tuning.workers to 0")
+    _validate_uncertainty(cfg)
     from lstmkit.search_space import merge_space, parse_space
 
     cfg.tuning.space = merge_space(cfg.tuning.space, cfg.tuning.strategy)
@@ -395,6 +447,35 @@ def _validate(cfg: Config) -> Config:
     if cfg.data.source == "csv" and not cfg.data.path:
         raise ConfigError("data.path: required when data.source is csv")
     return cfg
+
+
+def _validate_uncertainty(cfg: Config) -> None:
+    """Checks of the `uncertainty.*`, `anomalies.*` and `model.deepar.*` settings."""
+    u, a = cfg.uncertainty, cfg.anomalies
+    for m in u.method:
+        parts = str(m).split("+")
+        ok = (len(parts) == 1 and parts[0] in UNCERTAINTY_METHODS) or (
+            len(parts) == 2 and parts[0] in ("quantile", "mc_dropout", "deepar") and parts[1] in ("conformal", "aci"))
+        if not ok:
+            raise ConfigError(f"uncertainty.method: {m!r} is not a method; methods are {', '.join(UNCERTAINTY_METHODS)} "
+                              "or a base (quantile, mc_dropout, deepar) joined to conformal or aci by `+`, e.g. quantile+conformal")
+    if not u.levels or any(not isinstance(v, (int, float)) or not 0 < v < 1 for v in u.levels):
+        raise ConfigError(f"uncertainty.levels: each level must be a number strictly between 0 and 1, got {u.levels}")
+    if any(not isinstance(v, (int, float)) or not 0 < v < 1 for v in u.quantiles):
+        raise ConfigError(f"uncertainty.quantiles: each quantile level must be strictly between 0 and 1, got {u.quantiles}")
+    for key, v in {"uncertainty.mc_samples": u.mc_samples, "uncertainty.folds": u.folds,
+                   "uncertainty.bootstrap": u.bootstrap, "anomalies.min_run": a.min_run,
+                   "model.deepar.samples": cfg.model.deepar.samples}.items():
+        if v < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {v}")
+    if u.folds < 2 and u.calibration == "oof":
+        raise ConfigError("uncertainty.folds: out-of-fold calibration needs at least 2 folds")
+    if not 0 < u.aci_gamma < 1:
+        raise ConfigError(f"uncertainty.aci_gamma: must be in (0, 1), got {u.aci_gamma}")
+    if not 0 < a.false_alarm_rate < 1:
+        raise ConfigError(f"anomalies.false_alarm_rate: must be in (0, 1), got {a.false_alarm_rate}")
+    if a.suppress < 0 or a.explain < 0 or cfg.data.anomalies < 0:
+        raise ConfigError("anomalies.suppress, anomalies.explain and data.anomalies must be at least 0")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

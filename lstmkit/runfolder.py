@@ -89,6 +89,42 @@ class RunFolder:
     def explanation_file(self) -> Path:
         return self.root / "explainability" / "summary.json"
 
+    # --- 07 uncertainty
+    @property
+    def uncertainty_dir(self) -> Path:
+        """Quantile-head and DeepAR models trained for the chapter, and its forecasts."""
+        return self.root / "uncertainty"
+
+    @property
+    def uncertainty_metrics_file(self) -> Path:
+        """`{forecaster/method: {coverage, coverage_per_step, joint_coverage, width, crps, msis, ...}}` on test windows."""
+        return self.root / "uncertainty" / "metrics.json"
+
+    @property
+    def quantiles_file(self) -> Path:
+        """Test-window quantile forecasts of every forecaster/method (scaled units), with the grid of levels."""
+        return self.root / "uncertainty" / "quantiles.npz"
+
+    # --- 08 anomalies
+    @property
+    def anomaly_labels_file(self) -> Path:
+        """Injected anomalies of a synthetic run, in the labels format `{name: [[start, end], ...]}`."""
+        return self.root / "data" / "anomaly_labels.json"
+
+    @property
+    def anomalies_dir(self) -> Path:
+        return self.root / "anomalies"
+
+    @property
+    def anomaly_metrics_file(self) -> Path:
+        """Detection metrics against the labels, with the random-score baseline (when there are labels)."""
+        return self.root / "anomalies" / "metrics.json"
+
+    @property
+    def anomaly_scores_file(self) -> Path:
+        """Per observation: timestamp, value, forecast, score, p-value, flag, alarm, label."""
+        return self.root / "anomalies" / "scores.parquet"
+
     # --- executed notebooks and figures
     @property
     def notebooks_dir(self) -> Path:

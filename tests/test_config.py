@@ -292,7 +292,7 @@ def test_config_keys_are_dotted_leaves_of_the_tree():
     assert not any(k.startswith("tuning.space.") or k.startswith("tuning.min_") for k in keys)
     assert "window" not in keys and "data" not in keys
     assert {"model.architecture", "model.tcn.kernel_size", "model.patchtst.patch_len", "compare.seeds"} <= set(keys)
-    nested = {"model": {"cnn_lstm", "attention_lstm", "tcn", "nbeats", "patchtst", "tft"}}  # sections within a section
+    nested = {"model": {"cnn_lstm", "attention_lstm", "tcn", "nbeats", "patchtst", "tft", "deepar"}}  # sections within a section
     tree = Config().to_dict()
     count = sum(sum(len(w) if s in nested.get(k, ()) else 1 for s, w in v.items()) if isinstance(v, dict) else 1
                 for k, v in tree.items())

@@ -23,8 +23,8 @@ TAGS: dict[str, bool] = {
     "neural": False,             # a trained network (gradients exist: Integrated Gradients applies)
     "attention": False,          # attention(windows) gives weights over the look-back steps
     "variable_selection": False,  # attention(windows) also gives weights over the input channels
-    "quantiles": False,          # predicts quantiles (the uncertainty issue)
-    "samples": False,            # predicts sample paths (the uncertainty issue)
+    "quantiles": False,          # predict_quantiles(windows, levels): a trained quantile head (pinball loss)
+    "samples": False,            # predict_samples(windows, n, seed): sample paths (MC dropout, DeepAR's likelihood)
 }
 KINDS: dict[str, type[Forecaster]] = {}  # class name -> class, for load()
 
@@ -73,6 +73,44 @@ class Forecaster:
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Forecasts (windows, horizon) in scaled units from look-back windows (windows, lookback, channels), scaled."""
+        windows = self._validated(windows)
+        if len(windows) == 0:
+            return np.empty((0, self.horizon_))
+        out = np.asarray(self._predict(windows), dtype=float)
+        return out.reshape(len(windows), self.horizon_)
+
+    def predict_quantiles(self, windows: np.ndarray, levels: list[float]) -> np.ndarray:
+        """Quantiles (windows, horizon, len(levels)), scaled, non-decreasing along the levels (ascending, in (0, 1)),
+        from look-back windows (windows, lookback, channels); needs the `quantiles` tag."""
+        self._require("quantiles", "predict_quantiles")
+        levels = [float(q) for q in levels]
+        if not levels or any(not 0 < q < 1 for q in levels) or sorted(levels) != levels:
+            raise ForecasterError(f"{self.name}: quantile levels must be ascending and strictly between 0 and 1, got {levels}")
+        windows = self._validated(windows)
+        if len(windows) == 0:
+            return np.empty((0, self.horizon_, len(levels)))
+        return np.asarray(self._predict_quantiles(windows, levels), dtype=float).reshape(len(windows), self.horizon_,
+                                                                                        len(levels))
+
+    def predict_samples(self, windows: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarray:
+        """Sample paths (windows, n_samples, horizon), scaled, from look-back windows (windows, lookback, channels);
+        the same seed gives the same samples; needs the `samples` tag."""
+        self._require("samples", "predict_samples")
+        if int(n_samples) < 1:
+            raise ForecasterError(f"{self.name}: n_samples must be at least 1, got {n_samples}")
+        windows = self._validated(windows)
+        if len(windows) == 0:
+            return np.empty((0, int(n_samples), self.horizon_))
+        return np.asarray(self._predict_samples(windows, int(n_samples), int(seed)), dtype=float).reshape(
+            len(windows), int(n_samples), self.horizon_)
+
+    def _require(self, tag: str, what: str) -> None:
+        """ForecasterError naming the missing capability."""
+        if not self.get_tag(tag):
+            raise ForecasterError(f"{self.name}: {what} needs the {tag!r} capability, which this forecaster lacks")
+
+    def _validated(self, windows: np.ndarray) -> np.ndarray:
+        """Look-back windows checked for shape and finiteness, as float32 (windows, lookback, channels)."""
         self._check_fitted()
         windows = np.asarray(windows)
         if windows.ndim != 3 or windows.shape[2] != self.channels_ or windows.shape[1] != self.lookback_:
@@ -82,10 +120,7 @@ class Forecaster:
             bad = np.argwhere(~np.isfinite(windows))[0]
             raise ForecasterError(f"{self.name}: window {bad[0]} holds a missing or infinite value at step {bad[1]}, "
                                   f"channel {bad[2]}")
-        if len(windows) == 0:
-            return np.empty((0, self.horizon_))
-        out = np.asarray(self._predict(windows.astype(np.float32, copy=False)), dtype=float)
-        return out.reshape(len(windows), self.horizon_)
+        return windows.astype(np.float32, copy=False)
 
     def predict_split(self, prepared: Prepared, split: str, batch_size: int = 4096) -> np.ndarray:
         """Forecasts (windows, horizon), scaled, of every window of a split, batch by batch into one array."""
@@ -126,6 +161,14 @@ class Forecaster:
 
     def _predict(self, windows: np.ndarray) -> np.ndarray:
         """Forecasts (windows, horizon) from validated float32 windows (windows, lookback, channels)."""
+        raise NotImplementedError
+
+    def _predict_quantiles(self, windows: np.ndarray, levels: list[float]) -> np.ndarray:
+        """Quantiles (windows, horizon, levels) from validated float32 windows (forecasters with the quantiles tag)."""
+        raise NotImplementedError
+
+    def _predict_samples(self, windows: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
+        """Sample paths (windows, n_samples, horizon) from validated float32 windows (with the samples tag)."""
         raise NotImplementedError
 
     def _lookback(self, prepared: Prepared) -> int:

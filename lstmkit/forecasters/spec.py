@@ -23,6 +23,7 @@ class ModelSpec:
     batch_size: int = 64
     normalization: str = "none"
     lookback: int | None = None  # None: the run's window.lookback
+    quantiles: list = field(default_factory=list)  # quantile levels of a quantile head (pinball loss); empty: point
     options: dict = field(default_factory=dict)  # the architecture's own settings, e.g. {"kernel_size": 3}
 
     def __post_init__(self):
@@ -43,7 +44,7 @@ class ModelSpec:
         arch = d.get("architecture", "lstm")
         prefix = f"{arch}."
         options = dict(defaults or {}) | {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
-        plain = {k: d[k] for k in (*COMMON, "architecture", "lookback") if k in d}
+        plain = {k: d[k] for k in (*COMMON, "architecture", "lookback", "quantiles") if k in d}
         return cls(**plain, options=options)
 
     @classmethod
