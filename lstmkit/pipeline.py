@@ -32,6 +32,8 @@ STAGES = (
     Stage("training", "04_training.ipynb", "Training"),
     Stage("evaluation", "05_evaluation.ipynb", "Evaluation"),
     Stage("explainability", "06_explainability.ipynb", "Explainability"),
+    Stage("uncertainty", "07_uncertainty.ipynb", "Uncertainty"),
+    Stage("anomalies", "08_anomalies.ipynb", "Anomalies"),
 )
 
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
 LSTMKIT = [sys.executable, "-m", "lstmkit.cli"]
-STAGE_NOTEBOOKS = ["01_data", "02_preprocessing", "03_tuning", "04_training", "05_evaluation", "06_explainability"]
+STAGE_NOTEBOOKS = ["01_data", "02_preprocessing", "03_tuning", "04_training", "05_evaluation", "06_explainability", "07_uncertainty",
+                   "08_anomalies"]
 
 
 def lstmkit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

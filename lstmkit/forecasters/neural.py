@@ -36,8 +36,14 @@ def architecture(name: str) -> ModuleType:
 
 
 def build_network(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_index: int = -1) -> keras.Model:
-    """Compiled network of the spec's architecture: (batch, lookback, channels) -> (batch, horizon)."""
-    return compile_network(architecture(spec.architecture).build(spec, lookback, channels, horizon, target_index), spec)
+    """Compiled network of the spec's architecture: (batch, lookback, channels) -> (batch, horizon).
+
+    An architecture module with its own `compile_network(model, spec)` (e.g. DeepAR's likelihood) compiles its network
+    itself; the others get `layers.compile_network`.
+    """
+    module = architecture(spec.architecture)
+    compiler = getattr(module, "compile_network", compile_network)
+    return compiler(module.build(spec, lookback, channels, horizon, target_index), spec)
 
 
 def set_seed(seed: int) -> None:
