@@ -10,3 +10,4 @@ from lstmkit.plots.preprocessing import *  # noqa: F403
 from lstmkit.plots.style import *  # noqa: F403
 from lstmkit.plots.training import *  # noqa: F403
 from lstmkit.plots.tuning import *  # noqa: F403
+from lstmkit.plots.uncertainty import *  # noqa: F403
