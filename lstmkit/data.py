@@ -120,6 +120,62 @@ class SeriesData:
     truth: GroundTruth | None = None
     notes: list[str] = field(default_factory=list)  # what loading did to the data: filled values, inserted rows
     origin: str = ""                                # where it came from, in words
+    anomalies: list[dict] = field(default_factory=list)  # injected anomalies (synthetic): kind, start, end, size
+
+
+ANOMALY_KINDS = ("spike", "level_shift", "variance")  # injected in turn by inject_anomalies
+ANOMALY_STEPS = {"spike": 1, "level_shift": 6, "variance": 16}  # rows each kind lasts
+ANOMALY_SIZE = {"spike": 12.0, "level_shift": 8.0, "variance": 4.0}  # in noise standard deviations (variance: the
+# noise's standard deviation is multiplied by this)
+ANOMALY_LABELS_KEY = "synthetic"  # the name the injected anomalies are filed under in the labels file
+
+
+def inject_anomalies(frame: pd.DataFrame, column: str, count: int, rows: tuple[int, int], noise_std: float,
+                     seed: int) -> tuple[pd.DataFrame, list[dict]]:
+    """Add `count` anomalies to one column inside rows [start, stop): spikes, level shifts and variance changes in
+    turn, evenly spaced, each of a random sign; returns a copy of the frame and one record per anomaly (kind, first
+    and last timestamp, first and last row, size in the column's units).
+
+    Sizes are multiples of `noise_std` (ANOMALY_SIZE; at least 0.1 of the column's standard deviation is used as the
+    unit when the noise is smaller): a spike of 10 noise sd on one row, a level shift of 5 noise sd for 8 rows, and
+    the noise's standard deviation multiplied by 4 for 16 rows.
+    """
+    start, stop = rows
+    frame = frame.copy()
+    if count <= 0:
+        return frame, []
+    longest = max(ANOMALY_STEPS.values())
+    if stop - start < count * (longest + 1):
+        raise DataError(f"data.anomalies: {count} anomalies need at least {count * (longest + 1)} rows of the test "
+                        f"span, which has {stop - start}; inject fewer or lengthen data.length")
+    rng = np.random.default_rng(seed + 7919)  # its own stream: the series itself does not change
+    values = frame[column].to_numpy(dtype=float).copy()
+    unit = max(float(noise_std), 0.1 * float(np.std(values)))
+    slot = (stop - start) / count
+    events = []
+    for i in range(count):
+        kind = ANOMALY_KINDS[i % len(ANOMALY_KINDS)]
+        steps = ANOMALY_STEPS[kind]
+        a = start + int(slot * i + (slot - steps) / 2)
+        sign = rng.choice([-1.0, 1.0])
+        if kind == "spike":
+            size = sign * ANOMALY_SIZE[kind] * unit
+            values[a] += size
+        elif kind == "level_shift":
+            size = sign * ANOMALY_SIZE[kind] * unit
+            values[a:a + steps] += size
+        else:
+            size = ANOMALY_SIZE[kind] * unit  # the noise sd inside the span (extra noise of sd unit * sqrt(k^2 - 1))
+            values[a:a + steps] += rng.normal(0.0, unit * np.sqrt(ANOMALY_SIZE[kind] ** 2 - 1), steps)
+        events.append({"kind": kind, "start": str(frame.index[a]), "end": str(frame.index[a + steps - 1]),
+                       "first_row": a, "last_row": a + steps - 1, "size": float(size)})
+    frame[column] = values.astype(frame[column].dtype)
+    return frame, events
+
+
+def anomaly_labels(events: list[dict], name: str = ANOMALY_LABELS_KEY) -> dict:
+    """Injected anomalies in the labels format of `anomalies.labels`: {name: [[start, end], ...]}."""
+    return {name: [[e["start"], e["end"]] for e in events]}
 
 
 def _first(mask: np.ndarray) -> int:
@@ -565,7 +621,14 @@ def load_series(cfg: Config) -> SeriesData:
         missing = [c for c in [*cfg.data.features, cfg.data.target] if c not in frame.columns]
         if missing:
             raise DataError(f"synthetic data has no column '{missing[0]}'; available columns: {', '.join(frame.columns)}")
-        return SeriesData(frame[input_columns(cfg)], truth, [], f"synthetic generator (seed {cfg.seed})")
+        events: list[dict] = []
+        if cfg.data.anomalies:
+            from lstmkit.preprocessing import split_bounds
+
+            test = split_bounds(len(frame), cfg.split.train, cfg.split.val, cfg.split.test).test
+            frame, events = inject_anomalies(frame, cfg.data.target, cfg.data.anomalies, test, cfg.data.noise_std,
+                                             cfg.seed)
+        return SeriesData(frame[input_columns(cfg)], truth, [], f"synthetic generator (seed {cfg.seed})", events)
     if cfg.data.source == "csv":
         frame, notes = load_csv(cfg.data)
         return SeriesData(frame, None, notes, f"CSV file {cfg.data.path}")

@@ -1,0 +1,190 @@
+"""Anomaly flags: injection with ground truth, conformal p-values, alarm aggregation, metrics and the labels file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstmkit import anomalies as an
+from lstmkit.config import load_config
+from lstmkit.data import ANOMALY_KINDS, ANOMALY_STEPS, DataError, anomaly_labels, inject_anomalies, load_series
+
+
+def _cfg(**overrides):
+    """The quick profile (synthetic, 1200 rows) with overrides."""
+    from lstmkit.pipeline import project_root
+
+    return load_config(project_root() / "configs" / "quick.yaml", overrides)
+
+
+# ------------------------------------------------------------------ injection
+
+def test_injection_lands_in_the_test_span_with_its_ground_truth():
+    cfg = _cfg(**{"data.anomalies": 3})
+    clean = load_series(_cfg()).frame
+    series = load_series(cfg)
+    changed = np.flatnonzero(~np.isclose(series.frame["target"], clean["target"]))
+    test_start = int(round(0.85 * len(clean)))
+    assert changed.min() >= test_start
+    assert [e["kind"] for e in series.anomalies] == list(ANOMALY_KINDS)
+    truth = np.zeros(len(clean), dtype=bool)
+    for e in series.anomalies:
+        assert e["last_row"] - e["first_row"] + 1 == ANOMALY_STEPS[e["kind"]]
+        truth[e["first_row"]:e["last_row"] + 1] = True
+    assert set(changed) <= set(np.flatnonzero(truth)) and truth[changed].all()
+    pd.testing.assert_frame_equal(series.frame[["x1", "x2", "x3"]], clean[["x1", "x2", "x3"]])  # inputs untouched
+    labels = anomaly_labels(series.anomalies)
+    windows = [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in labels["synthetic"]]
+    np.testing.assert_array_equal(an.point_labels(series.frame.index, windows), truth)
+
+
+def test_injecting_more_anomalies_than_the_test_span_holds_is_a_clear_error():
+    frame = pd.DataFrame({"target": np.zeros(100)}, index=pd.date_range("2024", periods=100, freq="h"))
+    with pytest.raises(DataError, match="data.anomalies: 5 anomalies need"):
+        inject_anomalies(frame, "target", 5, (60, 100), 0.3, 0)
+
+
+# ------------------------------------------------------------------ scores and p-values
+
+def test_conformal_pvalues_by_hand():
+    p = an.conformal_pvalues(np.array([3.0, 1.0, 4.0, 2.0]), np.array([0.5, 2.0, 4.5]))
+    np.testing.assert_allclose(p, [5 / 5, 4 / 5, 1 / 5])  # (1 + #{cal >= s}) / (n + 1)
+
+
+def test_smoothed_scores_by_hand():
+    r = np.array([1.0, 3.0, -1.0, 5.0])
+    np.testing.assert_allclose(an.scores_from(r, 1.0, 2.0), [0, 1, 1, 2])
+    np.testing.assert_allclose(an.scores_from(r, 1.0, 2.0, smooth=2), np.sqrt([0.5, 1.0, 2.5]))
+
+
+@pytest.mark.parametrize("smooth", [1, 6])
+def test_false_alarm_rate_holds_on_clean_data(smooth):
+    """Exchangeable residuals: p-values are (super-)uniform, so p <= a flags about a share a, never much more."""
+    ps = []
+    for seed in range(5):  # the rate achieved with one calibration sample varies: average over five
+        rng = np.random.default_rng(seed)
+        cal_r, test_r = rng.standard_t(5, 8000), rng.standard_t(5, 40000)
+        centre, scale = an.robust_scale(cal_r)
+        cal = an.scores_from(cal_r, centre, scale, smooth)
+        ps.append(an.conformal_pvalues(cal, an.scores_from(test_r, centre, scale, smooth)))
+    p = np.concatenate(ps)
+    for a in (0.01, 0.05, 0.2):
+        assert abs(np.mean(p <= a) - a) < 0.25 * a, a
+    hist, _ = np.histogram(p, bins=10, range=(0, 1))
+    assert hist.min() > 0.8 * hist.mean()  # uniform
+
+
+# ------------------------------------------------------------------ aggregation
+
+def test_alarm_aggregation_min_run_and_suppression():
+    flags = np.array([1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1], dtype=bool)
+    np.testing.assert_array_equal(an.aggregate_alarms(flags), flags)
+    np.testing.assert_array_equal(an.aggregate_alarms(flags, min_run=2).astype(int),
+                                  [0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(an.aggregate_alarms(flags, min_run=1, suppress=3).astype(int),
+                                  [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(an.aggregate_alarms(flags, min_run=2, suppress=2).astype(int),
+                                  [0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
+    assert an.events(flags) == [(0, 0), (2, 4), (6, 7), (10, 10)]
+
+
+# ------------------------------------------------------------------ metrics
+
+def test_detection_metrics_by_hand():
+    labels = np.array([0, 0, 1, 1, 1, 0, 0, 0, 1, 1], dtype=bool)
+    alarms = np.array([1, 0, 0, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    scores = np.array([0.9, 0.1, 0.3, 0.8, 0.7, 0.2, 0.4, 0.5, 0.6, 0.05])
+    m = an.detection_metrics(labels, scores, alarms, alarms)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 5)
+    assert m["f1"] == pytest.approx(2 * (2 / 3) * (2 / 5) / (2 / 3 + 2 / 5))
+    # events: labels (2-4), (8-9); alarm events (0-0) false, (3-4) true -> precision 1/2, recall 1/2
+    assert (m["event_precision"], m["event_recall"], m["event_f1"]) == (0.5, 0.5, 0.5)
+    # AUC-ROC: pairs (positive, negative) ordered right; positives .3 .8 .7 .6 .05, negatives .9 .1 .2 .4 .5
+    pos, neg = scores[labels], scores[~labels]
+    assert m["auc_roc"] == pytest.approx(np.mean(pos[:, None] > neg[None, :]))
+    # average precision: ranks of positives among scores sorted down: .8(2) .7(3) .6(4) .3(7) .05(10)
+    ap = (1 / 2 + 2 / 3 + 3 / 4 + 4 / 7 + 5 / 10) / 5
+    assert m["auc_pr"] == pytest.approx(ap)
+    assert m["false_alarm_rate"] == pytest.approx(1 / 5)
+
+
+def test_random_baseline_gives_chance_level():
+    labels = np.zeros(2000, dtype=bool)
+    labels[500:700] = True
+    m = an.random_baseline(labels, n_flags=40, min_run=1, suppress=0, reps=50, seed=1)
+    assert m["auc_roc"] == pytest.approx(0.5, abs=0.02)
+    assert m["auc_pr"] == pytest.approx(0.1, abs=0.02)
+    assert m["flag_rate"] == pytest.approx(0.02)
+    assert m["precision"] == pytest.approx(0.1, abs=0.03)
+
+
+# ------------------------------------------------------------------ labels file
+
+def _write(tmp_path, content) -> str:
+    path = tmp_path / "labels.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot be read as JSON"),
+    ([["2020-01-01", "2020-01-02"]], "expected an object"),
+    ({"other.csv": []}, "no labels for 'series.csv'; the file labels: 'other.csv'"),
+    ({"series.csv": "2020-01-01"}, "must be a list of"),
+    ({"series.csv": [["2020-01-01"]]}, "entry 0 is"),
+    ({"series.csv": [["2020-01-01", "2020-01-02"], ["tomorrow-ish", "2020-01-02"]]}, "entry 1 .* two timestamps"),
+    ({"series.csv": [["2020-01-03", "2020-01-02"]]}, r"entry 0 ends \(2020-01-02 00:00:00\) before it starts"),
+])
+def test_a_bad_labels_file_is_a_clear_error(tmp_path, content, message):
+    path = _write(tmp_path, content)
+    with pytest.raises(an.LabelsError, match=message) as e:
+        an.read_labels(path, "series.csv")
+    assert path in str(e.value)
+
+
+def test_a_missing_labels_file_is_named(tmp_path):
+    with pytest.raises(an.LabelsError, match="labels.json: labels file not found"):
+        an.read_labels(tmp_path / "labels.json", "x")
+
+
+def test_nab_labels_read():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab" / "label_windows.json"
+    if not path.exists():
+        pytest.skip("the NAB development data are not here")
+    windows = an.read_labels(path, "machine_temperature_system_failure.csv")
+    assert len(windows) == 4 and windows[0][0] == pd.Timestamp("2013-12-10 06:25")
+
+
+# ------------------------------------------------------------------ the stage on injected anomalies
+
+def test_injected_anomalies_are_found(tmp_path):
+    """A ridge forecaster on the synthetic series with one anomaly of each kind in the test span: every anomaly is
+    flagged, few normal observations are, and the scores rank anomalies far above chance."""
+    from lstmkit.forecasters.baselines import LinearWindow
+    from lstmkit.preprocessing import prepare
+
+    cfg = _cfg(**{"data.length": 3000, "data.anomalies": 3, "anomalies.false_alarm_rate": 0.01})
+    series = load_series(cfg)
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(anomaly_labels(series.anomalies)))
+    cfg.anomalies.labels = str(path)
+    prepared = prepare(series.frame, cfg)
+    model = LinearWindow().fit(prepared)
+    result = an.run_anomalies(None, cfg, model, prepared)
+    m = result.metrics
+    assert m["event_recall"] == 1.0  # each injected anomaly raises an alarm inside its window
+    # point-wise, a step-1 residual sees a level shift at its ends and a variance change at its large draws only
+    assert m["auc_roc"] > m["random_baseline"]["auc_roc"] + 0.1
+    assert m["auc_pr"] > 3 * m["random_baseline"]["auc_pr"]
+    assert m["false_alarm_rate"] < 0.03
+    assert m["event_f1"] > m["random_baseline"]["event_f1"]
+    assert result.meta["calibration"] == "val" and result.meta["calibration_scores"] > 300
+    frame = result.frame
+    assert (frame["split"] == "test").all() and len(frame) == prepared.bounds.test[1] - prepared.bounds.test[0]
+    spike = series.anomalies[0]
+    assert frame["p_value"].iloc[spike["first_row"] - prepared.bounds.test[0]] == result.meta["smallest_pvalue"]
