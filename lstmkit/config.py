@@ -260,6 +260,7 @@ class AnomalyConfig:
     suppress: int = _opt(0, "Alarm aggregation: steps after an alarm during which no new alarm is raised (0 = none).")
     span: str = _opt("test", "Observations scored: the `test` span, or `val+test` (then calibrated on out-of-fold training residuals).", ANOMALY_SPANS)
     explain: int = _opt(4, "Flagged observations whose broken forecast is explained with Integrated Gradients.")
+    smooth: int = _opt(1, "Score of an observation: the root mean square of the standardised step-1 forecast residuals over this many observations up to it (trailing, so the score is known when the observation arrives); 1 = the absolute standardised residual itself. Longer windows let a sustained change of behaviour add up (wide label windows such as NAB's), at the cost of flags that last after a short spike.")
 
 
 @dataclass
@@ -464,7 +465,7 @@ def _validate_uncertainty(cfg: Config) -> None:
     if any(not isinstance(v, (int, float)) or not 0 < v < 1 for v in u.quantiles):
         raise ConfigError(f"uncertainty.quantiles: each quantile level must be strictly between 0 and 1, got {u.quantiles}")
     for key, v in {"uncertainty.mc_samples": u.mc_samples, "uncertainty.folds": u.folds,
-                   "uncertainty.bootstrap": u.bootstrap, "anomalies.min_run": a.min_run,
+                   "uncertainty.bootstrap": u.bootstrap, "anomalies.min_run": a.min_run, "anomalies.smooth": a.smooth,
                    "model.deepar.samples": cfg.model.deepar.samples}.items():
         if v < 1:
             raise ConfigError(f"{key}: must be at least 1, got {v}")
