@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import keras
 
+from lstmkit.forecasters.heads import HEAD_LAYER, MedianMAE, MonotoneQuantiles, PinballLoss
 from lstmkit.forecasters.spec import ModelSpec
 
 OPTIMIZER_CLASSES = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
@@ -38,29 +39,43 @@ class WindowNormalization(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="lstmkit")
 class WindowDenormalization(keras.layers.Layer):
-    """Map a forecast made in normalised units back: y * scale + shift of the target channel, (batch, horizon)."""
+    """Map a forecast made in normalised units back: y * scale + shift of the target channel; y (batch, horizon) or
+    quantiles (batch, horizon, K), shift and scale (batch, 1) (broadcast over K; scale > 0 keeps quantiles in order)."""
 
     def call(self, inputs):
         y, shift, scale = inputs
+        if len(y.shape) == 3:
+            shift, scale = shift[:, :, None], scale[:, :, None]
         return y * scale + shift
 
 
 def assemble(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_index: int,
              body: Callable[[keras.KerasTensor], keras.KerasTensor]) -> keras.Model:
     """A functional model (batch, lookback, channels) -> (batch, horizon) from a body mapping normalised windows to
-    (batch, horizon), wrapped in the spec's per-window normalisation (named `<architecture>_forecaster`)."""
+    (batch, horizon), wrapped in the spec's per-window normalisation (named `<architecture>_forecaster`).
+
+    Under a quantile head (`spec.quantiles`, K levels) `horizon` is the body's width, forecast horizon * K
+    (`heads.body_width`, as `neural.build_network` passes it), and the model maps to quantiles (batch, horizon / K, K)
+    through `heads.MonotoneQuantiles` (layer `quantiles`) before the denormalisation.
+    """
     inputs = keras.Input(shape=(lookback, channels), name="window")
     x = inputs
     if spec.normalization != "none":
         x, shift, scale = WindowNormalization(spec.normalization, target_index, name="window_norm")(x)
     outputs = body(x)
+    if spec.quantiles:
+        outputs = MonotoneQuantiles(spec.quantiles, name=HEAD_LAYER)(outputs)
     if spec.normalization != "none":
         outputs = WindowDenormalization(name="denorm")([outputs, shift, scale])
     return keras.Model(inputs, outputs, name=f"{spec.architecture}_forecaster")
 
 
 def compile_network(model: keras.Model, spec: ModelSpec) -> keras.Model:
-    """Compile with the spec's optimiser and learning rate, MSE loss and MAE metric."""
-    model.compile(optimizer=OPTIMIZER_CLASSES[spec.optimizer](learning_rate=spec.learning_rate), loss="mse",
-                  metrics=["mae"])
+    """Compile with the spec's optimiser and learning rate, MSE loss and MAE metric; a quantile head (`spec.quantiles`)
+    is trained with the pinball loss of its levels and reports the MAE of its median as `mae`."""
+    optimizer = OPTIMIZER_CLASSES[spec.optimizer](learning_rate=spec.learning_rate)
+    if spec.quantiles:
+        model.compile(optimizer=optimizer, loss=PinballLoss(spec.quantiles), metrics=[MedianMAE(spec.quantiles)])
+    else:
+        model.compile(optimizer=optimizer, loss="mse", metrics=["mae"])
     return model

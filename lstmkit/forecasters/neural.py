@@ -20,6 +20,7 @@ import pandas as pd
 from lstmkit import progress
 from lstmkit.atomic import atomic_path
 from lstmkit.config import ARCHITECTURES, TrainingConfig
+from lstmkit.forecasters import heads, mc_dropout
 from lstmkit.forecasters.base import TAGS, Forecaster, ForecasterError
 from lstmkit.forecasters.layers import compile_network
 from lstmkit.forecasters.spec import ModelSpec
@@ -36,14 +37,16 @@ def architecture(name: str) -> ModuleType:
 
 
 def build_network(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_index: int = -1) -> keras.Model:
-    """Compiled network of the spec's architecture: (batch, lookback, channels) -> (batch, horizon).
+    """Compiled network of the spec's architecture: (batch, lookback, channels) -> (batch, horizon), or with a quantile
+    head (`spec.quantiles`, K levels) -> quantiles (batch, horizon, K) trained with the pinball loss.
 
     An architecture module with its own `compile_network(model, spec)` (e.g. DeepAR's likelihood) compiles its network
-    itself; the others get `layers.compile_network`.
+    itself; the others get `layers.compile_network`. A quantile head's body is built with horizon * K outputs.
     """
     module = architecture(spec.architecture)
+    heads.check_architecture(spec, module_has_own_loss=hasattr(module, "compile_network"))
     compiler = getattr(module, "compile_network", compile_network)
-    return compiler(module.build(spec, lookback, channels, horizon, target_index), spec)
+    return compiler(module.build(spec, lookback, channels, heads.body_width(spec, horizon), target_index), spec)
 
 
 def set_seed(seed: int) -> None:
@@ -120,10 +123,19 @@ class NeuralForecaster(Forecaster):
     # ------------------------------------------------------------ capabilities
 
     def get_tag(self, tag: str) -> bool:
-        """A capability of this network (see forecasters.base.TAGS): the class's and its architecture's."""
+        """A capability of this network (see forecasters.base.TAGS): the class's and its architecture's; `quantiles`
+        with a quantile head; `samples` when the architecture says so (DeepAR) or the network has a Dropout with a
+        positive rate (MC dropout; before the network exists: `spec.dropout > 0`)."""
         if tag not in TAGS:
             raise KeyError(f"unknown forecaster tag {tag!r}; tags are: {', '.join(TAGS)}")
-        return bool({**TAGS, **self.tags, **getattr(architecture(self.spec.architecture), "TAGS", {})}[tag])
+        declared = {**TAGS, **self.tags, **getattr(architecture(self.spec.architecture), "TAGS", {})}
+        if tag == "quantiles":
+            return bool(self.spec.quantiles) or bool(declared[tag])
+        if tag == "samples" and not declared[tag]:
+            if self.network is None:
+                return self.spec.dropout > 0
+            return bool(mc_dropout.dropout_layers(self.network))
+        return bool(declared[tag])
 
     def attention(self, windows: np.ndarray) -> dict[str, np.ndarray]:
         """Attention weights for windows (n, lookback, channels): `time` (n, lookback) over the look-back steps and,
@@ -182,11 +194,43 @@ class NeuralForecaster(Forecaster):
                                     ProgressCallback(self.best_epoch_, f"refit {self.name} on training+validation")])
 
     def _predict(self, windows: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Forecasts batch by batch (predict_on_batch: no tf.data pipeline per call)."""
+        """Forecasts batch by batch (predict_on_batch: no tf.data pipeline per call); a quantile head's median."""
+        if self.spec.quantiles:
+            return self._network_quantiles(windows, batch_size)[..., heads.median_index(self.spec.quantiles)]
         out = np.empty((len(windows), self.horizon_))
         for a in range(0, len(windows), batch_size):
             out[a:a + batch_size] = np.asarray(self.network.predict_on_batch(windows[a:a + batch_size])).reshape(-1, self.horizon_)
         return out
+
+    def _network_quantiles(self, windows: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Every level of the quantile head (windows, horizon, K), batch by batch."""
+        k = len(self.spec.quantiles)
+        out = np.empty((len(windows), self.horizon_, k))
+        for a in range(0, len(windows), batch_size):
+            out[a:a + batch_size] = np.asarray(self.network.predict_on_batch(windows[a:a + batch_size])).reshape(
+                -1, self.horizon_, k)
+        return out
+
+    def _predict_quantiles(self, windows: np.ndarray, levels: list[float]) -> np.ndarray:
+        """The head's quantiles (windows, horizon, len(levels)) at `levels`, each one of the head's own levels."""
+        trained = np.asarray(self.spec.quantiles, dtype=float)
+        index = []
+        for level in levels:
+            hit = np.flatnonzero(np.isclose(trained, level, rtol=0, atol=1e-9))
+            if not len(hit):
+                raise ForecasterError(f"{self.name}: quantile level {level} is not one of the levels its head was "
+                                      f"trained on ({', '.join(str(float(q)) for q in trained)})")
+            index.append(int(hit[0]))
+        return self._network_quantiles(windows)[..., index]
+
+    def _predict_samples(self, windows: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
+        """Sample paths (windows, n_samples, horizon): the architecture's own `sample` (DeepAR's likelihood) when its
+        module has one, else MC dropout (`mc_dropout.sample`; a quantile head's median is sampled)."""
+        module = architecture(self.spec.architecture)
+        if hasattr(module, "sample"):
+            return module.sample(self.network, windows, n_samples, seed)
+        median = heads.median_index(self.spec.quantiles) if self.spec.quantiles else None
+        return mc_dropout.sample(self.network, windows, n_samples, seed, output_index=median)
 
     def hyperparameters(self) -> dict:
         return self.spec.to_dict() | {"seed": self.seed, "lookback": self.lookback_ if hasattr(self, "lookback_")
