@@ -23,7 +23,9 @@ Design (one recurrent network over the conditioning range, the look-back window,
   network once over the whole look-back plus horizon with the actual targets fed back (teacher forcing; one pass of
   each LSTM layer, cuDNN-eligible) and returns the mean negative log-likelihood of every step's target from the
   second look-back step to the last horizon step (as GluonTS's DeepAR does over context and prediction ranges). The
-  compiled metric (`mae`) is that of the point forecast, so `val_loss` is the validation NLL.
+  NLL's gradient trains the network, but the value reported as `loss`/`val_loss` is the mean path's MSE, as for
+  every other architecture (early stopping, tuning, model selection and ensembles compare val_loss across
+  architectures; an NLL is on another scale and can be negative); the NLL is reported as `nll`/`val_nll`.
 - Sampling: the look-back pass runs once per window, its LSTM states are repeated for the samples, then each
   horizon step runs the LSTM cells once for all windows x samples and draws from the step's distribution (NumPy
   generator seeded by `seed`), the draw fed back as the next input.
@@ -181,7 +183,17 @@ class DeepARCore(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="lstmkit")
 class DeepARNetwork(keras.Model):
-    """The functional DeepAR network (window -> mean path) whose loss is the teacher-forced negative log-likelihood."""
+    """The functional DeepAR network (window -> mean path) trained by the teacher-forced negative log-likelihood.
+
+    The value it reports as `loss` (and `val_loss`) is the mean path's MSE, the loss every other architecture reports,
+    while the gradient is the NLL's (`nll + stop_gradient(mse - nll)`); the NLL itself is the metric `nll`
+    (`val_nll`). So early stopping, tuning, model selection and top-k ensembles compare like with like (an NLL can
+    be negative and is on another scale than an MSE).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nll_tracker = keras.metrics.Mean(name="nll")
 
     def normalise(self, x) -> tuple:
         """Normalised windows, the target's shift and scale (batch, 1) (0 and 1 without per-window normalisation)."""
@@ -202,10 +214,13 @@ class DeepARNetwork(keras.Model):
         return (loc * scale + shift, sigma * scale, df), targets
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Mean negative log-likelihood (data units) of every target from the second look-back step to the horizon's
-        end under teacher forcing (`y_pred`, the mean path, serves the metrics only)."""
+        """The NLL's gradient with the mean path's MSE as value: the NLL (data units, every target from the second
+        look-back step to the horizon's end under teacher forcing) goes to the `nll` metric."""
         (loc, scale, df), targets = self.distributions(x, y, training=training)
-        loss = ops.mean(negative_log_likelihood(targets, loc, scale, df))
+        nll = ops.mean(negative_log_likelihood(targets, loc, scale, df))
+        self.nll_tracker.update_state(nll)
+        mse = ops.mean(ops.square(ops.cast(y, y_pred.dtype) - y_pred))
+        loss = nll + ops.stop_gradient(mse - nll)
         if self.losses:
             loss = loss + ops.sum(self.losses)
         return loss
@@ -229,7 +244,7 @@ def build(spec: ModelSpec, lookback: int, channels: int, horizon: int, target_in
 
 
 def compile_network(model: keras.Model, spec: ModelSpec) -> keras.Model:
-    """Compile with the spec's optimiser and learning rate; the loss is the model's NLL, the metric the mean path's MAE."""
+    """Compile with the spec's optimiser and learning rate (no Keras loss: DeepARNetwork.compute_loss; metric: MAE)."""
     model.compile(optimizer=OPTIMIZER_CLASSES[spec.optimizer](learning_rate=spec.learning_rate), loss=None,
                   metrics=["mae"])
     return model
