@@ -369,3 +369,12 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
     rnd = metrics.get("random_baseline", {})
     return pd.DataFrame({"detector": [metrics.get(k) for k in keys], "random scores": [rnd.get(k) for k in keys]},
                         index=pd.Index(keys, name="metric")).astype(float)
+
+
+def flag_threshold(calibration: np.ndarray, rate: float) -> float:
+    """The score above which an observation is flagged at `rate`: p <= rate exactly when fewer than
+    floor(rate (n + 1)) calibration scores reach the score, i.e. when it exceeds the floor(rate (n + 1))-th largest
+    (+inf when rate (n + 1) < 1: with so few calibration scores nothing can be flagged)."""
+    cal = np.sort(np.asarray(calibration, dtype=float))[::-1]
+    k = int(np.floor(rate * (len(cal) + 1)))
+    return float(cal[k - 1]) if k >= 1 else float("inf")

@@ -3,6 +3,7 @@
 The chapters call them as `plots.<figure>`: this package re-exports every chapter's figures.
 """
 
+from lstmkit.plots.anomalies import *  # noqa: F403
 from lstmkit.plots.data import *  # noqa: F403
 from lstmkit.plots.evaluation import *  # noqa: F403
 from lstmkit.plots.explainability import *  # noqa: F403
