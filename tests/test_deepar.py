@@ -12,8 +12,7 @@ from scipy import special, stats
 
 from lstmkit.config import ConfigError, from_dict
 from lstmkit.data import make_synthetic
-from lstmkit.forecasters import ForecasterError, ModelSpec, load
-from lstmkit.forecasters import deepar
+from lstmkit.forecasters import ForecasterError, ModelSpec, deepar, load
 from lstmkit.forecasters.neural import NeuralForecaster, build_network, set_seed
 from lstmkit.preprocessing import prepare
 from lstmkit.search_space import search_space
