@@ -140,7 +140,8 @@ def _trained_here(run: RunFolder, cfg: Config, prepared: Prepared, spec, name: s
     if reusable(folder, record):
         return load(folder), folder, True
     (folder / MANIFEST).unlink(missing_ok=True)
-    f = fit_forecaster(prepared, spec, cfg, cfg.seed, name, checkpoint=folder / CHECKPOINT)
+    quiet = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, verbose=0))  # the chapter stays readable
+    f = fit_forecaster(prepared, spec, quiet, cfg.seed, name, checkpoint=folder / CHECKPOINT)
     atomic_write_json(folder / FIT_FILE, record)
     f.save(folder)
     if echo is not None:
@@ -648,7 +649,7 @@ def summary_text(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def figure_keys(metrics: dict, limit: int = 6) -> list[str]:
+def figure_keys(metrics: dict, limit: int = 9) -> list[str]:
     """The entries the figures show: the selected model's (configured order) then the conformalised baseline."""
     meta = metrics["meta"]
     keys = [k for k in metrics if k != "meta" and not k.startswith(meta["baseline"] + "/")]

@@ -4,15 +4,32 @@ seasonal-naive baseline's; values are passed in the units the axis labels name."
 
 from __future__ import annotations
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from lstmkit.plots.style import MAX_LINE_POINTS, _no_data, _save
 
 __all__ = ["fan_chart", "pit_histograms", "reliability", "width_over_time"]
 
 BAND_COLORS = {0.5: 0.55, 0.8: 0.35, 0.95: 0.18}  # alpha of each central band (darker = narrower)
+
+
+def _save_dates(fig: plt.Figure, path) -> plt.Figure:
+    """Lay out and save a figure over time: concise dates with matplotlib's default tick counts per frequency (the
+    shared style's fixed 8 ticks cannot place ticks on some spans of a few days and warns)."""
+    for ax in fig.axes:
+        if isinstance(ax.xaxis.get_major_formatter(), (mdates.AutoDateFormatter, mdates.ConciseDateFormatter)):
+            locator = mdates.AutoDateLocator()
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    fig.tight_layout()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
 
 
 def _band(grid, level: float) -> tuple[int, int] | None:
@@ -47,8 +64,8 @@ def fan_chart(times: pd.Index, actual: np.ndarray, quantiles: dict[str, np.ndarr
         ax.set_ylabel(f"{target} ({units})")
         ax.legend(ncol=5, fontsize=8, loc="upper left")
     axes[-1, 0].set_xlabel("time of the forecast target")
-    fig.suptitle(f"Fan chart: {step}-step-ahead forecasts over the test span ({len(times):,} windows)")
-    return _save(fig, path)
+    fig.suptitle(f"Fan chart: {step}-step-ahead forecasts over the start of the test span ({len(times):,} windows)")
+    return _save_dates(fig, path)
 
 
 def reliability(coverage: dict[str, dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]]], path=None) -> plt.Figure:
@@ -69,7 +86,9 @@ def reliability(coverage: dict[str, dict[float, tuple[np.ndarray, np.ndarray, np
             ax.axhline(level, color=color, ls="--", lw=1)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("horizon step (steps ahead)")
-        ax.set_ylabel("empirical coverage (share of test windows)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if i % cols == 0:
+            ax.set_ylabel("coverage (share of windows)")
         ax.legend(title="nominal", fontsize=8, title_fontsize=8, loc="lower left")
     for k in range(n, rows * cols):
         axes[k // cols, k % cols].set_visible(False)
@@ -97,8 +116,10 @@ def pit_histograms(pits: dict[str, np.ndarray], bins: int = 10, path=None) -> pl
         ax.set_xlim(0, 1)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("PIT value (forecast CDF at the actual)")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=8, loc="upper center")
+        if i % cols == 0:
+            ax.set_ylabel("density (1 = uniform)")
+        if i == 0:
+            ax.legend(fontsize=8, loc="upper right")
     for k in range(n, rows * cols):
         axes[k // cols, k % cols].set_visible(False)
     fig.suptitle("PIT histograms (U shape: intervals too narrow; hump: too wide; slope: biased)")
@@ -111,7 +132,7 @@ def width_over_time(times: pd.Index, widths: dict[str, np.ndarray], errors: dict
     absolute error of the forecasts those intervals are built around. widths, errors {label: (n,)}, original units."""
     every = max(1, len(times) // MAX_LINE_POINTS)
     t = times[::every]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
     colors = plt.get_cmap("tab10")
     for i, (label, w) in enumerate(widths.items()):
         top.plot(t, np.asarray(w)[::every], lw=1.0, color=colors(i % 10), label=label)
@@ -119,11 +140,11 @@ def width_over_time(times: pd.Index, widths: dict[str, np.ndarray], errors: dict
         bottom.plot(t, np.abs(np.asarray(e))[::every], lw=0.8, color=colors((i + len(widths)) % 10), label=label)
     top.set_title(f"Width of the {level:.0%} interval at step {step} over the test span")
     top.set_ylabel(f"interval width ({units})")
-    top.legend(fontsize=8, ncol=2, loc="upper left")
+    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     bottom.set_title(f"Absolute {step}-step-ahead error of the forecast at the centre")
     bottom.set_ylabel(f"|actual - forecast| ({units})")
     bottom.set_xlabel("time of the forecast target")
-    bottom.legend(fontsize=8, ncol=2, loc="upper left")
+    bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     if every > 1:
         fig.suptitle(f"every {every}th of {len(times):,} windows")
-    return _save(fig, path)
+    return _save_dates(fig, path)
