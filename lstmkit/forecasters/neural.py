@@ -214,14 +214,12 @@ class NeuralForecaster(Forecaster):
     def _predict_quantiles(self, windows: np.ndarray, levels: list[float]) -> np.ndarray:
         """The head's quantiles (windows, horizon, len(levels)) at `levels`, each one of the head's own levels."""
         trained = np.asarray(self.spec.quantiles, dtype=float)
-        index = []
-        for level in levels:
-            hit = np.flatnonzero(np.isclose(trained, level, rtol=0, atol=1e-9))
-            if not len(hit):
-                raise ForecasterError(f"{self.name}: quantile level {level} is not one of the levels its head was "
-                                      f"trained on ({', '.join(str(float(q)) for q in trained)})")
-            index.append(int(hit[0]))
-        return self._network_quantiles(windows)[..., index]
+        hits = [np.flatnonzero(np.isclose(trained, level, rtol=0, atol=1e-9)) for level in levels]
+        missing = [str(float(level)) for level, hit in zip(levels, hits, strict=True) if not len(hit)]
+        if missing:
+            raise ForecasterError(f"{self.name}: quantile level(s) {', '.join(missing)} not among the levels its head "
+                                  f"was trained on ({', '.join(str(float(q)) for q in trained)})")
+        return self._network_quantiles(windows)[..., [int(hit[0]) for hit in hits]]
 
     def _predict_samples(self, windows: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
         """Sample paths (windows, n_samples, horizon): the architecture's own `sample` (DeepAR's likelihood) when its
