@@ -145,8 +145,8 @@ class TFTConfig:
 
 @dataclass
 class DeepARConfig:
-    likelihood: str = _opt("gaussian", "Likelihood of DeepAR's head (Salinas et al. 2020), fitted by negative log-likelihood: `gaussian` or `student_t` (heavier tails; its degrees of freedom are learned).", LIKELIHOODS)
-    samples: int = _opt(200, "Sample paths drawn per window by ancestral sampling (each step's draw fed back as the next input); their mean is DeepAR's point forecast.")
+    likelihood: str = _opt("gaussian", "Likelihood of DeepAR's head (Salinas et al. 2020), fitted by negative log-likelihood under teacher forcing: `gaussian` or `student_t` (heavier tails; its degrees of freedom, above 2, are learned per step). DeepAR's reported loss/val_loss is its point forecast's MSE like every architecture's (the NLL is `nll`/`val_nll` in the training history).", LIKELIHOODS)
+    samples: int = _opt(200, "Sample paths drawn per window by ancestral sampling (each step's draw fed back as the next input) when DeepAR's intervals are made (uncertainty.method `deepar`). Its point forecast needs no sampling: the mean path (each step's predictive mean fed back).")
 
 
 @dataclass

@@ -170,7 +170,7 @@ def test_student_t_learns_heavy_tails():
     network = build_network(spec("student_t"), LOOKBACK, 1, HORIZON)
     network.fit(x, y, epochs=5, batch_size=64, verbose=0)
     df = deepar.predictive(network, x[-300:], y[-300:])["df"]
-    assert (df > 2).all() and np.median(df) < 8, np.median(df)
+    assert (df > 2).all() and np.median(df) < 4, np.median(df)  # t(2.5) noise (Gaussian noise gives about 6 here)
     paths = deepar.sample(network, x[-20:], 200, seed=1)
     assert np.isfinite(paths).all()
 
