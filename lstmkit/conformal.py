@@ -217,16 +217,18 @@ class SplitConformal:
         return self.bands(self.q_, point, spread, quantiles)
 
 
-def _lookup(sorted_scores: list, alpha: float) -> float:
-    """Conformal quantile at level 1 - alpha of a sorted list: the largest score when alpha asks beyond it (see adaptive)."""
+def _lookup(sorted_scores: list, alpha: float, infinite: bool) -> float:
+    """Conformal quantile at level 1 - alpha of a sorted list; beyond the list +inf (infinite) or its largest score."""
     n = len(sorted_scores)
     k = math.ceil((n + 1) * (1 - alpha) - 1e-9)
+    if k > n and infinite:
+        return math.inf
     return float(sorted_scores[min(max(k, 1), n) - 1])
 
 
 def adaptive(conformal: SplitConformal, y: np.ndarray, point: np.ndarray | None = None,
              spread: np.ndarray | None = None, quantiles: np.ndarray | None = None, *, gamma: float = 0.005,
-             window: int | None = None, refresh: bool = True, stride: int = 1,
+             window: int | None = None, refresh: bool = True, infinite: bool = False, stride: int = 1,
              return_alpha: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Adaptive conformal inference (Gibbs & Candes 2021) over the test windows in time order, with delayed feedback.
 
@@ -237,8 +239,10 @@ def adaptive(conformal: SplitConformal, y: np.ndarray, point: np.ndarray | None 
     miscoverage starts at 1 - L and moves by gamma (1 - L - miss) per revealed outcome, a miss being the outcome outside
     that level's band before nesting (nesting only widens, so the issued bands cover at least as often). Each band is the
     conformal quantile at 1 - alpha of the score set: the calibration scores plus, with `refresh`, every test score
-    already revealed (`window`: only the latest that many); a level beyond the set (alpha < 1/(n+1)) takes its largest
-    score instead of Gibbs & Candes' infinite interval, so bands stay finite. Returns quantiles (m, h, K) and, with
+    already revealed (`window`: only the latest that many). A level beyond the set (alpha < 1/(n+1)) gives Gibbs &
+    Candes' infinite band with `infinite`; by default it takes the set's largest score, so that bands (and widths,
+    CRPS) stay finite: with `refresh` the set soon holds the new regime's scores, but with fixed calibration scores
+    (refresh=False) a shift beyond the largest of them then caps the coverage. Returns quantiles (m, h, K) and, with
     `return_alpha`, the working miscoverage used by each window, (m, h, nL) (joint: (m, 1, nL)).
     """
     if not hasattr(conformal, "q_"):
@@ -288,7 +292,7 @@ def adaptive(conformal: SplitConformal, y: np.ndarray, point: np.ndarray | None 
         alphas[t] = alpha
         for j in range(steps):
             for i in range(nl):
-                qs[t, j, i] = _lookup(sets[j][min(i, ns - 1)], alpha[j, i])
+                qs[t, j, i] = _lookup(sets[j][min(i, ns - 1)], alpha[j, i], infinite)
     q_levels = qs * conformal.scale_[None] if conformal.joint else qs
     out = conformal.bands(q_levels, point, spread, quantiles)
     return (out, alphas) if return_alpha else out
