@@ -127,6 +127,19 @@ def run_stage(stage: Stage, run: RunFolder, root: Path, kernel: str, parameters:
     return output
 
 
+def absolute_paths(cfg: Config) -> Config:
+    """The configuration with `data.path` and `anomalies.labels` made absolute against the working directory (the
+    notebooks run in notebooks/, where a relative path would name another file)."""
+    import dataclasses
+
+    data, labels = cfg.data, cfg.anomalies.labels
+    if data.path and not Path(data.path).is_absolute():
+        data = dataclasses.replace(data, path=str(Path(data.path).resolve()))
+    if labels and not Path(labels).is_absolute():
+        labels = str(Path(labels).resolve())
+    return dataclasses.replace(cfg, data=data, anomalies=dataclasses.replace(cfg.anomalies, labels=labels))
+
+
 def check_inputs(cfg: Config) -> None:
     """Load and validate the configured data and splits before anything is written (raises DataError/ConfigError).
 
@@ -200,6 +213,7 @@ def run_pipeline(run: RunFolder, cfg: Config, start: str | None = None, stop: st
 
         # a profile given with --from may say `auto`: resolve it against the series the data stage stored
         cfg, _ = resolve_config(cfg, read_series(run.require(run.series_file, "data (01_data)")).index)
+    cfg = absolute_paths(cfg)  # the stages run in notebooks/: files named relative to the working directory
     if first == 0:
         check_inputs(cfg)
     cfg.save(run.config_file)
