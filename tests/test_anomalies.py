@@ -188,3 +188,34 @@ def test_injected_anomalies_are_found(tmp_path):
     assert (frame["split"] == "test").all() and len(frame) == prepared.bounds.test[1] - prepared.bounds.test[0]
     spike = series.anomalies[0]
     assert frame["p_value"].iloc[spike["first_row"] - prepared.bounds.test[0]] == result.meta["smallest_pvalue"]
+
+
+def test_flag_threshold_matches_the_pvalue_rule():
+    rng = np.random.default_rng(3)
+    cal, scores = rng.exponential(size=199), rng.exponential(size=5000) * 1.5
+    for rate in (0.01, 0.05, 0.3):
+        t = an.flag_threshold(cal, rate)
+        np.testing.assert_array_equal(an.conformal_pvalues(cal, scores) <= rate, scores > t)
+    assert an.flag_threshold(cal[:20], 0.01) == np.inf  # 1/(n + 1) > rate: nothing can be flagged
+
+
+@pytest.mark.parametrize("name", ["ambient_temperature", "machine_temperature", "ec2_latency"])
+def test_nab_configs_name_their_labels_and_keep_them_out_of_calibration(name, monkeypatch):
+    """Each NAB profile loads with its repairs; its validation rows (the calibration data) hold no label and its test
+    span holds at least one label window. Relative paths become absolute before the notebooks (run in notebooks/)."""
+    from pathlib import Path
+
+    from lstmkit.pipeline import absolute_paths, project_root
+    from lstmkit.preprocessing import split_bounds
+
+    root = project_root()
+    monkeypatch.chdir(root)
+    cfg = absolute_paths(load_config(root / "configs" / f"nab_{name}.yaml"))
+    if not Path(cfg.data.path).exists():
+        pytest.skip("the NAB development data are not here")
+    assert Path(cfg.data.path).is_absolute() and Path(cfg.anomalies.labels).is_absolute()
+    frame = load_series(cfg).frame
+    labels = an.point_labels(frame.index, an.read_labels(cfg.anomalies.labels, Path(cfg.data.path).name))
+    b = split_bounds(len(frame), cfg.split.train, cfg.split.val, cfg.split.test)
+    assert not labels[slice(*b.val)].any() and labels[slice(*b.test)].any()
+    assert an.calibration_source(cfg) == "val"
