@@ -31,9 +31,7 @@ band uses the misses of windows <= t - h at step h only.
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections import deque
 
 import numpy as np
 
@@ -217,13 +215,53 @@ class SplitConformal:
         return self.bands(self.q_, point, spread, quantiles)
 
 
-def _lookup(sorted_scores: list, alpha: float, infinite: bool) -> float:
-    """Conformal quantile at level 1 - alpha of a sorted list; beyond the list +inf (infinite) or its largest score."""
-    n = len(sorted_scores)
-    k = math.ceil((n + 1) * (1 - alpha) - 1e-9)
-    if k > n and infinite:
-        return math.inf
-    return float(sorted_scores[min(max(k, 1), n) - 1])
+class _RankedSets:
+    """Growing/shrinking multisets of scores, one per row, drawn from values known in advance (R rows x N values).
+
+    Each row is a Fenwick tree of counts over the ranks of its N values, so that adding or removing a value and finding
+    the k-th smallest take O(log N) vectorised numpy steps across all rows at once.
+    """
+
+    def __init__(self, values: np.ndarray, present: np.ndarray):
+        """values (R, N) every score a row may ever hold; present (N,) bool: the values held at the start."""
+        self.R, self.N = values.shape
+        order = np.argsort(values, axis=1, kind="stable")
+        self.sorted = np.take_along_axis(values, order, axis=1)
+        self.rank = np.empty_like(order)
+        np.put_along_axis(self.rank, order, np.broadcast_to(np.arange(self.N), values.shape), axis=1)
+        self.tree = np.zeros((self.R, self.N + 1), dtype=np.int64)
+        rows = np.repeat(np.arange(self.R), int(present.sum()))
+        self.tree[rows, self.rank[:, present].ravel() + 1] = 1
+        for i in range(1, self.N + 1):  # linear-time Fenwick construction from the counts
+            parent = i + (i & -i)
+            if parent <= self.N:
+                self.tree[:, parent] += self.tree[:, i]
+        self.count = np.full(self.R, int(present.sum()), dtype=np.int64)
+        self.top = 1 << max(self.N.bit_length() - 1, 0)
+
+    def add(self, rows: np.ndarray, index: np.ndarray, delta: int) -> None:
+        """Add (delta 1) or remove (-1) the value number `index` of each of the distinct `rows`."""
+        self.count[rows] += delta
+        i = self.rank[rows, index] + 1
+        while len(rows):
+            self.tree[rows, i] += delta
+            i = i + (i & -i)
+            keep = i <= self.N
+            rows, i = rows[keep], i[keep]
+
+    def kth(self, rows: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """The k-th smallest (1-based, 1 <= k <= count) value held by each row (rows may repeat)."""
+        pos = np.zeros(len(rows), dtype=np.int64)
+        k = np.asarray(k, dtype=np.int64).copy()
+        step = self.top
+        while step:
+            nxt = pos + step
+            ok = nxt <= self.N
+            t = np.where(ok, self.tree[rows, np.minimum(nxt, self.N)], 0)
+            go = ok & (t < k)
+            pos, k = np.where(go, nxt, pos), np.where(go, k - t, k)
+            step >>= 1
+        return self.sorted[rows, pos]
 
 
 def adaptive(conformal: SplitConformal, y: np.ndarray, point: np.ndarray | None = None,
@@ -260,39 +298,44 @@ def adaptive(conformal: SplitConformal, y: np.ndarray, point: np.ndarray | None 
     cal = conformal.cal_scores_
     if conformal.joint:
         test, cal = conformal._standardise(test)[:, None, :], conformal._standardise(cal)[:, None, :]
-        ns, steps, delays = nl, 1, [math.ceil(h / stride)]
+        ns, steps, delays = nl, 1, np.array([math.ceil(h / stride)])
     else:
-        steps, delays = h, [math.ceil((j + 1) / stride) for j in range(h)]
-    sets = [[sorted(cal[:, j, s].tolist()) for s in range(ns)] for j in range(steps)]
-    order = [[deque(cal[:, j, s].tolist()) for s in range(ns)] for j in range(steps)] if window else None
-    if window:
-        for j in range(steps):
-            for s in range(ns):
-                while len(order[j][s]) > window:
-                    old = order[j][s].popleft()
-                    del sets[j][s][bisect.bisect_left(sets[j][s], old)]
-    alpha = np.tile(1 - levels, (steps, 1))
+        steps, delays = h, np.array([math.ceil((j + 1) / stride) for j in range(h)])
+    n = len(cal)
+    # one multiset per (step, score column): its calibration scores then the test scores in the order revealed
+    values = np.concatenate([cal, test], axis=0).transpose(1, 2, 0).reshape(steps * ns, n + m)
+    present = np.zeros(n + m, dtype=bool)
+    oldest = max(n - window, 0) if window else 0
+    present[oldest:n] = True
+    sets = _RankedSets(values, present)
+    first = np.full(steps * ns, oldest)  # the oldest value still held by each row (rolling window)
+    column = np.minimum(np.arange(nl), ns - 1)  # score column of each level
+    rows_of = (np.arange(steps)[:, None] * ns + column[None, :]).ravel()  # multiset of each (step, level)
+    target = 1 - levels
+    alpha = np.tile(target, (steps, 1))
     alphas = np.empty((m, steps, nl))
     qs = np.empty((m, steps, nl))
+    step_index = np.arange(steps)
     for t in range(m):
-        for j in range(steps):
-            r = t - delays[j]
-            if r < 0:
-                continue
-            miss = test[r, j, np.minimum(np.arange(nl), ns - 1)] > qs[r, j]
-            alpha[j] += gamma * ((1 - levels) - miss)
+        r = t - delays  # the window whose outcome at each step is revealed now
+        seen = r >= 0
+        if seen.any():
+            j, rr = step_index[seen], r[seen]
+            miss = test[rr[:, None], j[:, None], column[None, :]] > qs[rr, j]
+            alpha[j] += gamma * (target - miss)
             if refresh:
-                for s in range(ns):
-                    bisect.insort(sets[j][s], float(test[r, j, s]))
-                    if window:
-                        order[j][s].append(float(test[r, j, s]))
-                        if len(order[j][s]) > window:
-                            old = order[j][s].popleft()
-                            del sets[j][s][bisect.bisect_left(sets[j][s], old)]
+                rows = (j[:, None] * ns + np.arange(ns)[None, :]).ravel()
+                sets.add(rows, np.repeat(n + rr, ns), 1)
+                if window:
+                    over = rows[sets.count[rows] > window]
+                    sets.add(over, first[over], -1)
+                    first[over] += 1
         alphas[t] = alpha
-        for j in range(steps):
-            for i in range(nl):
-                qs[t, j, i] = _lookup(sets[j][min(i, ns - 1)], alpha[j, i], infinite)
+        count = sets.count[rows_of]
+        k = np.ceil((count + 1) * (1 - alpha.ravel()) - 1e-9).astype(np.int64)
+        beyond = k > count
+        value = sets.kth(rows_of, np.clip(k, 1, count))
+        qs[t] = np.where(beyond & infinite, np.inf, value).reshape(steps, nl)
     q_levels = qs * conformal.scale_[None] if conformal.joint else qs
     out = conformal.bands(q_levels, point, spread, quantiles)
     return (out, alphas) if return_alpha else out

@@ -235,3 +235,51 @@ def test_aci_with_a_rolling_score_window_and_cqr():
     assert (np.diff(aci, axis=-1) >= 0).all()
     with pytest.raises(ValueError, match="fitted"):
         C.adaptive(C.SplitConformal(GRID), y_test, np.zeros_like(y_test))
+
+
+def reference_aci(sc: C.SplitConformal, y: np.ndarray, gamma: float, window: int | None, refresh: bool, infinite: bool,
+                  **forecasts) -> np.ndarray:
+    """ACI by plain loops, sorting each score set from scratch: the reference for `adaptive`'s Fenwick trees."""
+    test, cal = sc.scores(y, **forecasts), sc.cal_scores_
+    m, h = y.shape
+    steps, delay = (1, lambda j: h) if sc.joint else (h, lambda j: j + 1)
+    if sc.joint:
+        test, cal = sc._standardise(test)[:, None, :], sc._standardise(cal)[:, None, :]
+    levels = sc.levels_
+    qs = np.empty((m, steps, len(levels)))
+    for j in range(steps):
+        for i, level in enumerate(levels):
+            s = min(i, test.shape[-1] - 1)
+            alpha = 1 - level
+            for t in range(m):
+                r = t - delay(j)
+                if r >= 0:
+                    alpha += gamma * ((1 - level) - (test[r, j, s] > qs[r, j, i]))
+                known = np.concatenate([cal[:, j, s], test[: r + 1, j, s] if refresh and r >= 0 else []])
+                known = np.sort(known[-window:] if window else known)
+                k = int(np.ceil((len(known) + 1) * (1 - alpha) - 1e-9))
+                qs[t, j, i] = np.inf if k > len(known) and infinite else known[min(max(k, 1), len(known)) - 1]
+    return sc.bands(qs * sc.scale_[None] if sc.joint else qs, forecasts.get("point"), forecasts.get("spread"),
+                    forecasts.get("quantiles"))
+
+
+@pytest.mark.parametrize("score, joint, window, refresh, infinite", [
+    ("absolute", False, None, True, False), ("absolute", False, 40, True, False), ("absolute", True, None, True, False),
+    ("cqr", False, 30, True, False), ("normalized", False, None, False, True), ("cqr", True, None, False, False)])
+def test_aci_matches_a_loop_reference(score, joint, window, refresh, infinite):
+    from scipy import stats
+
+    y_cal, y_test = shifted(10, n_cal=60, m=150, h=3)
+    rng = np.random.default_rng(11)
+    forecasts = {"cal": {}, "test": {}}
+    for name, y in (("cal", y_cal), ("test", y_test)):
+        if score == "cqr":
+            forecasts[name]["quantiles"] = np.broadcast_to(stats.norm.ppf(GRID), y.shape + (len(GRID),))
+        else:
+            forecasts[name]["point"] = 0.1 * rng.normal(size=y.shape)
+        if score == "normalized":
+            forecasts[name]["spread"] = rng.uniform(0.5, 1.5, size=y.shape)
+    sc = C.SplitConformal(GRID, score=score, joint=joint).fit(y_cal, **forecasts["cal"])
+    got = C.adaptive(sc, y_test, gamma=0.03, window=window, refresh=refresh, infinite=infinite, **forecasts["test"])
+    expected = reference_aci(sc, y_test, 0.03, window, refresh, infinite, **forecasts["test"])
+    assert np.array_equal(got, expected)
