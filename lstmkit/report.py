@@ -72,6 +72,11 @@ def intro_page(run: RunFolder) -> str:
         data_note = (f"\n**Data:** {info['description']}. Source: <{info['source']}>. Licence: {info['licence']}; "
                      f"{info.get('preparation') or 'used unmodified'}. Cite: {info['citation']}.\n")
     chapters = "\n".join(f"{i + 1}. [{s.title}]({Path(s.notebook).stem}.ipynb)" for i, s in enumerate(STAGES))
+    intervals = ""
+    if run.uncertainty_metrics_file.exists():  # the uncertainty stage ran: its headline interval beside the baseline
+        from lstmkit.uncertainty import headline as interval_headline
+
+        intervals = f"\n## Intervals\n\n{interval_headline(read_json(run.uncertainty_metrics_file), cfg.data.units)}\n"
     config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip()
     return f"""# lstmkit forecasting report
 
@@ -106,7 +111,7 @@ Scaled units (training z-scores of the target):
 
 MAPE and sMAPE are in percent; MASE divides MAE by the in-sample MAE of the seasonal-naive forecast on the
 training rows, with a seasonal period of {_period_words(run, metrics)}.
-
+{intervals}
 ## Chapters
 
 {chapters}

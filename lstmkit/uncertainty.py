@@ -690,3 +690,36 @@ def width_inputs(result: Uncertainty, prepared: Prepared, keys: list[str], level
     for k in (keys[0], keys[-1]):
         errors[f"{k} (median)"] = (result.actual[:, step - 1] - result.quantiles[k][:, step - 1, median]) * scale
     return prepared.index[rows], widths, errors
+
+
+def headline(metrics: dict, units: str) -> str:
+    """One paragraph (Markdown) for the report's first page: the selected model's best calibrated entry at the
+    headline level (nominal coverage inside its CI, then the lowest CRPS; the lowest CRPS when none covers) beside the
+    conformalised seasonal naive."""
+    meta = metrics["meta"]
+    lv = meta["headline_level"]
+    base_key = f"{meta['baseline']}/conformal"
+    own = {k: m for k, m in metrics.items() if k != "meta" and not k.startswith(meta["baseline"] + "/")}
+    if not own:
+        return ""
+
+    def covers(m: dict) -> bool:
+        ci = m["coverage_ci"][lv]
+        return ci[0] is not None and ci[0] <= float(lv) <= ci[1]
+
+    pool = {k: m for k, m in own.items() if covers(m)} or own
+    key = min(pool, key=lambda k: pool[k]["crps"])
+    m, b = metrics[key], metrics[base_key]
+
+    def width(e: dict) -> float:
+        return (e.get("original") or {}).get("width", e["width"])[lv]
+
+    ci = m["coverage_ci"][lv]
+    which = ("of the selected model's entries whose coverage CI holds the nominal level, the one with the lowest test "
+             "CRPS" if covers(m) else "no entry of the selected model has the nominal level inside its coverage CI; "
+             "the one with the lowest test CRPS")
+    return (f"Nominal {float(lv):.0%} intervals on the {meta['windows']:,} test windows ({meta['calibration']} calibration; "
+            f"[chapter 7](07_uncertainty.ipynb)); {which}, `{key}`, covers **{m['coverage'][lv]:.3f}** of the actuals "
+            f"(block-bootstrap 95% CI {ci[0]:.3f}–{ci[1]:.3f}), whole paths {m['joint_coverage'][lv]:.3f}, with a mean "
+            f"width of **{width(m):.4g} {units}** and CRPS {m['crps']:.4g} (scaled); the conformalised seasonal naive "
+            f"covers {b['coverage'][lv]:.3f} with a width of {width(b):.4g} {units} and CRPS {b['crps']:.4g}.")

@@ -247,3 +247,20 @@ def test_figures_have_titles_and_labelled_axes(tiny, conformal_result):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_report_headline_prefers_an_entry_that_covers_then_the_lowest_crps(conformal_result):
+    import copy
+
+    from lstmkit.uncertainty import headline
+
+    m = copy.deepcopy(conformal_result.metrics)
+    m["lstm/conformal"].update(coverage_ci={**m["lstm/conformal"]["coverage_ci"], "0.9": [0.5, 0.6]}, crps=0.01)
+    m["lstm/aci"].update(coverage_ci={**m["lstm/aci"]["coverage_ci"], "0.9": [0.85, 0.95]}, crps=0.3)
+    m["lstm/joint_conformal"].update(coverage_ci={**m["lstm/joint_conformal"]["coverage_ci"], "0.9": [0.88, 0.99]},
+                                     crps=0.2)
+    text = headline(m, "a.u.")
+    assert "`lstm/joint_conformal`" in text and "seasonal naive" in text  # lstm/conformal has a lower CRPS but misses
+    for key in ("lstm/aci", "lstm/joint_conformal"):
+        m[key]["coverage_ci"]["0.9"] = [0.1, 0.2]
+    assert "`lstm/conformal`" in headline(m, "a.u.") and "no entry" in headline(m, "a.u.")
