@@ -98,6 +98,14 @@ def nest(q: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return out
 
 
+def sample_quantiles(samples: np.ndarray, grid: list | np.ndarray) -> np.ndarray:
+    """Quantile forecasts (n, h, K) at the grid levels from sample forecasts (n, S, h) (numpy's linear interpolation)."""
+    samples = np.asarray(samples, dtype=float)
+    if samples.ndim != 3:
+        raise ValueError(f"samples must be (windows, samples, horizon), got shape {samples.shape}")
+    return np.moveaxis(np.quantile(samples, np.asarray(grid, dtype=float), axis=1), 0, -1)
+
+
 class SplitConformal:
     """Split conformal bands per horizon step (or whole-path with `joint`), as quantile forecasts on a grid.
 

@@ -16,7 +16,10 @@ Arrays: y (n windows, horizon); quantile forecasts q (n, horizon, K) at ascendin
   target (`lstmkit.metrics.mase_scale`), unit-free.
 - Coverage confidence intervals: windows from consecutive origins overlap (window t's step h+1 is window t+1's step h),
   so their hits are dependent; the CI is a percentile moving-block bootstrap over windows (arch), blocks of `block`
-  windows (default the horizon), which keeps each block's overlapping windows together.
+  windows (default the horizon), which keeps each block's overlapping windows together. It is still somewhat narrow
+  with few blocks: on stride-1 windows of an iid series (400 windows, horizon 12, about 33 blocks) the 95% CI held the
+  true coverage 85% of the time with blocks of the horizon (89% with twice the horizon), against 40% for a bootstrap
+  of single windows, which treats overlapping windows as independent.
 - All figures are in the units of y and q (scaled); `report` adds original units for the linear target scaler
   (widths, pinball, CRPS and Winkler scale with the target scale; coverage and MSIS are unit-free).
 """

@@ -283,3 +283,11 @@ def test_aci_matches_a_loop_reference(score, joint, window, refresh, infinite):
     got = C.adaptive(sc, y_test, gamma=0.03, window=window, refresh=refresh, infinite=infinite, **forecasts["test"])
     expected = reference_aci(sc, y_test, 0.03, window, refresh, infinite, **forecasts["test"])
     assert np.array_equal(got, expected)
+
+
+def test_sample_quantiles_feed_the_same_grid():
+    rng = np.random.default_rng(12)
+    samples = rng.normal(size=(5, 400, 3))
+    q = C.sample_quantiles(samples, GRID)
+    assert q.shape == (5, 3, len(GRID)) and (np.diff(q, axis=-1) >= 0).all()
+    assert q[2, 1, GRID.index(0.5)] == pytest.approx(np.median(samples[2, :, 1]))
