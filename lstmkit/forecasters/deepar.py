@@ -37,6 +37,7 @@ Student-t density is a shifted Stirling series (keras.ops has none).
 from __future__ import annotations
 
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -265,10 +266,31 @@ def _draw(rng: np.random.Generator, loc: np.ndarray, scale: np.ndarray, df: np.n
     return (loc + scale * noise).astype(np.float32)
 
 
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled(core: DeepARCore) -> tuple:
+    """The core's look-back pass and prediction step for sampling, as tf.functions on the TensorFlow backend (about
+    twice as fast as eager calls), cached per layer; plain methods on other backends."""
+    if core not in _COMPILED:
+        def run(seq):
+            return core.run(seq, training=False)
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            _COMPILED[core] = (tf.function(run, reduce_retracing=True),
+                               tf.function(core.step, reduce_retracing=True))
+        else:
+            _COMPILED[core] = (run, core.step)
+    return _COMPILED[core]
+
+
 def sample(network: keras.Model, windows: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarray:
     """Sample paths (n, n_samples, horizon) in scaled units by ancestral sampling from windows (n, lookback,
     channels), scaled: each step's draw is fed back as the next step's target. The same seed gives the same paths."""
     core = network.get_layer(CORE_LAYER)
+    run, step = _compiled(core)
     windows = np.asarray(windows, dtype=np.float32)
     n, horizon = len(windows), core.horizon
     rng = np.random.default_rng(seed)
@@ -276,14 +298,14 @@ def sample(network: keras.Model, windows: np.ndarray, n_samples: int, seed: int 
     chunk = max(1, MAX_SAMPLE_ROWS // n_samples)
     for a in range(0, n, chunk):
         xn, shift, scale = (np.asarray(v) for v in network.normalise(windows[a:a + chunk]))
-        raw, states = core.run(core.sequence(ops.convert_to_tensor(xn)), training=False)
+        raw, states = run(core.sequence(ops.convert_to_tensor(xn)))
         states = [[ops.repeat(s, n_samples, axis=0) for s in layer] for layer in states]
         last_cov = np.repeat(xn[:, -1, core.covariates], n_samples, axis=0)
         raw = np.repeat(np.asarray(raw[:, -1]), n_samples, axis=0)
         paths = np.empty((len(raw), horizon), dtype=np.float32)
         for h in range(horizon):
             if h:
-                raw, states = core.step(ops.convert_to_tensor(paths[:, h - 1]), last_cov, states)
+                raw, states = step(ops.convert_to_tensor(paths[:, h - 1]), ops.convert_to_tensor(last_cov), states)
             loc, sigma, df = (None if v is None else np.asarray(v, dtype=float) for v in core.parameters(raw))
             paths[:, h] = _draw(rng, loc, sigma, df)
         paths = paths.reshape(-1, n_samples, horizon)
