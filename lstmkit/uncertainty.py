@@ -356,6 +356,12 @@ def level_key(level: float) -> str:
     return str(float(level))
 
 
+def _fmt(value, spec: str = ".4g") -> str:
+    """A number for a table or sentence; a dash where it is missing or not finite (metrics.json stores those as null:
+    infinite bands when the calibration windows are too few for a level)."""
+    return format(float(value), spec) if value is not None and np.isfinite(value) else "–"
+
+
 def metrics_table(metrics: dict, units: str = "scaled") -> pd.DataFrame:
     """metrics.json as a table, one row per forecaster/method (see Uncertainty.table)."""
     rows = {}
@@ -368,7 +374,7 @@ def metrics_table(metrics: dict, units: str = "scaled") -> pd.DataFrame:
         for lv in map(level_key, levels):
             ci = (m.get("coverage_ci") or {}).get(lv) or [np.nan, np.nan]
             row[f"coverage {lv}"] = m["coverage"][lv]
-            row[f"coverage {lv} CI"] = f"{ci[0]:.3f}–{ci[1]:.3f}" if ci[0] is not None else "–"
+            row[f"coverage {lv} CI"] = "–" if None in ci else f"{_fmt(ci[0], '.3f')}–{_fmt(ci[1], '.3f')}"
             row[f"joint {lv}"] = (m.get("joint_coverage") or {}).get(lv, np.nan)
             row[f"width {lv}"] = (orig.get("width") or m["width"])[lv] if units == "original" else m["width"][lv]
         wk = metrics["meta"]["headline_level"]
@@ -378,7 +384,7 @@ def metrics_table(metrics: dict, units: str = "scaled") -> pd.DataFrame:
         row["MSIS"] = m.get("msis", np.nan)
         row["seconds"] = m.get("seconds", np.nan)
         rows[key] = row
-    table = pd.DataFrame(rows).T
+    table = pd.DataFrame(rows).T.fillna(np.nan)  # null (not finite) -> NaN
     table.index.name = "forecaster/method"
     return table
 
@@ -617,15 +623,15 @@ def display_table(metrics: dict, units: str = "scaled", label: str = "scaled") -
     table = metrics_table(metrics, "original" if units == "original" else "scaled")
     out = pd.DataFrame(index=table.index)
     for lv in map(level_key, metrics["meta"]["levels"]):
-        out[f"coverage {float(lv):.0%} [95% CI]"] = [f"{c:.3f} [{ci}]" for c, ci in
+        out[f"coverage {float(lv):.0%} [95% CI]"] = [f"{_fmt(c, '.3f')} [{ci}]" for c, ci in
                                                      zip(table[f"coverage {lv}"], table[f"coverage {lv} CI"])]
-        out[f"joint {float(lv):.0%}"] = [f"{v:.3f}" if v == v else "–" for v in table[f"joint {lv}"].astype(float)]
-        out[f"width {float(lv):.0%} ({label})"] = [f"{v:.4g}" for v in table[f"width {lv}"].astype(float)]
+        out[f"joint {float(lv):.0%}"] = [_fmt(v, ".3f") for v in table[f"joint {lv}"].astype(float)]
+        out[f"width {float(lv):.0%} ({label})"] = [_fmt(v) for v in table[f"width {lv}"].astype(float)]
     wk = metrics["meta"]["headline_level"]
-    out[f"Winkler {float(wk):.0%} ({label})"] = [f"{v:.4g}" for v in table[f"Winkler {wk}"].astype(float)]
-    out[f"CRPS ({label})"] = [f"{v:.4g}" for v in table["CRPS"].astype(float)]
-    out["MSIS (unitless)"] = [f"{v:.4g}" for v in table["MSIS"].astype(float)]
-    out["seconds"] = [f"{v:.3g}" for v in table["seconds"].astype(float)]
+    out[f"Winkler {float(wk):.0%} ({label})"] = [_fmt(v) for v in table[f"Winkler {wk}"].astype(float)]
+    out[f"CRPS ({label})"] = [_fmt(v) for v in table["CRPS"].astype(float)]
+    out["MSIS (unitless)"] = [_fmt(v) for v in table["MSIS"].astype(float)]
+    out["seconds"] = [_fmt(v, ".3g") for v in table["seconds"].astype(float)]
     return out
 
 
@@ -641,11 +647,11 @@ def summary_text(metrics: dict) -> str:
         if key == "meta":
             continue
         cov, ci = m["coverage"][lv], m["coverage_ci"][lv]
-        holds = ci[0] is not None and ci[0] <= float(lv) <= ci[1]
-        crps = m["crps"] / base["crps"] - 1 if base["crps"] else np.nan
-        lines.append(f"- `{key}`: coverage {cov:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
-                     f"({'nominal within the CI' if holds else 'nominal outside the CI'}), width {m['width'][lv]:.4g}"
-                     + ("" if key == base_key else f", CRPS {crps:+.0%} against `{base_key}`") + ".")
+        holds = None not in ci and ci[0] <= float(lv) <= ci[1]
+        crps = m["crps"] / base["crps"] - 1 if m["crps"] is not None and base["crps"] else None
+        lines.append(f"- `{key}`: coverage {_fmt(cov, '.3f')} [{_fmt(ci[0], '.3f')}, {_fmt(ci[1], '.3f')}] "
+                     f"({'nominal within the CI' if holds else 'nominal outside the CI'}), width {_fmt(m['width'][lv])}"
+                     + ("" if key == base_key else f", CRPS {_fmt(crps, '+.0%')} against `{base_key}`") + ".")
     return "\n".join(lines)
 
 
@@ -656,12 +662,17 @@ def figure_keys(metrics: dict, limit: int = 9) -> list[str]:
     return keys[:limit - 1] + [f"{meta['baseline']}/conformal"]
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Values with infinite ones (bands of a level the calibration windows are too few for) as NaN: not drawn."""
+    return np.where(np.isfinite(values), values, np.nan)
+
+
 def fan_inputs(result: Uncertainty, prepared: Prepared, keys: list[str], step: int, windows: int | None = None):
     """(times (n,), actual (n,), {key: quantiles (n, K)}), original units, of the first `windows` test windows at
     horizon step `step`, for plots.fan_chart."""
     n = len(result.actual) if windows is None else min(windows, len(result.actual))
     rows = prepared.with_lookback(result.metrics["meta"]["lookback"]).target_rows("test")[:n, step - 1]
-    q = {k: prepared.to_original(result.quantiles[k][:n, step - 1, :]) for k in keys}
+    q = {k: prepared.to_original(_finite(result.quantiles[k][:n, step - 1, :])) for k in keys}
     return prepared.index[rows], prepared.to_original(result.actual[:n, step - 1]), q
 
 
@@ -686,7 +697,7 @@ def width_inputs(result: Uncertainty, prepared: Prepared, keys: list[str], level
     median = [round(float(g), 10) for g in result.grid].index(0.5)
     for k in keys:
         lo, hi = result.interval(k, level)
-        widths[k] = (hi[:, step - 1] - lo[:, step - 1]) * scale
+        widths[k] = _finite(hi[:, step - 1] - lo[:, step - 1]) * scale
     for k in (keys[0], keys[-1]):
         errors[f"{k} (median)"] = (result.actual[:, step - 1] - result.quantiles[k][:, step - 1, median]) * scale
     return prepared.index[rows], widths, errors
@@ -705,10 +716,10 @@ def headline(metrics: dict, units: str) -> str:
 
     def covers(m: dict) -> bool:
         ci = m["coverage_ci"][lv]
-        return ci[0] is not None and ci[0] <= float(lv) <= ci[1]
+        return None not in ci and ci[0] <= float(lv) <= ci[1]
 
     pool = {k: m for k, m in own.items() if covers(m)} or own
-    key = min(pool, key=lambda k: pool[k]["crps"])
+    key = min(pool, key=lambda k: np.inf if pool[k]["crps"] is None else pool[k]["crps"])
     m, b = metrics[key], metrics[base_key]
 
     def width(e: dict) -> float:
@@ -719,7 +730,8 @@ def headline(metrics: dict, units: str) -> str:
              "CRPS" if covers(m) else "no entry of the selected model has the nominal level inside its coverage CI; "
              "the one with the lowest test CRPS")
     return (f"Nominal {float(lv):.0%} intervals on the {meta['windows']:,} test windows ({meta['calibration']} calibration; "
-            f"[chapter 7](07_uncertainty.ipynb)); {which}, `{key}`, covers **{m['coverage'][lv]:.3f}** of the actuals "
-            f"(block-bootstrap 95% CI {ci[0]:.3f}–{ci[1]:.3f}), whole paths {m['joint_coverage'][lv]:.3f}, with a mean "
-            f"width of **{width(m):.4g} {units}** and CRPS {m['crps']:.4g} (scaled); the conformalised seasonal naive "
-            f"covers {b['coverage'][lv]:.3f} with a width of {width(b):.4g} {units} and CRPS {b['crps']:.4g}.")
+            f"[chapter 7](07_uncertainty.ipynb)); {which}, `{key}`, covers **{_fmt(m['coverage'][lv], '.3f')}** of the "
+            f"actuals (block-bootstrap 95% CI {_fmt(ci[0], '.3f')}–{_fmt(ci[1], '.3f')}), whole paths "
+            f"{_fmt(m['joint_coverage'][lv], '.3f')}, with a mean width of **{_fmt(width(m))} {units}** and CRPS "
+            f"{_fmt(m['crps'])} (scaled); the conformalised seasonal naive covers {_fmt(b['coverage'][lv], '.3f')} with "
+            f"a width of {_fmt(width(b))} {units} and CRPS {_fmt(b['crps'])}.")
