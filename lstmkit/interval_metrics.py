@@ -27,6 +27,7 @@ Arrays: y (n windows, horizon); quantile forecasts q (n, horizon, K) at ascendin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -94,7 +95,8 @@ def _coverage_stats(h: np.ndarray) -> np.ndarray:
     return np.concatenate([[h.mean(), h.all(axis=1).mean()], h.mean(axis=0)])
 
 
-def _bootstrap(data: np.ndarray, func, block: int, reps: int, seed: int, size: float) -> np.ndarray:
+def _bootstrap(data: np.ndarray, func: Callable[[np.ndarray], np.ndarray], block: int, reps: int, seed: int,
+               size: float) -> np.ndarray:
     """Percentile moving-block bootstrap CI (2, stats) of func over the rows of data (arch), blocks of `block` rows."""
     from arch.bootstrap import MovingBlockBootstrap
 

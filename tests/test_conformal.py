@@ -67,6 +67,16 @@ def test_split_conformal_covers_exchangeable_windows_within_the_bootstrap_ci(joi
             assert hit.mean() > level  # whole-path bands are wider than per-step ones
 
 
+def test_too_few_calibration_windows_give_infinite_bands_for_high_levels_only():
+    rng = np.random.default_rng(13)
+    y = rng.normal(size=(9, 2))
+    q = C.SplitConformal(GRID).fit(y, np.zeros_like(y)).predict(np.zeros((3, 2)))
+    lower95, upper95 = im.interval(q, GRID, 0.95)  # ceil(10 * 0.95) = 10 > 9 windows
+    lower80, upper80 = im.interval(q, GRID, 0.8)  # ceil(10 * 0.8) = 8: finite
+    assert np.isneginf(lower95).all() and np.isposinf(upper95).all()
+    assert np.isfinite(lower80).all() and np.isfinite(upper80).all()
+
+
 def test_per_step_bands_do_not_cover_whole_paths_but_joint_bands_do():
     rng = np.random.default_rng(2)
     y_cal, y_test = rng.normal(size=(2000, 12)), rng.normal(size=(2000, 12))
