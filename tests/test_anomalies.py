@@ -219,3 +219,17 @@ def test_nab_configs_name_their_labels_and_keep_them_out_of_calibration(name, mo
     b = split_bounds(len(frame), cfg.split.train, cfg.split.val, cfg.split.test)
     assert not labels[slice(*b.val)].any() and labels[slice(*b.test)].any()
     assert an.calibration_source(cfg) == "val"
+
+
+def test_scores_pooled_at_the_labels_resolution():
+    labels = np.array([0, 1, 1, 1, 0, 0, 1, 0, 0], dtype=bool)
+    assert an.label_resolution(labels) == 2  # windows of 3 and 1 observations: median 2
+    np.testing.assert_array_equal(an.pooled(np.array([0, 5, 0, 0, 0, 1.0]), 3), [5, 5, 5, 0, 1, 1])
+    # a single high score in the middle of a wide window: point-wise it ranks 1 of 5 labelled observations,
+    # pooled over the window's width every labelled observation sees it
+    labels = np.zeros(50, dtype=bool)
+    labels[20:25] = True
+    scores = np.linspace(0, 1, 50)[::-1] * 0.5
+    scores[22] = 9.0
+    m = an.detection_metrics(labels, scores, scores > 5, scores > 5, resolution=5)
+    assert m["auc_roc"] < 0.7 and m["auc_roc_pooled"] == 1.0
