@@ -13,7 +13,7 @@ import pytest
 
 from lstmkit.config import from_dict
 from lstmkit.data import make_synthetic
-from lstmkit.forecasters import ForecasterError, mc_dropout
+from lstmkit.forecasters import ForecasterError, load, mc_dropout
 from lstmkit.forecasters import lstm as lstm_module
 from lstmkit.forecasters.neural import NeuralForecaster, build_network
 from lstmkit.preprocessing import prepare
@@ -150,7 +150,7 @@ def prepared():
     return prepare(frame[["x1", "x2", "target"]], from_dict(CONFIG))
 
 
-def test_forecaster_samples_by_mc_dropout_or_the_architectures_own_sampler(prepared, monkeypatch):
+def test_forecaster_samples_by_mc_dropout_or_the_architectures_own_sampler(prepared, monkeypatch, tmp_path):
     training = dataclasses.replace(from_dict(CONFIG).training, epochs=1)
     point = NeuralForecaster(tiny_spec("lstm", dropout=0.0), training, seed=3)
     assert not point.get_tag("samples")
@@ -162,6 +162,8 @@ def test_forecaster_samples_by_mc_dropout_or_the_architectures_own_sampler(prepa
     s = forecaster.predict_samples(x, 20, seed=2)
     assert s.shape == (9, 20, HORIZON)
     np.testing.assert_array_equal(forecaster.predict_samples(x, 20, seed=2), s)
+    loaded = load(forecaster.save(tmp_path / "lstm"))  # sampling left nothing in the network that saving trips on
+    np.testing.assert_array_equal(loaded.predict_samples(x, 20, seed=2), s)
     point.fit(prepared)
     with pytest.raises(ForecasterError, match="'samples' capability"):
         point.predict_samples(x, 5)

@@ -157,10 +157,11 @@ def _compiled(network: keras.Model, n_samples: int, sampling: bool, output_index
         return cache[key]
     holders = _holders(network, sampled) if sampling else set()
     masks = _Masks(n_samples, None, sampling)
+    ref = weakref.ref(network)  # the cache must not keep its key alive
 
     def run(windows, seed):
         masks.seed, masks.calls = seed, 0
-        y = _forward(network, windows, n_samples, holders)   # (n_samples * m, horizon[, K])
+        y = _forward(ref(), windows, n_samples, holders)   # (n_samples * m, horizon[, K])
         if output_index is not None:
             y = y[..., output_index]
         y = tf.reshape(y, tf.stack([n_samples, tf.shape(windows)[0], -1]))
