@@ -193,7 +193,8 @@ def pit(y: np.ndarray, q: np.ndarray, grid: np.ndarray, seed: int = 0) -> np.nda
     """PIT values (n, h) of quantile forecasts: the forecast CDF at y, linear between grid quantiles.
 
     Below the lowest quantile (or at/above the highest) the value is drawn uniformly in (0, tau_1) (or (tau_K, 1)),
-    seeded: a randomised PIT, uniform for a calibrated forecast whatever the grid.
+    seeded: a randomised PIT, uniform for a calibrated forecast whatever the grid; likewise between two levels when
+    one of their quantiles is infinite.
     """
     y, q, grid = _check(y, q, grid)
     k = (q <= y[..., None]).sum(axis=-1)  # quantiles at or below y: q[k-1] <= y < q[k]
@@ -201,9 +202,10 @@ def pit(y: np.ndarray, q: np.ndarray, grid: np.ndarray, seed: int = 0) -> np.nda
     inner = np.clip(k, 1, K - 1)
     lo = np.take_along_axis(q, (inner - 1)[..., None], axis=-1)[..., 0]
     hi = np.take_along_axis(q, inner[..., None], axis=-1)[..., 0]
-    frac = np.clip(np.divide(y - lo, hi - lo, out=np.zeros_like(y), where=hi > lo), 0, 1)
-    value = grid[inner - 1] + frac * (grid[inner] - grid[inner - 1])
     u = np.random.default_rng(seed).uniform(size=y.shape)
+    finite = np.isfinite(lo) & np.isfinite(hi) & (hi > lo)  # an infinite end (too few calibration windows): uniform
+    frac = np.where(finite, np.clip(np.divide(y - lo, hi - lo, out=np.zeros_like(y), where=finite), 0, 1), u)
+    value = grid[inner - 1] + frac * (grid[inner] - grid[inner - 1])
     value = np.where(k == 0, u * grid[0], value)
     return np.where(k == K, grid[-1] + u * (1 - grid[-1]), value)
 

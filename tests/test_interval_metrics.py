@@ -142,6 +142,9 @@ def test_pit_interpolates_between_grid_quantiles():
     assert im.pit(y, q, grid)[0].tolist() == pytest.approx([0.1, 0.3, 0.5, 0.7])
     tails = im.pit(np.array([[-5.0, 5.0]]), q[:, :2], grid)[0]
     assert 0 <= tails[0] < 0.1 and 0.9 <= tails[1] <= 1
+    infinite = np.array([[[-np.inf, 0.0, np.inf]]])
+    value = im.pit(np.array([[-3.0]]), infinite, grid)[0, 0]
+    assert 0.1 <= value <= 0.5  # between the levels of its (infinite, finite) bracket, never NaN
 
 
 def test_report_format_units_and_values():
