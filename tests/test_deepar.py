@@ -97,6 +97,19 @@ def test_loss_is_the_teacher_forced_nll_in_data_units(likelihood, normalization)
     assert np.abs(np.asarray(loc2)[:, first + 3] - loc[:, first + 3]).min() > 0
 
 
+@pytest.mark.parametrize("normalization", ["none", "revin"])
+def test_the_mean_path_is_the_teacher_forced_mean_of_itself(normalization):
+    """Fed back as if it were the actuals, the point forecast reproduces its own step means: the step-by-step cells
+    (held covariates, flag) and the whole-sequence LSTM pass agree."""
+    network = build_network(spec("gaussian", normalization, layers=2), LOOKBACK, 3, HORIZON, target_index=1)
+    x = np.random.default_rng(11).normal(size=(6, LOOKBACK, 3)).astype(np.float32)
+    point = np.asarray(network(x))
+    np.testing.assert_allclose(deepar.predictive(network, x, point)["loc"], point, rtol=1e-4, atol=1e-5)
+    moved = x.copy()
+    moved[:, :, [0, 2]] += np.random.default_rng(12).normal(size=(6, LOOKBACK, 2))  # the covariates matter
+    assert np.abs(np.asarray(network(moved)) - point).max() > 1e-4
+
+
 def test_the_gradient_is_the_nlls_not_the_mses():
     network = build_network(spec("student_t", "last"), LOOKBACK, 1, HORIZON)
     x, y = toy(NOISE * np.random.default_rng(4).standard_normal(200))
