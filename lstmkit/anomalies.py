@@ -134,6 +134,20 @@ def conformal_pvalues(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray
     return (1.0 + at_least) / (len(cal) + 1.0)
 
 
+def rolling_pvalues(calibration: np.ndarray, scores: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Online conformal p-values: score t against the n most recent scores before it, drawn from the calibration
+    scores (n of them) followed by the scores 0..t-1; (1 + #{those >= s_t}) / (n + 1)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    cal, scores = np.asarray(calibration, dtype=float), np.asarray(scores, dtype=float)
+    n = len(cal)
+    windows = sliding_window_view(np.concatenate([cal, scores]), n)[:len(scores)]  # row t: the n scores before t
+    out = np.empty(len(scores))
+    for a in range(0, len(scores), chunk):
+        out[a:a + chunk] = (1.0 + (windows[a:a + chunk] >= scores[a:a + chunk, None]).sum(axis=1)) / (n + 1.0)
+    return out
+
+
 def aggregate_alarms(flags: np.ndarray, min_run: int = 1, suppress: int = 0) -> np.ndarray:
     """Alarms from flags (Merlion-style post-rule): an observation alarms when it ends a run of at least `min_run`
     consecutive flags and no alarm was raised in the `suppress` observations before it."""
@@ -300,6 +314,11 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
         why = ("the selected model was refitted on training+validation rows" if cfg.training.fit_on == "train+val"
                else "the validation rows are scored (`anomalies.span: val+test`)")
         text += f", because {why}"
+    if a.calibration == "rolling":
+        text += (f"; rolling (`anomalies.calibration: rolling`): each observation is compared with the "
+                 f"{sum(len(b) for b in blocks) - len(blocks) * (k - 1):,} most recent scores before it, the "
+                 f"calibration scores giving way to the scored observations as the span is walked in time order, so "
+                 f"that a slow drift of the forecast errors does not turn into false alarms")
     residual_all = np.concatenate(blocks)
     centre, scale = robust_scale(residual_all)
     cal_scores = np.concatenate([scores_from(r, centre, scale, k) for r in blocks])
@@ -311,7 +330,8 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
     keep = len(history) - len(score)
     history, forecast, residual = history[keep:], forecast[keep:], residual[keep:]
     rows = history  # the first rows of the span lose their score when the look-back cannot reach back k - 1 rows
-    pvalue = conformal_pvalues(cal_scores, score)
+    pvalue = (rolling_pvalues(cal_scores, score) if a.calibration == "rolling"
+              else conformal_pvalues(cal_scores, score))
     flags = pvalue <= a.false_alarm_rate
     alarms = aggregate_alarms(flags, a.min_run, a.suppress)
     b = prepared.bounds
@@ -328,7 +348,7 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
             "calibration": source, "calibration_text": text, "calibration_scores": len(cal_scores),
             "centre": centre, "scale": scale, "scale_original": scale * float(prepared.to_original(1.0)
                                                                               - prepared.to_original(0.0)),
-            "smooth": k, "false_alarm_rate_chosen": a.false_alarm_rate, "min_run": a.min_run, "suppress": a.suppress,
+            "smooth": k, "rolling": a.calibration == "rolling", "false_alarm_rate_chosen": a.false_alarm_rate, "min_run": a.min_run, "suppress": a.suppress,
             "smallest_pvalue": 1.0 / (len(cal_scores) + 1),
             "flags": int(flags.sum()), "alarms": int(alarms.sum()),
             "labels": None if labels is None else {"file": str(labels[0]), "name": labels[1],

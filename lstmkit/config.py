@@ -260,6 +260,7 @@ class AnomalyConfig:
     suppress: int = _opt(0, "Alarm aggregation: steps after an alarm during which no new alarm is raised (0 = none).")
     span: str = _opt("test", "Observations scored: the `test` span, or `val+test` (then calibrated on out-of-fold training residuals).", ANOMALY_SPANS)
     explain: int = _opt(4, "Flagged observations whose broken forecast is explained with Integrated Gradients.")
+    calibration: str = _opt("fixed", "Calibration scores of the p-values: `fixed` (those of the calibration data only) or `rolling` (the most recent of them and of the scored observations before each one, as many as the calibration data hold: online conformal, which follows a slow drift of the forecast errors; anomalies that pass into the window raise the threshold for a while).", ("fixed", "rolling"))
     smooth: int = _opt(1, "Score of an observation: the root mean square of the standardised step-1 forecast residuals over this many observations up to it (trailing, so the score is known when the observation arrives); 1 = the absolute standardised residual itself. Longer windows let a sustained change of behaviour add up (wide label windows such as NAB's), at the cost of flags that last after a short spike.")
 
 

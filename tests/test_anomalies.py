@@ -233,3 +233,15 @@ def test_scores_pooled_at_the_labels_resolution():
     scores[22] = 9.0
     m = an.detection_metrics(labels, scores, scores > 5, scores > 5, resolution=5)
     assert m["auc_roc"] < 0.7 and m["auc_roc_pooled"] == 1.0
+
+
+def test_rolling_pvalues_by_hand_and_against_a_drift():
+    p = an.rolling_pvalues(np.array([1.0, 2.0, 3.0]), np.array([2.5, 0.5, 3.5]))
+    # 2.5 vs [1, 2, 3] -> 1 at least as large; 0.5 vs [2, 3, 2.5] -> 3; 3.5 vs [3, 2.5, 0.5] -> 0
+    np.testing.assert_allclose(p, [2 / 4, 4 / 4, 1 / 4])
+    rng = np.random.default_rng(2)
+    cal = np.abs(rng.normal(size=1000))
+    drifting = np.abs(rng.normal(size=20000)) * np.linspace(1.0, 1.6, 20000)  # errors grow slowly
+    fixed = np.mean(an.conformal_pvalues(cal, drifting) <= 0.01)
+    rolling = np.mean(an.rolling_pvalues(cal, drifting) <= 0.01)
+    assert fixed > 0.03 and abs(rolling - 0.01) < 0.004
