@@ -153,6 +153,8 @@ def quantile_source(run: RunFolder, cfg: Config, prepared: Prepared, selected: F
                     echo=None) -> Source:
     """The quantile head: the selected model itself when its head has every grid level, else its architecture and
     hyperparameters retrained with a head on the grid (pinball loss). ForecasterError/ConfigError when impossible."""
+    if getattr(selected, "spec", None) is None:
+        raise ForecasterError(f"{selected.name} is not a neural network: there is no architecture to give a quantile head")
     have = [round(float(q), 10) for q in getattr(selected.spec, "quantiles", [])]
     if have and set(grid) <= set(have):
         return Source(selected.name, selected, "quantile", "quantile", path, note="the selected model's own head")
@@ -252,8 +254,9 @@ def fold_model(run: RunFolder, source: Source, fold: Prepared, i: int) -> Foreca
         f.fit(fold)
         return f
     folder = run.uncertainty_dir / "models" / source.name / f"fold-{i}"
+    trained_from = source.folder / FIT_FILE  # the model's spec, seed, settings and data (else its manifest)
     record = {"fold": i, "bounds": fold.bounds.to_dict(), "model": str(source.folder.relative_to(run.root)),
-              "manifest": read_json(source.folder / MANIFEST)["init"]}
+              "from": read_json(trained_from) if trained_from.is_file() else read_json(source.folder / MANIFEST)["init"]}
     record = json.loads(json.dumps(record, default=str))  # as it reads back from FIT_FILE
     if reusable(folder, record):
         return load(folder)

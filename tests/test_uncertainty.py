@@ -264,3 +264,23 @@ def test_report_headline_prefers_an_entry_that_covers_then_the_lowest_crps(confo
     for key in ("lstm/aci", "lstm/joint_conformal"):
         m[key]["coverage_ci"]["0.9"] = [0.1, 0.2]
     assert "`lstm/conformal`" in headline(m, "a.u.") and "no entry" in headline(m, "a.u.")
+
+
+def test_a_baseline_as_the_selected_forecaster_gets_conformal_and_aci_only(tmp_path, tiny):
+    """Any forecaster of the contract: a baseline has no samples or quantiles, so those methods are skipped."""
+    from lstmkit.atomic import atomic_write_json
+    from lstmkit.forecasters.baselines import LinearWindow
+    from lstmkit.uncertainty import run_uncertainty
+
+    _, cfg, prepared = tiny
+    run = start_run(tmp_path / "run", cfg)
+    f = LinearWindow(name="linear").fit(prepared)
+    folder = f.save(run.model_dir("linear", 0))
+    atomic_write_json(run.selected_file, {"model": "linear", "seed": 0, "path": str(folder.relative_to(run.root)),
+                                          "models": []})
+    cfg = from_dict(cfg.to_dict(), {"uncertainty.method": ["conformal", "aci", "quantile", "mc_dropout"]})
+    result = run_uncertainty(run, cfg, prepared)
+    assert {k for k in result.metrics if k != "meta"} == {"linear/conformal", "linear/joint_conformal", "linear/aci",
+                                                         "seasonal_naive/conformal", "seasonal_naive/aci"}
+    skipped = result.metrics["meta"]["skipped"]
+    assert "not a neural network" in skipped["quantile"] and "not a neural network" in skipped["mc_dropout"]

@@ -129,15 +129,18 @@ def pit_histograms(pits: dict[str, np.ndarray], bins: int = 10, path=None) -> pl
 def width_over_time(times: pd.Index, widths: dict[str, np.ndarray], errors: dict[str, np.ndarray], level: float,
                     step: int, units: str, path=None) -> plt.Figure:
     """Top: width of each entry's central `level` interval at horizon step `step` over the test span; bottom: the
-    absolute error of the forecasts those intervals are built around. widths, errors {label: (n,)}, original units."""
+    absolute error of the forecasts those intervals are built around, in the colour of the entry whose label begins
+    theirs. widths, errors {label: (n,)}, original units."""
     every = max(1, len(times) // MAX_LINE_POINTS)
     t = times[::every]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
-    colors = plt.get_cmap("tab10")
-    for i, (label, w) in enumerate(widths.items()):
-        top.plot(t, np.asarray(w)[::every], lw=1.0, color=colors(i % 10), label=label)
-    for i, (label, e) in enumerate(errors.items()):
-        bottom.plot(t, np.abs(np.asarray(e))[::every], lw=0.8, color=colors((i + len(widths)) % 10), label=label)
+    palette = plt.get_cmap("tab10")
+    colors = {label: palette(i % 10) for i, label in enumerate(widths)}
+    for label, w in widths.items():
+        top.plot(t, np.asarray(w)[::every], lw=1.0, color=colors[label], label=label)
+    for i, (label, e) in enumerate(reversed(errors.items())):  # the baseline's first, beneath the model's
+        color = next((c for k, c in colors.items() if label.startswith(k)), palette((len(widths) + i) % 10))
+        bottom.plot(t, np.abs(np.asarray(e))[::every], lw=0.8, color=color, alpha=0.85, label=label)
     top.set_title(f"Width of the {level:.0%} interval at step {step} over the test span")
     top.set_ylabel(f"interval width ({units})")
     top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
