@@ -136,8 +136,20 @@ def width_over_time(times: pd.Index, widths: dict[str, np.ndarray], errors: dict
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
     palette = plt.get_cmap("tab10")
     colors = {label: palette(i % 10) for i, label in enumerate(widths)}
+    # an entry far wider than the baseline's band (an untrained head, say) would flatten the others: the axis stops at
+    # the others' widest band when its median exceeds three times the last entry's (the baseline's) widest band, and
+    # its legend gives its median width
+    limit = 3 * np.nanmax(np.asarray(list(widths.values())[-1], float)) if widths else np.nan
+    off = False
     for label, w in widths.items():
-        top.plot(t, np.asarray(w)[::every], lw=1.0, color=colors[label], label=label)
+        median = float(np.nanmedian(w))
+        wide = np.isfinite(limit) and limit > 0 and median > limit
+        off |= wide
+        top.plot(t, np.asarray(w)[::every], lw=1.0, color=colors[label],
+                 label=f"{label} (off scale: median {median:.3g})" if wide else label)
+    if off:
+        shown = [np.nanmax(w) for w in widths.values() if not float(np.nanmedian(w)) > limit]
+        top.set_ylim(0, 1.05 * max(shown + [limit / 3]))
     for i, (label, e) in enumerate(reversed(errors.items())):  # the baseline's first, beneath the model's
         color = next((c for k, c in colors.items() if label.startswith(k)), palette((len(widths) + i) % 10))
         bottom.plot(t, np.abs(np.asarray(e))[::every], lw=0.8, color=color, alpha=0.85, label=label)
