@@ -284,3 +284,19 @@ def test_a_baseline_as_the_selected_forecaster_gets_conformal_and_aci_only(tmp_p
                                                          "seasonal_naive/conformal", "seasonal_naive/aci"}
     skipped = result.metrics["meta"]["skipped"]
     assert "not a neural network" in skipped["quantile"] and "not a neural network" in skipped["mc_dropout"]
+
+
+def test_width_chart_marks_an_entry_far_wider_than_the_baseline_off_scale():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from lstmkit import plots
+
+    times = pd.date_range("2024-01-01", periods=50, freq="h")
+    widths = {"m/conformal": np.linspace(1, 2, 50), "m/quantile": np.full(50, 100.0), "seasonal_naive/conformal": np.ones(50)}
+    fig = plots.width_over_time(times, widths, {"m/conformal (median)": np.zeros(50)}, 0.9, 1, "a.u.")
+    top = fig.axes[0]
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    assert "m/quantile (off scale: median 100)" in labels and "m/conformal" in labels
+    assert 2 <= top.get_ylim()[1] < 100
+    plt.close(fig)
