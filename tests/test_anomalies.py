@@ -245,3 +245,25 @@ def test_rolling_pvalues_by_hand_and_against_a_drift():
     fixed = np.mean(an.conformal_pvalues(cal, drifting) <= 0.01)
     rolling = np.mean(an.rolling_pvalues(cal, drifting) <= 0.01)
     assert fixed > 0.03 and abs(rolling - 0.01) < 0.004
+
+
+def test_anomaly_figures_are_titled_with_units(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lstmkit import plots
+
+    rng = np.random.default_rng(0)
+    idx = pd.date_range("2024-01-01", periods=200, freq="h")
+    frame = pd.DataFrame({"value": rng.normal(size=200), "forecast": np.zeros(200), "score": np.abs(rng.normal(size=200)),
+                          "p_value": rng.random(200), "label": np.arange(200) // 10 == 5}, index=idx)
+    frame["flag"] = frame["p_value"] <= 0.05
+    frame["alarm"] = frame["flag"]
+    fig = plots.anomaly_series(frame, 2.0, "°C", path=tmp_path / "a.png")
+    assert fig.axes[0].get_ylabel() == "value (°C)" and fig.axes[0].get_title() and fig.axes[1].get_ylabel()
+    assert len(fig.axes[0].patches) == 1  # one label window shaded
+    fig = plots.pvalue_distribution(frame, np.abs(rng.normal(size=100)), 0.05, path=tmp_path / "p.png")
+    assert all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    fig = plots.alarm_heatmaps(rng.normal(size=(2, 24, 2)), ["x", "target"], ["t1", "t2"], path=tmp_path / "h.png")
+    assert "Integrated Gradients" in fig._suptitle.get_text()
+    assert all((tmp_path / f).exists() for f in ("a.png", "p.png", "h.png"))

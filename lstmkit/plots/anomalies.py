@@ -85,6 +85,6 @@ def alarm_heatmaps(values: np.ndarray, features: list[str], labels: list[str], p
     from lstmkit.plots.explainability import window_heatmaps
 
     fig = window_heatmaps(values, features, labels, 1)
-    fig.suptitle("Integrated Gradients of the step-1 forecasts the first alarms broke (red = pushed the forecast up, "
-                 "blue = down; panel title: the alarmed observation)")
+    fig.suptitle("Integrated Gradients of the step-1 forecasts the first alarms broke\n(red = pushed the forecast "
+                 "up, blue = down; panel title: the alarmed observation)", fontsize=10)
     return _save(fig, path)
