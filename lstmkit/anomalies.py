@@ -12,6 +12,7 @@ and after an alarm no new one is raised for `suppress` observations.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -268,7 +269,10 @@ def _fold_residuals(forecaster, prepared, cfg: Config, folds: int, end: int, smo
         fold = prepared.with_bounds(bounds, refit_scaler=True)
         if echo:
             echo(f"fold {i + 1}/{folds}: fitting on rows 0-{prefix - 1}, forecasting rows {prefix}-{stop - 1}")
-        model = fit_forecaster(fold, forecaster.spec, cfg_fold, seed=forecaster.seed)
+        if hasattr(forecaster, "spec"):  # a neural forecaster: its architecture and settings, trained afresh
+            model = fit_forecaster(fold, forecaster.spec, cfg_fold, seed=forecaster.seed)
+        else:  # any other forecaster of the contract (baselines): a copy fitted on the fold
+            model = copy.deepcopy(forecaster).fit(fold)
         rows = np.arange(max(prefix, prepared.lookback), stop)
         unit = float(fold.to_original(1.0) - fold.to_original(0.0))
         r = (fold.scaled[rows, fold.target_index] - step1_forecasts(model, fold, rows)) * unit / run_unit

@@ -267,3 +267,20 @@ def test_anomaly_figures_are_titled_with_units(tmp_path):
     fig = plots.alarm_heatmaps(rng.normal(size=(2, 24, 2)), ["x", "target"], ["t1", "t2"], path=tmp_path / "h.png")
     assert "Integrated Gradients" in fig._suptitle.get_text()
     assert all((tmp_path / f).exists() for f in ("a.png", "p.png", "h.png"))
+
+
+def test_validation_and_test_span_is_calibrated_out_of_fold():
+    """anomalies.span val+test scores the validation rows too, so they cannot calibrate: walk-forward refits over the
+    training rows give residuals the scoring model never fitted on, in the run's scaled units."""
+    from lstmkit.forecasters.baselines import LinearWindow
+    from lstmkit.preprocessing import prepare
+
+    cfg = _cfg(**{"data.length": 2000, "anomalies.span": "val+test", "uncertainty.folds": 3})
+    prepared = prepare(load_series(cfg).frame, cfg)
+    result = an.run_anomalies(None, cfg, LinearWindow().fit(prepared), prepared)
+    assert result.meta["calibration"] == "oof" and "3 walk-forward refits" in result.meta["calibration_text"]
+    assert set(result.frame["split"]) == {"val", "test"} and result.frame.index[0] == prepared.index[prepared.bounds.val[0]]
+    b = prepared.bounds.train[1]
+    assert b - 2 * b // 4 - prepared.lookback < result.meta["calibration_scores"] <= 3 * b // 4  # the folds' blocks
+    assert 0.0 <= result.meta["flags"] / len(result.frame) < 0.05  # clean data: about the chosen rate of flags
+    assert result.metrics == {}  # no labels
