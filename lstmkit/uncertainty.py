@@ -738,3 +738,20 @@ def headline(metrics: dict, units: str) -> str:
             f"{_fmt(m['joint_coverage'][lv], '.3f')}, with a mean width of **{_fmt(width(m))} {units}** and CRPS "
             f"{_fmt(m['crps'])} (scaled); the conformalised seasonal naive covers {_fmt(b['coverage'][lv], '.3f')} with "
             f"a width of {_fmt(width(b))} {units} and CRPS {_fmt(b['crps'])}.")
+
+
+def reliability_text(metrics: dict, keys: list[str]) -> str:
+    """Markdown: for each entry, at how many horizon steps the nominal level lies outside the coverage CI, and where
+    coverage falls furthest below nominal."""
+    meta = metrics["meta"]
+    lv = meta["headline_level"]
+    lines = [f"At the nominal {float(lv):.0%} level, horizon steps whose coverage CI misses the nominal level:", ""]
+    for k in keys:
+        cov = np.asarray(metrics[k]["coverage_per_step"][lv], float)
+        lo, hi = (np.asarray(v, float) for v in metrics[k]["coverage_per_step_ci"][lv])
+        below, above = int(np.sum(hi < float(lv))), int(np.sum(lo > float(lv)))
+        worst = int(np.nanargmin(cov)) + 1
+        lines.append(f"- `{k}`: {below} of {len(cov)} steps below (intervals too narrow), {above} above (too wide); "
+                     f"lowest coverage {_fmt(cov[worst - 1], '.3f')} at step {worst}"
+                     + (" (whole-path bands are wider than per-step ones by design)." if k.endswith(JOINT) else "."))
+    return "\n".join(lines)

@@ -300,3 +300,16 @@ def test_width_chart_marks_an_entry_far_wider_than_the_baseline_off_scale():
     assert "m/quantile (off scale: median 100)" in labels and "m/conformal" in labels
     assert 2 <= top.get_ylim()[1] < 100
     plt.close(fig)
+
+
+def test_reliability_text_counts_the_steps_whose_ci_misses_nominal(conformal_result):
+    import copy
+
+    from lstmkit.uncertainty import reliability_text
+
+    m = copy.deepcopy(conformal_result.metrics)
+    h = len(m["lstm/aci"]["coverage_per_step"]["0.9"])
+    m["lstm/aci"]["coverage_per_step"]["0.9"] = [0.7] + [0.9] * (h - 1)
+    m["lstm/aci"]["coverage_per_step_ci"]["0.9"] = [[0.6] + [0.85] * (h - 1), [0.8] + [0.95] * (h - 1)]
+    text = reliability_text(m, ["lstm/aci"])
+    assert f"1 of {h} steps below" in text and "0 above" in text and "0.700 at step 1" in text
