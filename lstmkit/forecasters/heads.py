@@ -81,6 +81,7 @@ class MonotoneQuantiles(keras.layers.Layer):
         self.middle = median_index(self.levels)
 
     def call(self, raw):
+        """Quantiles (batch, horizon, K) from raw outputs (batch, horizon * K)."""
         k = len(self.levels)
         r = keras.ops.reshape(raw, (-1, raw.shape[-1] // k, k))
         cols: list = [None] * k
@@ -92,10 +93,12 @@ class MonotoneQuantiles(keras.layers.Layer):
         return keras.ops.stack(cols, axis=-1)
 
     def compute_output_shape(self, input_shape):
+        """(batch, horizon, K) from (batch, horizon * K)."""
         k = len(self.levels)
         return (input_shape[0], input_shape[-1] // k, k)
 
     def get_config(self) -> dict:
+        """The layer's configuration with its levels (safe-mode loading rebuilds it from this)."""
         return {**super().get_config(), "levels": self.levels}
 
 
@@ -120,9 +123,11 @@ class PinballLoss(keras.losses.Loss):
         self.levels = check_levels(levels)
 
     def call(self, y_true, y_pred):
+        """Pinball loss per window (batch,) of targets (batch, horizon) and quantiles (batch, horizon, K)."""
         return pinball_loss(y_true, y_pred, self.levels)
 
     def get_config(self) -> dict:
+        """The loss's configuration with its levels (saved with the compiled model)."""
         return {**super().get_config(), "levels": self.levels}
 
 
@@ -144,8 +149,10 @@ class MedianMAE(keras.metrics.MeanMetricWrapper):
         super().__init__(fn=median_absolute_error, name=name, dtype=dtype, median=median_index(self.levels))
 
     def get_config(self) -> dict:
+        """Name, dtype and levels: all that rebuilds the metric."""
         return {"name": self.name, "dtype": self.dtype, "levels": self.levels}
 
     @classmethod
     def from_config(cls, config: dict) -> MedianMAE:
+        """The metric get_config describes."""
         return cls(**config)

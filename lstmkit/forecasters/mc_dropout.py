@@ -81,11 +81,13 @@ class _Patched:
         self.layers, self.masks = layers, masks
 
     def __enter__(self) -> _Patched:
+        """Replace each sampled Dropout layer's `call` on the instance."""
         for layer in self.layers:
             object.__setattr__(layer, "call", self.masks.dropout_call(layer))
         return self
 
     def __exit__(self, *exc) -> None:
+        """Remove the instance's `call`: the class's own is used again."""
         for layer in self.layers:
             if "call" in vars(layer):
                 object.__delattr__(layer, "call")
@@ -123,6 +125,7 @@ def _forward(network: keras.Model, x, n_samples: int, holders: set[int]):
     def wrap(op):
         """op run on tiled inputs when it samples or when any input is tiled; training=False where it takes one."""
         def run(*args, **kwargs):
+            """The operation's outputs, tiled per sample when it samples or reads a tiled input."""
             flat = [t for t in keras.tree.flatten((args, kwargs)) if tf.is_tensor(t)]
             stochastic = id(op) in holders or any(id(t) in tiled for t in flat)
             if stochastic:
@@ -160,6 +163,7 @@ def _compiled(network: keras.Model, n_samples: int, sampling: bool, output_index
     ref = weakref.ref(network)  # the cache must not keep its key alive
 
     def run(windows, seed):
+        """Samples (m, n_samples, horizon) of windows (m, lookback, channels) under the int64 seed."""
         masks.seed, masks.calls = seed, 0
         y = _forward(ref(), windows, n_samples, holders)   # (n_samples * m, horizon[, K])
         if output_index is not None:
