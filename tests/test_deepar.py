@@ -97,6 +97,20 @@ def test_loss_is_the_teacher_forced_nll_in_data_units(likelihood, normalization)
     assert np.abs(np.asarray(loc2)[:, first + 3] - loc[:, first + 3]).min() > 0
 
 
+def test_per_window_scaling_scales_the_distribution_and_the_samples():
+    """With `revin`, a window and its future rescaled by a and shifted by b get loc * a + b and scale * a."""
+    network = build_network(spec("student_t", "revin"), LOOKBACK, 2, HORIZON, target_index=0)
+    rng = np.random.default_rng(13)
+    x, y = rng.normal(size=(4, LOOKBACK, 2)).astype(np.float32), rng.normal(size=(4, HORIZON)).astype(np.float32)
+    a, b = 3.0, 2.0
+    before, after = deepar.predictive(network, x, y), deepar.predictive(network, a * x + b, a * y + b)
+    np.testing.assert_allclose(after["loc"], a * before["loc"] + b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(after["scale"], a * before["scale"], rtol=1e-4)
+    np.testing.assert_allclose(after["df"], before["df"], rtol=1e-4)
+    np.testing.assert_allclose(deepar.sample(network, a * x + b, 5, seed=1), a * deepar.sample(network, x, 5, seed=1) + b,
+                               rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("normalization", ["none", "revin"])
 def test_the_mean_path_is_the_teacher_forced_mean_of_itself(normalization):
     """Fed back as if it were the actuals, the point forecast reproduces its own step means: the step-by-step cells
