@@ -151,7 +151,7 @@ class DeepARConfig:
 
 @dataclass
 class ModelConfig:
-    architecture: str = _opt("lstm", "The network: `lstm` (stacked LSTM), `gru`, `bilstm` (bidirectional LSTM over the look-back window), `cnn_lstm` (Conv1D feature extraction, then LSTM), `attention_lstm` (LSTM with temporal attention over its encoder states), `tcn` (causal dilated residual convolutions), `nbeats`, `patchtst` (patched channel-independent Transformer) or `tft` (Temporal Fusion Transformer). Each has its own settings under `model.<architecture>`; `layers` and `units` are the depth and width of the recurrent ones (and the TFT's hidden size).", ARCHITECTURES)
+    architecture: str = _opt("lstm", "The network: `lstm` (stacked LSTM), `gru`, `bilstm` (bidirectional LSTM over the look-back window), `cnn_lstm` (Conv1D feature extraction, then LSTM), `attention_lstm` (LSTM with temporal attention over its encoder states), `tcn` (causal dilated residual convolutions), `nbeats`, `patchtst` (patched channel-independent Transformer), `tft` (Temporal Fusion Transformer) or `deepar` (autoregressive LSTM with a likelihood head: sample paths for the uncertainty chapter). Each has its own settings under `model.<architecture>`; `layers` and `units` are the depth and width of the recurrent ones (and the TFT's hidden size).", ARCHITECTURES)
     layers: int = _opt(1, "Stacked recurrent layers (lstm, gru, bilstm, cnn_lstm, attention_lstm, tft's encoder).")
     units: int = _opt(64, "Units per recurrent layer (and the TFT's hidden size).")
     dropout: float = _opt(0.2, "Dropout (between recurrent layers: not recurrent dropout, so cuDNN kernels stay usable; inside the other architectures' blocks).")

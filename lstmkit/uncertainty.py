@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lstmkit import interval_metrics as im
 from lstmkit.atomic import atomic_path, atomic_write_json, read_json
 from lstmkit.config import Config
 from lstmkit.forecasters import Forecaster, ForecasterError, load
@@ -91,8 +92,6 @@ def forecasts_of(f: Forecaster, prepared: Prepared, split: str, kind: str, grid:
         return Forecasts(prepared.targets(split).astype(float), f.predict_split(prepared, split))
     prepared = prepared.with_lookback(f.lookback_)
     ys, points, qs, spreads, pits, crps = [], [], [], [], [], 0.0
-    from lstmkit import interval_metrics as im
-
     for i, (x, y) in enumerate(prepared.batches(split, BATCH)):
         y = y.astype(float)
         ys.append(y)
@@ -337,26 +336,12 @@ class Uncertainty:
 
     def interval(self, key: str, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper ends (n, h), scaled, of an entry's central interval of `level`."""
-        return central(self.quantiles[key], self.grid, level)
+        return im.interval(self.quantiles[key], self.grid, level)
 
     def table(self, units: str = "scaled") -> pd.DataFrame:
         """One row per forecaster/method: coverage (with its block-bootstrap CI) and width per level, joint coverage,
         Winkler score, CRPS and MSIS; `units` `scaled` or `original` (widths, Winkler and CRPS)."""
         return metrics_table(self.metrics, units)
-
-
-def central(q: np.ndarray, grid, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The central interval of `level` from quantiles (..., K) on `grid`: the (1-L)/2 and (1+L)/2 quantiles."""
-    grid = [round(float(g), 10) for g in grid]
-    lo, hi = round((1 - level) / 2, 10), round((1 + level) / 2, 10)
-    if lo not in grid or hi not in grid:
-        raise KeyError(f"the {level:g} interval needs quantile levels {lo:g} and {hi:g}, which the grid {grid} lacks")
-    return q[..., grid.index(lo)], q[..., grid.index(hi)]
-
-
-def level_key(level: float) -> str:
-    """The JSON key of a level: the string of the float (`"0.9"`)."""
-    return str(float(level))
 
 
 def _fmt(value, spec: str = ".4g") -> str:
@@ -374,7 +359,7 @@ def metrics_table(metrics: dict, units: str = "scaled") -> pd.DataFrame:
             continue
         orig = m.get("original", {}) if units == "original" else {}
         row = {"forecaster": key.split("/")[0], "method": key.split("/", 1)[1]}
-        for lv in map(level_key, levels):
+        for lv in map(im.level_key, levels):
             ci = (m.get("coverage_ci") or {}).get(lv) or [np.nan, np.nan]
             row[f"coverage {lv}"] = m["coverage"][lv]
             row[f"coverage {lv} CI"] = "–" if None in ci else f"{_fmt(ci[0], '.3f')}–{_fmt(ci[1], '.3f')}"
@@ -390,13 +375,6 @@ def metrics_table(metrics: dict, units: str = "scaled") -> pd.DataFrame:
     table = pd.DataFrame(rows).T.fillna(np.nan)  # null (not finite) -> NaN
     table.index.name = "forecaster/method"
     return table
-
-
-def _pit(y: np.ndarray, q: np.ndarray, grid: list[float], seed: int = 0) -> np.ndarray:
-    """PIT values (n, h) of actuals under quantile forecasts (interval_metrics.pit)."""
-    from lstmkit import interval_metrics as im
-
-    return np.asarray(im.pit(y, q, np.asarray(grid), seed=seed), dtype=float).reshape(y.shape)
 
 
 def plan(cfg: Config) -> list[tuple[str, str | None]]:
@@ -423,7 +401,6 @@ def method_name(base: str, calibrator: str | None) -> str:
 def run_uncertainty(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) -> Uncertainty:
     """The stage: every `uncertainty.method` on the selected model, conformal and ACI on the seasonal-naive baseline,
     calibrated on data the models did not fit on; metrics on the test windows; saved to the run folder."""
-    from lstmkit import interval_metrics as im
     from lstmkit.forecasters.baselines import SeasonalNaive
     from lstmkit.metrics import mase_scales
     from lstmkit.seasonality import resolve_config
@@ -516,14 +493,14 @@ def run_uncertainty(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) 
         q = np.asarray(q, dtype=float)
         report = im.report(y, q, np.asarray(grid), levels, msis_scale=scales["scaled"], target_scale=target_scale,
                            bootstrap=u.bootstrap, block=prepared.horizon, seed=cfg.seed)
-        if raw is not None and raw.crps is not None:  # sample paths: the ensemble CRPS of the samples themselves
-            report["crps"] = raw.crps
-            report.setdefault("original", {})["crps"] = raw.crps * abs(target_scale)
-            report["crps_estimator"] = ("CRPS of the sample paths (scoringrules crps_ensemble, "
-                                        f"{sources[base].n_samples} samples per window)")
+        if raw is not None and raw.crps is not None:  # sample paths: also the ensemble CRPS of the samples themselves
+            report["crps_samples"] = raw.crps
+            report.setdefault("original", {})["crps_samples"] = raw.crps * abs(target_scale)
+            report["crps_samples_estimator"] = (f"{im.CRPS_SAMPLE_ESTIMATOR}, {sources[base].n_samples} samples per "
+                                                "window")
             pits[key] = raw.pit
         else:
-            pits[key] = _pit(y, q, grid, cfg.seed)
+            pits[key] = np.asarray(im.pit(y, q, np.asarray(grid), seed=cfg.seed), dtype=float).reshape(y.shape)
         report["seconds"] = seconds
         doc[key] = report
         quantiles[key] = q
@@ -532,7 +509,7 @@ def run_uncertainty(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) 
     doc["meta"] = {
         "calibration": mode, "calibration_text": calibration_sentence(mode, cfg, prepared, folds),
         "calibration_windows": {b: int(len(c.y)) for b, c in cal.items()},
-        "grid": grid, "levels": levels, "headline_level": level_key(headline_level(levels)),
+        "grid": grid, "levels": levels, "headline_level": im.level_key(headline_level(levels)),
         "windows": int(len(y)), "horizon": prepared.horizon, "lookback": prepared.lookback,
         "selected": {"model": selected.name, "seed": int(getattr(selected, "seed", 0))},
         "baseline": BASELINE, "seasonal_period": period,
@@ -543,7 +520,8 @@ def run_uncertainty(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) 
         "block": prepared.horizon, "msis_scale": scales["scaled"], "target_scale": target_scale,
         "units": cfg.data.units, "target": prepared.target,
         "first_origin": str(prepared.index[origins[0]]), "last_origin": str(prepared.index[origins[-1]]),
-        "crps": "CRPS (quantile-grid estimator: 2 x mean pinball loss over the grid) unless an entry's crps_estimator "
+        "crps": im.CRPS_QUANTILE_ESTIMATOR.format(k=len(grid)) + " for every entry (one estimator, so the entries "
+                "compare); sample-path methods also give their samples' own CRPS as crps_samples"
                 "says the samples' ensemble CRPS",
         "times": times, "seconds": time.perf_counter() - t_stage,
     }
@@ -625,7 +603,7 @@ def display_table(metrics: dict, units: str = "scaled", label: str = "scaled") -
     """The metrics table for reading: coverage with its CI, width, joint coverage, Winkler, CRPS, MSIS as text."""
     table = metrics_table(metrics, "original" if units == "original" else "scaled")
     out = pd.DataFrame(index=table.index)
-    for lv in map(level_key, metrics["meta"]["levels"]):
+    for lv in map(im.level_key, metrics["meta"]["levels"]):
         out[f"coverage {float(lv):.0%} [95% CI]"] = [f"{_fmt(c, '.3f')} [{ci}]" for c, ci in
                                                      zip(table[f"coverage {lv}"], table[f"coverage {lv} CI"])]
         out[f"joint {float(lv):.0%}"] = [_fmt(v, ".3f") for v in table[f"joint {lv}"].astype(float)]

@@ -55,8 +55,8 @@ def test_cell_weighted_crps_is_closer_on_an_uneven_grid():
     y = rng.normal(size=mu.shape)
     q = gaussian_quantiles(mu, sigma, GRID)
     exact = float(np.mean(sr.crps_normal(y, mu, sigma)))
-    mean_err = abs(im.crps_quantiles(y, q, GRID) - exact)
-    cells_err = abs(im.crps_quantiles(y, q, GRID, weights="cells") - exact)
+    mean_err = abs(im.crps_quantiles(y, q, GRID, weights="mean") - exact)
+    cells_err = abs(im.crps_quantiles(y, q, GRID) - exact)  # cells: the default, as in report()
     assert cells_err < mean_err
     assert im.grid_cells(GRID).sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="weights"):

@@ -306,9 +306,9 @@ def test_a_dotted_override_reaches_an_architecture_setting():
                             "(layers, units, dropout, learning_rate, batch_size, optimizer, normalization, lookback) "
                             "instead"),
     ({"transformer.d_model": 16}, "tuning.space.transformer.d_model: unknown architecture 'transformer'; architectures "
-                                  "are: lstm, gru, bilstm, cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft"),
+                                  "are: lstm, gru, bilstm, cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft, deepar"),
     ({"architecture": ["lstm", "rnn"]}, "tuning.space.architecture.choices: 'rnn' is not one of lstm, gru, bilstm, "
-                                        "cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft"),
+                                        "cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft, deepar"),
     ({"architecture": {"min": 1, "max": 2}}, "tuning.space.architecture: architecture is categorical; give a list of "
                                              "`choices`"),
 ])
