@@ -117,6 +117,29 @@ def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
         assert text in explainability, text
 
 
+def test_uncertainty_and_anomaly_chapters_report_calibrated_intervals_and_injected_anomalies(quick_run: Path):
+    unc = json.loads((quick_run / "uncertainty" / "metrics.json").read_text())
+    # every configured method on the selected model, beside the conformalised seasonal-naive baseline
+    for key in ("lstm/conformal", "lstm/aci", "lstm-quantile/quantile", "lstm/mc_dropout", "seasonal_naive/conformal",
+                "seasonal_naive/aci"):
+        m = unc[key]
+        assert set(m["coverage"]) == {"0.8", "0.9", "0.95"}, key
+        assert len(m["coverage_per_step"]["0.9"]) == unc["meta"]["horizon"]
+        assert m["crps"] > 0 and m["width"]["0.95"] >= m["width"]["0.8"], key
+    assert unc["meta"]["calibration"] == "val"
+    anomalies = json.loads((quick_run / "anomalies" / "metrics.json").read_text())
+    for k in ("auc_roc", "auc_pr", "precision", "recall", "f1", "event_f1", "false_alarm_rate", "random_baseline"):
+        assert k in anomalies, k
+    labels = json.loads((quick_run / "data" / "anomaly_labels.json").read_text())
+    assert len(next(iter(labels.values()))) == 3  # quick.yaml injects three anomalies
+    html = quick_run.parent.parent / "_build" / "html" / "book"
+    uncertainty_page = (html / "07_uncertainty.html").read_text()
+    for text in ("seasonal_naive", "aci", "validation"):
+        assert text in uncertainty_page, text
+    assert len(re.findall(r"<img", uncertainty_page)) >= 4  # fan chart, reliability, PIT, width over time
+    assert "random" in (html / "08_anomalies.html").read_text()  # every detection metric beside random scores
+
+
 ZOO = list(ARCHITECTURES)  # the quick profile runs with every architecture, side by side
 COMPARE = ["--set", f"compare.architectures=[{','.join(ZOO)}]", "--set", "compare.seeds=2", "--set", "training.epochs=1",
            "--set", "tuning.strategy=none", "--set", "explain.windows=4", "--set", "explain.steps=8"]
@@ -374,4 +397,10 @@ def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model
         assert len(re.findall(r"<img", section)) == 1 and "over the 48 lags" in section
     assert "weighs time steps but not input channels" in attention_lstm
     assert "variable selection has nothing to choose between" in tft
-    render_in_browser(html, ["book/intro.html", "book/05_evaluation.html", "book/06_explainability.html"])
+    unc = json.loads((run / "uncertainty" / "metrics.json").read_text())
+    chosen = selected["model"]
+    assert {f"{chosen}/conformal", f"{chosen}/aci", "seasonal_naive/conformal", "seasonal_naive/aci"} <= set(unc)
+    assert "mc_dropout" in unc["meta"]["skipped"]  # etth2.yaml trains without dropout: said, not an error
+    assert "There are no labels for this run" in (html / "book" / "08_anomalies.html").read_text()
+    render_in_browser(html, ["book/intro.html", "book/05_evaluation.html", "book/06_explainability.html",
+                             "book/07_uncertainty.html", "book/08_anomalies.html"])
