@@ -14,10 +14,10 @@ from lstmkit.data import ANOMALY_KINDS, ANOMALY_STEPS, DataError, anomaly_labels
 
 
 def _cfg(**overrides):
-    """The quick profile (synthetic, 1200 rows) with overrides."""
+    """The quick profile (synthetic, 1200 rows) without injected anomalies, with overrides."""
     from lstmkit.pipeline import project_root
 
-    return load_config(project_root() / "configs" / "quick.yaml", overrides)
+    return load_config(project_root() / "configs" / "quick.yaml", {"data.anomalies": 0, **overrides})
 
 
 # ------------------------------------------------------------------ injection
