@@ -31,11 +31,12 @@ def forecaster_styles(names) -> dict[str, dict]:
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def _save(fig: plt.Figure, path) -> plt.Figure:
-    """Tidy date axes, lay out, and also write the figure as PNG when a path is given."""
+def _save(fig: plt.Figure, path, maxticks: int | None = 8) -> plt.Figure:
+    """Tidy date axes (at most `maxticks` ticks; None: matplotlib's default counts per frequency, which can place
+    ticks on any span), lay out, and also write the figure as PNG when a path is given."""
     for ax in fig.axes:
         if isinstance(ax.xaxis.get_major_formatter(), (mdates.AutoDateFormatter, mdates.ConciseDateFormatter)):
-            locator = mdates.AutoDateLocator(maxticks=8)
+            locator = mdates.AutoDateLocator() if maxticks is None else mdates.AutoDateLocator(maxticks=maxticks)
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.tight_layout()

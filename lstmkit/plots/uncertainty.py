@@ -4,7 +4,6 @@ seasonal-naive baseline's; values are passed in the units the axis labels name."
 
 from __future__ import annotations
 
-import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -15,21 +14,6 @@ from lstmkit.plots.style import MAX_LINE_POINTS, _no_data, _save
 __all__ = ["fan_chart", "pit_histograms", "reliability", "width_over_time"]
 
 BAND_COLORS = {0.5: 0.55, 0.8: 0.35, 0.95: 0.18}  # alpha of each central band (darker = narrower)
-
-
-def _save_dates(fig: plt.Figure, path) -> plt.Figure:
-    """Lay out and save a figure over time: concise dates with matplotlib's default tick counts per frequency (the
-    shared style's fixed 8 ticks cannot place ticks on some spans of a few days and warns)."""
-    for ax in fig.axes:
-        if isinstance(ax.xaxis.get_major_formatter(), (mdates.AutoDateFormatter, mdates.ConciseDateFormatter)):
-            locator = mdates.AutoDateLocator()
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    fig.tight_layout()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
 
 
 def _band(grid, level: float) -> tuple[int, int] | None:
@@ -65,7 +49,7 @@ def fan_chart(times: pd.Index, actual: np.ndarray, quantiles: dict[str, np.ndarr
         ax.legend(ncol=5, fontsize=8, loc="upper left")
     axes[-1, 0].set_xlabel("time of the forecast target")
     fig.suptitle(f"Fan chart: {step}-step-ahead forecasts over the start of the test span ({len(times):,} windows)")
-    return _save_dates(fig, path)
+    return _save(fig, path, maxticks=None)
 
 
 def reliability(coverage: dict[str, dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]]], path=None) -> plt.Figure:
@@ -162,4 +146,4 @@ def width_over_time(times: pd.Index, widths: dict[str, np.ndarray], errors: dict
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     if every > 1:
         fig.suptitle(f"every {every}th of {len(times):,} windows")
-    return _save_dates(fig, path)
+    return _save(fig, path, maxticks=None)
