@@ -1,8 +1,9 @@
 """Anomalies stage: scores from step-1 forecast residuals, conformal p-values, flags, alarms and their evaluation.
 
-Each scored observation (row r of the `anomalies.span`) gets the residual of the selected model's step-1 forecast made
-at r - 1, standardised by the median and MAD of calibration residuals, smoothed over `anomalies.smooth` trailing
-observations (root mean square), and a conformal p-value: (1 + #{calibration scores >= score}) / (n + 1), where the
+Each scored observation (row r of the `anomalies.span`) gets the residuals of the selected model's forecasts of it made
+1..k steps earlier (k = `anomalies.steps`, at most the horizon: the window with origin r - j forecasts r at step j),
+each step standardised by the median and MAD of its own calibration residuals and smoothed over `anomalies.smooth`
+trailing observations (root mean square); the score is the largest of the k, and its conformal p-value is: (1 + #{calibration scores >= score}) / (n + 1), where the
 calibration scores come from forecasts of data the model did not fit on (validation windows when it was fitted on
 training rows; otherwise out-of-fold residuals of walk-forward refits). Under exchangeability P(p <= a) <= a, so
 flagging p <= `anomalies.false_alarm_rate` keeps that rate on normal data. Flags become alarms as Merlion's post-rule
@@ -94,18 +95,32 @@ def point_labels(index: pd.DatetimeIndex, windows: list[tuple[pd.Timestamp, pd.T
 
 # ------------------------------------------------------------------ residuals, scores, p-values
 
-def step1_forecasts(forecaster, prepared, rows: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """(len(rows),) step-1 forecasts, scaled, of the target at each row, made from the look-back ending at row - 1."""
+def step_forecasts(forecaster, prepared, rows: np.ndarray, steps: int = 1, batch_size: int = 4096) -> np.ndarray:
+    """(len(rows), steps) forecasts, scaled, of the target at each row: column j - 1 is the step-j forecast made from the
+    look-back ending at row - j (every forecast was issued before the row it forecasts)."""
     rows = np.asarray(rows, dtype=np.int64)
     lookback = prepared.lookback
-    if rows.size and rows.min() < lookback:
-        raise ValueError(f"row {rows.min()} has fewer than {lookback} rows before it for a look-back window")
-    out = np.empty(len(rows))
-    steps = np.arange(-lookback, 0)[None, :]
-    for a in range(0, len(rows), batch_size):
-        windows = prepared.scaled[rows[a:a + batch_size, None] + steps]
-        out[a:a + batch_size] = forecaster.predict(windows)[:, 0]
+    if rows.size and rows.min() < lookback + steps - 1:
+        raise ValueError(f"row {rows.min()} has fewer than {lookback + steps - 1} rows before it for a look-back window "
+                         f"{steps} step(s) earlier")
+    out = np.empty((len(rows), steps))
+    if not rows.size:
+        return out
+    first = int(rows.min()) - steps  # origins first..last (the last row of each look-back window)
+    origins = np.arange(first, int(rows.max()))
+    offsets = np.arange(-lookback + 1, 1)[None, :]
+    predicted = np.empty((len(origins), steps))
+    for a in range(0, len(origins), batch_size):
+        windows = prepared.scaled[origins[a:a + batch_size, None] + offsets]
+        predicted[a:a + batch_size] = forecaster.predict(windows)[:, :steps]
+    for j in range(1, steps + 1):
+        out[:, j - 1] = predicted[rows - j - first, j - 1]
     return out
+
+
+def step1_forecasts(forecaster, prepared, rows: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """(len(rows),) step-1 forecasts, scaled, of the target at each row, made from the look-back ending at row - 1."""
+    return step_forecasts(forecaster, prepared, rows, 1, batch_size)[:, 0]
 
 
 def robust_scale(residuals: np.ndarray) -> tuple[float, float]:
@@ -126,6 +141,22 @@ def scores_from(residuals: np.ndarray, centre: float, scale: float, smooth: int 
         return np.sqrt(z2)
     c = np.concatenate([[0.0], np.cumsum(z2)])
     return np.sqrt(np.maximum(c[smooth:] - c[:-smooth], 0.0) / smooth)
+
+
+def step_scales(residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step centres and scales (robust_scale of each column) of residuals (n, steps): two (steps,) arrays."""
+    r = np.asarray(residuals, dtype=float).reshape(len(residuals), -1)
+    pairs = [robust_scale(r[:, j]) for j in range(r.shape[1])]
+    return np.array([c for c, _ in pairs]), np.array([s for _, s in pairs])
+
+
+def multistep_scores(residuals: np.ndarray, centres: np.ndarray, scales: np.ndarray,
+                     smooth: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (n - smooth + 1,) of a contiguous run of multi-step residuals (n, steps): the largest over the steps of
+    each step's scores_from (standardised by its own centre and scale); also the step (1-based) that gave it."""
+    r = np.asarray(residuals, dtype=float).reshape(len(residuals), -1)
+    per_step = np.stack([scores_from(r[:, j], centres[j], scales[j], smooth) for j in range(r.shape[1])], axis=1)
+    return per_step.max(axis=1), per_step.argmax(axis=1) + 1
 
 
 def conformal_pvalues(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -251,8 +282,8 @@ def calibration_source(cfg: Config) -> str:
 
 
 def _fold_residuals(forecaster, prepared, cfg: Config, folds: int, end: int, smooth: int,
-                    echo=None) -> tuple[list[np.ndarray], str]:
-    """Out-of-fold step-1 residuals (in the run's scaled units) of walk-forward refits on rows [0, end): fold i fits
+                    echo=None, steps: int = 1) -> tuple[list[np.ndarray], str]:
+    """Out-of-fold residuals (n, steps) of the step-1..steps forecasts (in the run's scaled units) of walk-forward refits on rows [0, end): fold i fits
     the forecaster's spec on an expanding prefix (its last 15% for early stopping, the scaler refitted on the rest) and
     forecasts the next block. Returns one residual array per block and a sentence naming the folds."""
     from lstmkit.preprocessing import SplitBounds
@@ -273,9 +304,9 @@ def _fold_residuals(forecaster, prepared, cfg: Config, folds: int, end: int, smo
             model = fit_forecaster(fold, forecaster.spec, cfg_fold, seed=forecaster.seed)
         else:  # any other forecaster of the contract (baselines): a copy fitted on the fold
             model = copy.deepcopy(forecaster).fit(fold)
-        rows = np.arange(max(prefix, prepared.lookback), stop)
+        rows = np.arange(max(prefix, prepared.lookback + steps - 1), stop)
         unit = float(fold.to_original(1.0) - fold.to_original(0.0))
-        r = (fold.scaled[rows, fold.target_index] - step1_forecasts(model, fold, rows)) * unit / run_unit
+        r = (fold.scaled[rows, fold.target_index, None] - step_forecasts(model, fold, rows, steps)) * unit / run_unit
         if len(r) >= smooth:
             blocks.append(r)
     text = (f"out-of-fold residuals of {folds} walk-forward refits of the selected model's architecture over rows "
@@ -287,8 +318,9 @@ def _fold_residuals(forecaster, prepared, cfg: Config, folds: int, end: int, smo
 class AnomalyResult:
     """Per-observation scores of the span, and what they were calibrated on and evaluated against."""
 
-    frame: pd.DataFrame              # timestamp index; value, forecast, residual (original units), score, p_value,
-    #                                  flag, alarm, label, split
+    frame: pd.DataFrame              # timestamp index; value, forecast, residual (step 1, original units), score,
+    #                                  score_step (the step whose forecast gave the score), p_value, flag, alarm,
+    #                                  label, split
     calibration_scores: np.ndarray   # (n_cal,) scores the p-values are computed against
     metrics: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
@@ -299,22 +331,23 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
     a = cfg.anomalies
     prepared = prepared.with_lookback(forecaster.lookback_)
     k = a.smooth
+    steps = max(1, min(a.steps, prepared.horizon))  # forecasts of an observation made 1..steps steps before it
     rows = scored_rows(prepared, a.span)
     source = calibration_source(cfg)
     if source == "val":
         b = prepared.bounds.val
-        cal_rows = np.arange(max(b[0], prepared.lookback), b[1])
+        cal_rows = np.arange(max(b[0], prepared.lookback + steps - 1), b[1])
         if len(cal_rows) < k:
             raise ValueError(f"the validation split has {len(cal_rows)} rows with a full look-back before them, fewer "
                              f"than anomalies.smooth ({k}): nothing to calibrate on")
         target = prepared.scaled[:, prepared.target_index]
-        blocks = [target[cal_rows] - step1_forecasts(forecaster, prepared, cal_rows)]
-        text = (f"the step-1 residuals of the {len(cal_rows):,} validation observations: the selected model was "
+        blocks = [target[cal_rows, None] - step_forecasts(forecaster, prepared, cal_rows, steps)]
+        text = (f"the {'step-1' if steps == 1 else f'step-1 to step-{steps}'} residuals of the {len(cal_rows):,} validation observations: the selected model was "
                 f"fitted on the training rows only (validation served for early stopping, which chooses an epoch, "
                 f"not weights fitted to those rows)")
     else:
         end = prepared.bounds.val[1] if cfg.training.fit_on == "train+val" and a.span == "test" else int(rows[0])
-        blocks, text = _fold_residuals(forecaster, prepared, cfg, cfg.uncertainty.folds, end, k, echo)
+        blocks, text = _fold_residuals(forecaster, prepared, cfg, cfg.uncertainty.folds, end, k, echo, steps)
         why = ("the selected model was refitted on training+validation rows" if cfg.training.fit_on == "train+val"
                else "the validation rows are scored (`anomalies.span: val+test`)")
         text += f", because {why}"
@@ -323,16 +356,15 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
                  f"{sum(len(b) for b in blocks) - len(blocks) * (k - 1):,} most recent scores before it, the "
                  f"calibration scores giving way to the scored observations as the span is walked in time order, so "
                  f"that a slow drift of the forecast errors does not turn into false alarms")
-    residual_all = np.concatenate(blocks)
-    centre, scale = robust_scale(residual_all)
-    cal_scores = np.concatenate([scores_from(r, centre, scale, k) for r in blocks])
-    history = np.arange(max(prepared.lookback, int(rows[0]) - k + 1), int(rows[-1]) + 1)  # k - 1 rows before
+    centres, scales = step_scales(np.concatenate(blocks))
+    centre, scale = float(centres[0]), float(scales[0])
+    cal_scores = np.concatenate([multistep_scores(r, centres, scales, k)[0] for r in blocks])
+    history = np.arange(max(prepared.lookback + steps - 1, int(rows[0]) - k + 1), int(rows[-1]) + 1)  # k - 1 before
     target = prepared.scaled[:, prepared.target_index]
-    forecast = step1_forecasts(forecaster, prepared, history)
-    residual = target[history] - forecast
-    score = scores_from(residual, centre, scale, k)
+    forecasts = step_forecasts(forecaster, prepared, history, steps)
+    score, score_step = multistep_scores(target[history, None] - forecasts, centres, scales, k)
     keep = len(history) - len(score)
-    history, forecast, residual = history[keep:], forecast[keep:], residual[keep:]
+    history, forecast = history[keep:], forecasts[keep:, 0]
     rows = history  # the first rows of the span lose their score when the look-back cannot reach back k - 1 rows
     pvalue = (rolling_pvalues(cal_scores, score) if a.calibration == "rolling"
               else conformal_pvalues(cal_scores, score))
@@ -342,7 +374,7 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
     split = np.where(rows >= b.test[0], "test", np.where(rows >= b.val[0], "val", "train"))
     frame = pd.DataFrame({"value": prepared.to_original(target[rows]), "forecast": prepared.to_original(forecast),
                           "residual": prepared.to_original(target[rows]) - prepared.to_original(forecast),
-                          "score": score, "p_value": pvalue, "flag": flags, "alarm": alarms, "split": split},
+                          "score": score, "score_step": score_step, "p_value": pvalue, "flag": flags, "alarm": alarms, "split": split},
                          index=prepared.index[rows])
     frame.index.name = "timestamp"
     labels = label_source(run, cfg)
@@ -352,7 +384,8 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
             "calibration": source, "calibration_text": text, "calibration_scores": len(cal_scores),
             "centre": centre, "scale": scale, "scale_original": scale * float(prepared.to_original(1.0)
                                                                               - prepared.to_original(0.0)),
-            "smooth": k, "rolling": a.calibration == "rolling", "false_alarm_rate_chosen": a.false_alarm_rate, "min_run": a.min_run, "suppress": a.suppress,
+            "smooth": k, "steps": steps, "steps_chosen": a.steps,
+            "centres": centres.tolist(), "scales": scales.tolist(), "rolling": a.calibration == "rolling", "false_alarm_rate_chosen": a.false_alarm_rate, "min_run": a.min_run, "suppress": a.suppress,
             "smallest_pvalue": 1.0 / (len(cal_scores) + 1),
             "flags": int(flags.sum()), "alarms": int(alarms.sum()),
             "labels": None if labels is None else {"file": str(labels[0]), "name": labels[1],

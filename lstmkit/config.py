@@ -262,6 +262,7 @@ class AnomalyConfig:
     explain: int = _opt(4, "Flagged observations whose broken forecast is explained with Integrated Gradients.")
     calibration: str = _opt("fixed", "Calibration scores of the p-values: `fixed` (those of the calibration data only) or `rolling` (the most recent of them and of the scored observations before each one, as many as the calibration data hold: online conformal, which follows a slow drift of the forecast errors; anomalies that pass into the window raise the threshold for a while).", ("fixed", "rolling"))
     smooth: int = _opt(1, "Score of an observation: the root mean square of the standardised step-1 forecast residuals over this many observations up to it (trailing, so the score is known when the observation arrives); 1 = the absolute standardised residual itself. Longer windows let a sustained change of behaviour add up (wide label windows such as NAB's), at the cost of flags that last after a short spike.")
+    steps: int = _opt(1, "Forecasts each observation is checked against: those made 1..steps steps before it (the window whose look-back ends j steps earlier forecasts it at horizon step j; capped at `window.horizon`). Each step's errors are standardised by their own calibration median and MAD and the score is the largest of them: 1 = the step-1 forecast only; more lets a slow drift that the step-1 forecast follows still break the older forecasts, at the cost of a slightly higher threshold (the calibration scores are maxima too, so the p-values stay conformal).")
 
 
 @dataclass
@@ -467,6 +468,7 @@ def _validate_uncertainty(cfg: Config) -> None:
         raise ConfigError(f"uncertainty.quantiles: each quantile level must be strictly between 0 and 1, got {u.quantiles}")
     for key, v in {"uncertainty.mc_samples": u.mc_samples, "uncertainty.folds": u.folds,
                    "uncertainty.bootstrap": u.bootstrap, "anomalies.min_run": a.min_run, "anomalies.smooth": a.smooth,
+                   "anomalies.steps": a.steps,
                    "model.deepar.samples": cfg.model.deepar.samples}.items():
         if v < 1:
             raise ConfigError(f"{key}: must be at least 1, got {v}")
