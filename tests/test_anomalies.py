@@ -284,3 +284,139 @@ def test_validation_and_test_span_is_calibrated_out_of_fold():
     assert b - 2 * b // 4 - prepared.lookback < result.meta["calibration_scores"] <= 3 * b // 4  # the folds' blocks
     assert 0.0 <= result.meta["flags"] / len(result.frame) < 0.05  # clean data: about the chosen rate of flags
     assert result.metrics == {}  # no labels
+
+
+# ------------------------------------------------------------------ scores over several horizon steps (anomalies.steps)
+
+def _prepared_with(target: np.ndarray, **overrides):
+    """The quick profile's series (inputs x1-x3) of len(target) rows with `target` as its target, prepared."""
+    from lstmkit.preprocessing import prepare
+
+    cfg = _cfg(**{"data.length": len(target), "data.anomalies": 0, **overrides})
+    frame = load_series(cfg).frame.copy()
+    frame["target"] = target
+    return cfg, prepare(frame, cfg)
+
+
+def test_step_forecasts_take_step_j_from_the_window_ending_j_rows_before():
+    """Column j - 1 of row t is the step-j forecast of the look-back window ending at row t - j (never later)."""
+    from lstmkit.forecasters.baselines import Persistence
+
+    class Tagged(Persistence):
+        """Persistence plus 100 x the horizon step, so that the step a forecast came from can be read off it."""
+
+        def _predict(self, windows):
+            return super()._predict(windows) + 100.0 * np.arange(1, self.horizon_ + 1)[None, :]
+
+    cfg, prepared = _prepared_with(np.arange(600.0), **{"window.horizon": 5})
+    model = Tagged().fit(prepared)
+    rows = np.array([40, 41, 300, 599])
+    got = an.step_forecasts(model, prepared, rows, 5)
+    target = prepared.scaled[:, prepared.target_index]
+    expected = target[rows[:, None] - np.arange(1, 6)[None, :]] + 100.0 * np.arange(1, 6)[None, :]
+    np.testing.assert_allclose(got, expected)
+    np.testing.assert_allclose(an.step1_forecasts(model, prepared, rows), expected[:, 0])
+    with pytest.raises(ValueError, match="rows before it"):
+        an.step_forecasts(model, prepared, np.array([prepared.lookback + 3]), 5)
+
+
+def test_multistep_scores_by_hand():
+    r = np.array([[1.0, 4.0], [3.0, 0.0], [-1.0, 8.0]])
+    score, step = an.multistep_scores(r, np.array([1.0, 0.0]), np.array([2.0, 4.0]))
+    # standardised: step 1 -> 0, 1, 1; step 2 -> 1, 0, 2
+    np.testing.assert_allclose(score, [1, 1, 2])
+    np.testing.assert_array_equal(step, [2, 1, 2])
+    centres, scales = an.step_scales(r)
+    np.testing.assert_allclose(centres, [1.0, 4.0])
+
+
+def _ramp_series(n: int = 3000, start: int = 2650, length: int = 200, slope: float = 0.25, seed: int = 0):
+    """Noise (sd 1) with a ramp of `slope` per row over rows [start, start + length), the new level kept after it."""
+    rng = np.random.default_rng(seed)
+    level = np.clip(np.arange(n) - start, 0, length) * slope
+    return rng.normal(size=n) + level
+
+
+@pytest.mark.parametrize("steps, found", [(1, False), (24, True)])
+def test_a_slow_ramp_is_missed_at_step_1_and_found_over_the_horizon(steps, found, tmp_path):
+    """Persistence follows a ramp one row late: its step-1 error grows by the slope only (0.25 sd, lost in the noise),
+    while its step-24 error grows by 24 x the slope. Scored over 24 steps the ramp is flagged; at step 1 it is not."""
+    from lstmkit.forecasters.baselines import Persistence
+
+    target = _ramp_series()
+    cfg, prepared = _prepared_with(target, **{"window.horizon": 24, "anomalies.steps": steps,
+                                              "split.train": 0.7, "split.val": 0.15, "split.test": 0.15})
+    path = tmp_path / "labels.json"
+    idx = prepared.index
+    path.write_text(json.dumps({"synthetic": [[str(idx[2650]), str(idx[2849])]]}))
+    cfg.anomalies.labels = str(path)
+    result = an.run_anomalies(None, cfg, Persistence().fit(prepared), prepared)
+    m, frame = result.metrics, result.frame
+    assert result.meta["steps"] == steps
+    ramp = frame["label"].to_numpy()
+    late = ramp & (np.cumsum(ramp) > 24)  # rows of the ramp that every one of the 24 forecasts was made before
+    if found:
+        assert m["auc_roc"] > 0.9 and frame["flag"].to_numpy()[late].mean() > 0.5
+        assert (frame["score_step"].to_numpy()[late] > 12).mean() > 0.8  # the older forecasts are the broken ones
+    else:
+        assert m["auc_roc"] < 0.65 and frame["flag"].to_numpy()[late].mean() < 0.05
+    # after the ramp, the forecasts made during it stay broken for up to `steps` - 1 rows; elsewhere about the rate
+    after = np.zeros(len(frame), dtype=bool)
+    end = np.flatnonzero(ramp)[-1]
+    after[end + 1:end + steps] = True
+    assert frame["flag"].to_numpy()[~ramp & ~after].mean() < 0.03
+
+
+def test_steps_are_capped_at_the_horizon():
+    from lstmkit.forecasters.baselines import Persistence
+
+    cfg, prepared = _prepared_with(_ramp_series(1200, 1100, 50), **{"anomalies.steps": 10})  # quick profile: H = 4
+    result = an.run_anomalies(None, cfg, Persistence().fit(prepared), prepared)
+    assert result.meta["steps"] == 4 and result.meta["steps_chosen"] == 10
+    assert len(result.meta["scales"]) == 4 and set(result.frame["score_step"]) <= {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("calibration", ["fixed", "rolling"])
+def test_the_score_of_an_observation_uses_nothing_after_it(calibration):
+    """Changing the series after row t leaves every score, p-value and flag up to t as it was."""
+    from lstmkit.forecasters.baselines import LinearWindow
+
+    overrides = {"window.horizon": 6, "anomalies.steps": 6, "anomalies.calibration": calibration}
+    target = _ramp_series(1500, 1400, 60, seed=4)
+    cfg, prepared = _prepared_with(target, **overrides)
+    model = LinearWindow().fit(prepared)
+    before = an.run_anomalies(None, cfg, model, prepared).frame
+    t = 1385
+    changed = target.copy()
+    changed[t + 1:] += np.random.default_rng(9).normal(0, 50, len(target) - t - 1)
+    _, prepared2 = _prepared_with(changed, **overrides)
+    after = an.run_anomalies(None, cfg, model, prepared2).frame
+    upto = before.index <= prepared.index[t]
+    assert upto.sum() > 100 and (~upto).sum() > 100  # test span: rows 1275-1499
+    pd.testing.assert_frame_equal(before[upto], after[upto])
+    assert not np.allclose(before["score"][~upto], after["score"][~upto])  # the change is seen after t
+
+
+@pytest.mark.parametrize("steps", [4, 24])
+def test_multistep_pvalues_stay_uniform_on_clean_data(steps):
+    """Exchangeable multi-step errors (step j: the sum of j innovations, so the steps are correlated and grow): the
+    maximum over the steps, calibrated alike, gives (super-)uniform p-values and keeps the chosen rate."""
+    ps = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        cal_r, test_r = (np.cumsum(rng.standard_t(5, (n, steps)), axis=1) for n in (8000, 40000))
+        centres, scales = an.step_scales(cal_r)
+        cal = an.multistep_scores(cal_r, centres, scales)[0]
+        ps.append(an.conformal_pvalues(cal, an.multistep_scores(test_r, centres, scales)[0]))
+    p = np.concatenate(ps)
+    for a in (0.01, 0.05, 0.2):
+        assert abs(np.mean(p <= a) - a) < 0.25 * a, a
+    hist, _ = np.histogram(p, bins=10, range=(0, 1))
+    assert hist.min() > 0.8 * hist.mean()
+
+
+def test_steps_must_be_positive():
+    from lstmkit.config import ConfigError
+
+    with pytest.raises(ConfigError, match="anomalies.steps: must be at least 1"):
+        _cfg(**{"anomalies.steps": 0})
