@@ -408,21 +408,35 @@ def first_alarms(result: AnomalyResult, count: int) -> np.ndarray:
 
 
 def explain_alarms(forecaster, prepared, cfg: Config, result: AnomalyResult, positions: np.ndarray):
-    """Integrated Gradients (explain.* settings) of the step-1 forecasts broken by the observations at `positions` of
-    result.frame: returns the attributions (windows, lookback, channels) and the forecast origins' rows."""
+    """Integrated Gradients (explain.* settings) of the forecasts broken by the observations at `positions` of
+    result.frame: for each, the forecast whose error gave its score (step j of the window ending j rows before; step 1
+    when `anomalies.steps` is 1). Returns the attributions (windows, lookback, channels) and the forecast origins' rows."""
     from lstmkit.explain import integrated_gradients, network_of
 
     prepared = prepared.with_lookback(forecaster.lookback_)
     rows = prepared.index.get_indexer(result.frame.index[positions])
-    x = prepared.scaled[rows[:, None] - 1 + np.arange(-prepared.lookback + 1, 1)[None, :]]
+    frame_steps = result.frame["score_step"] if "score_step" in result.frame else pd.Series(1, result.frame.index)
+    steps = frame_steps.to_numpy()[positions].astype(np.int64)
+    origins = rows - steps
+    x = prepared.scaled[origins[:, None] + np.arange(-prepared.lookback + 1, 1)[None, :]]
     e = cfg.explain
     train = prepared.scaled[slice(*prepared.bounds.train)]
-    attr = integrated_gradients(network_of(forecaster), x, baseline=e.baseline,
-                                steps="auto" if e.auto_steps else e.steps, method=e.method, target=0,
-                                batch_size=e.batch_size, tolerance=e.tolerance, max_steps=e.steps,
-                                mean=train.mean(axis=0), samples=e.noise_samples, noise_std=e.noise_std,
-                                seed=cfg.seed, features=list(prepared.columns))
-    return attr, rows - 1
+    parts = {}
+    for j in np.unique(steps):  # one pass per horizon step explained
+        parts[int(j)] = integrated_gradients(
+            network_of(forecaster), x[steps == j], baseline=e.baseline, steps="auto" if e.auto_steps else e.steps,
+            method=e.method, target=int(j) - 1, batch_size=e.batch_size, tolerance=e.tolerance, max_steps=e.steps,
+            mean=train.mean(axis=0), samples=e.noise_samples, noise_std=e.noise_std, seed=cfg.seed,
+            features=list(prepared.columns))
+    if len(parts) == 1:
+        return next(iter(parts.values())), origins
+    order = np.concatenate([np.flatnonzero(steps == j) for j in parts])
+    back = np.argsort(order)  # windows grouped by step -> the order of `positions`
+    first = next(iter(parts.values()))
+    joined = {f.name: (np.concatenate([getattr(a, f.name) for a in parts.values()])[back]
+                       if isinstance(getattr(first, f.name), np.ndarray) else getattr(first, f.name))
+              for f in dataclasses.fields(first)}
+    return dataclasses.replace(first, **joined), origins
 
 
 def save_anomalies(run, result: AnomalyResult) -> None:

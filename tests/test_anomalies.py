@@ -420,3 +420,28 @@ def test_steps_must_be_positive():
 
     with pytest.raises(ConfigError, match="anomalies.steps: must be at least 1"):
         _cfg(**{"anomalies.steps": 0})
+
+
+def test_alarms_explain_the_forecast_that_gave_the_score():
+    """With several steps, each explained observation's attribution is of the step-j forecast whose error gave its
+    score, made from the window ending j rows before it (the explained outputs are those forecasts)."""
+    from lstmkit.forecasters.spec import ModelSpec
+    from lstmkit.preprocessing import prepare
+    from lstmkit.training import fit_forecaster
+
+    cfg = _cfg(**{"anomalies.steps": 4, "model.units": 4, "training.epochs": 1, "training.verbose": 0,
+                  "explain.steps": 8, "explain.auto_steps": False})
+    prepared = prepare(load_series(cfg).frame, cfg)
+    model = fit_forecaster(prepared, ModelSpec.from_config(cfg), cfg)
+    result = an.run_anomalies(None, cfg, model, prepared)
+    step = result.frame["score_step"].to_numpy()
+    positions = np.array([np.flatnonzero(step == 1)[0], *np.flatnonzero(step > 1)[:2]])
+    assert len(positions) == 3
+    attr, origins = an.explain_alarms(model, prepared, cfg, result, positions)
+    p = prepared.with_lookback(model.lookback_)
+    rows = p.index.get_indexer(result.frame.index[positions])
+    np.testing.assert_array_equal(origins, rows - step[positions])
+    windows = p.scaled[origins[:, None] + np.arange(-p.lookback + 1, 1)[None, :]]
+    expected = model.predict(windows)[np.arange(3), step[positions] - 1]
+    np.testing.assert_allclose(attr.prediction, expected, rtol=1e-4, atol=1e-5)
+    assert attr.values.shape == (3, p.lookback, len(p.columns))
