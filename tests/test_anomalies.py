@@ -269,16 +269,18 @@ def test_anomaly_figures_are_titled_with_units(tmp_path):
     assert all((tmp_path / f).exists() for f in ("a.png", "p.png", "h.png"))
 
 
-def test_validation_and_test_span_is_calibrated_out_of_fold():
+@pytest.mark.parametrize("steps", [1, 4])
+def test_validation_and_test_span_is_calibrated_out_of_fold(steps):
     """anomalies.span val+test scores the validation rows too, so they cannot calibrate: walk-forward refits over the
     training rows give residuals the scoring model never fitted on, in the run's scaled units."""
     from lstmkit.forecasters.baselines import LinearWindow
     from lstmkit.preprocessing import prepare
 
-    cfg = _cfg(**{"data.length": 2000, "anomalies.span": "val+test", "uncertainty.folds": 3})
+    cfg = _cfg(**{"data.length": 2000, "anomalies.span": "val+test", "uncertainty.folds": 3, "anomalies.steps": steps})
     prepared = prepare(load_series(cfg).frame, cfg)
     result = an.run_anomalies(None, cfg, LinearWindow().fit(prepared), prepared)
     assert result.meta["calibration"] == "oof" and "3 walk-forward refits" in result.meta["calibration_text"]
+    assert result.meta["steps"] == steps and len(result.meta["scales"]) == steps
     assert set(result.frame["split"]) == {"val", "test"} and result.frame.index[0] == prepared.index[prepared.bounds.val[0]]
     b = prepared.bounds.train[1]
     assert b - 2 * b // 4 - prepared.lookback < result.meta["calibration_scores"] <= 3 * b // 4  # the folds' blocks
