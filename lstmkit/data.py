@@ -121,6 +121,7 @@ class SeriesData:
     notes: list[str] = field(default_factory=list)  # what loading did to the data: filled values, inserted rows
     origin: str = ""                                # where it came from, in words
     anomalies: list[dict] = field(default_factory=list)  # injected anomalies (synthetic): kind, start, end, size
+    filled: np.ndarray | None = None  # (rows,) bool: a value of the row was filled or the row inserted (None: none)
 
 
 ANOMALY_KINDS = ("spike", "level_shift", "variance")  # injected in turn by inject_anomalies
@@ -585,6 +586,29 @@ def load_csv(cfg: DataConfig, path: str | Path | None = None, *,
     Order: parse (streamed in blocks) -> sort (data.on_unsorted) -> duplicates (data.on_duplicates) -> missing
     values (data.fill_missing) -> regular grid and gaps (data.on_gaps) -> constant columns.
     """
+    frame, notes, _ = load_csv_filled(cfg, path, _block_size=_block_size)
+    return frame, notes
+
+
+def _filled_on_grid(missing: np.ndarray, before: pd.DatetimeIndex, frame: pd.DataFrame,
+                    gridded: pd.DataFrame) -> np.ndarray:
+    """(rows of `gridded`,) bool: rows inserted by the grid repair (all values missing) or holding a value filled
+    before it; a grid cell that averages several rows counts as filled when any of them held a filled value."""
+    if gridded is frame:
+        return missing
+    filled = gridded.isna().any(axis=1).to_numpy()
+    if missing.any():
+        stamps = before[missing]
+        exact = gridded.index.get_indexer(stamps)
+        cells = np.where(exact >= 0, exact, gridded.index.searchsorted(stamps, side="right") - 1)
+        filled[cells[(cells >= 0) & (cells < len(filled))]] = True
+    return filled
+
+
+def load_csv_filled(cfg: DataConfig, path: str | Path | None = None, *,
+                    _block_size: int = BLOCK_BYTES) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """load_csv, also returning (rows,) bool: whether a value of the row was filled (data.fill_missing) or the row
+    was inserted on the grid (data.on_gaps: resample), i.e. the row holds a value that was not observed."""
     path = Path(path or cfg.path or "")
     header, sample = _head(path)
     columns = list(dict.fromkeys([c for c in cfg.features if c != cfg.target] + [cfg.target]))
@@ -601,8 +625,14 @@ def load_csv(cfg: DataConfig, path: str | Path | None = None, *,
     frame = pd.DataFrame(values.T, index=pd.DatetimeIndex(index, name=date_column, copy=False), columns=columns,
                          copy=False)
     del values
+    missing = np.zeros(len(frame), dtype=bool)  # rows with a value filled next (an error with fill_missing: error)
+    for col in frame.columns:
+        missing |= np.isnan(frame[col].to_numpy())
     frame = _fill_missing(path, frame, cfg.fill_missing, notes, lines)
+    before, ungridded = frame.index, frame
     frame = _regular_grid(path, frame, cfg.frequency, cfg.on_gaps, notes, lines)
+    filled = _filled_on_grid(missing, before, ungridded, frame)
+    del ungridded
     freq = frame.index.freq
     frame = _fill_missing(path, frame, cfg.fill_missing, notes, None, inserted=True)  # rows inserted on the grid
     frame.index.freq = freq
@@ -611,7 +641,7 @@ def load_csv(cfg: DataConfig, path: str | Path | None = None, *,
         if np.nanmin(column) == np.nanmax(column):
             raise DataError(f"{path}: column '{col}' is constant ({column[0]:g} in every row): it carries "
                             f"no information and cannot be scaled")
-    return frame, notes
+    return frame, notes, filled
 
 
 def load_series(cfg: Config) -> SeriesData:
@@ -630,8 +660,8 @@ def load_series(cfg: Config) -> SeriesData:
                                              cfg.seed)
         return SeriesData(frame[input_columns(cfg)], truth, [], f"synthetic generator (seed {cfg.seed})", events)
     if cfg.data.source == "csv":
-        frame, notes = load_csv(cfg.data)
-        return SeriesData(frame, None, notes, f"CSV file {cfg.data.path}")
+        frame, notes, filled = load_csv_filled(cfg.data)
+        return SeriesData(frame, None, notes, f"CSV file {cfg.data.path}", filled=filled)
     import dataclasses
 
     from lstmkit.datasets import dataset_path, get_dataset
@@ -639,8 +669,8 @@ def load_series(cfg: Config) -> SeriesData:
     path = dataset_path(cfg.data.source)
     data = cfg.data if cfg.data.date_column else dataclasses.replace(
         cfg.data, date_column=get_dataset(cfg.data.source).date_column)  # the registry names the timestamp column
-    frame, notes = load_csv(data, path)
-    return SeriesData(frame, None, notes, f"named dataset {cfg.data.source} ({path.name})")
+    frame, notes, filled = load_csv_filled(data, path)
+    return SeriesData(frame, None, notes, f"named dataset {cfg.data.source} ({path.name})", filled=filled)
 
 
 def decompose(series: pd.Series, periods: tuple[int, ...], max_rows: int | None = None, max_period: int | None = None):
@@ -712,6 +742,38 @@ def save_series(frame: pd.DataFrame, path: Path) -> None:
         {"lstmkit.index": index_name, "lstmkit.freq": freq or ""})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=1 << 20)
+
+
+def save_filled(index: pd.DatetimeIndex, filled: np.ndarray | None, path: Path) -> None:
+    """Write the timestamps of the rows holding filled values (a one-column Parquet file, atomically); with none
+    filled (or `filled` None) remove the file instead, so that a rerun leaves no stale mask."""
+    path = Path(path)
+    if filled is None or not np.asarray(filled, dtype=bool).any():
+        path.unlink(missing_ok=True)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stamps = np.asarray(index)[np.asarray(filled, dtype=bool)]
+    table = pa.Table.from_arrays([pa.array(stamps)], names=[str(index.name or "date")])
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_filled(path: Path, index: pd.DatetimeIndex) -> np.ndarray:
+    """(len(index),) bool: which timestamps of `index` hold filled values, from the file save_filled wrote (all False
+    when there is no file: nothing was filled, or the run predates the file)."""
+    path = Path(path)
+    if not path.exists():
+        return np.zeros(len(index), dtype=bool)
+    import pyarrow.parquet as pq
+
+    try:
+        stamps = pq.read_table(path).column(0).to_numpy()
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot be read as the filled rows' timestamps "
+                        f"({str(e).strip().splitlines()[0]})") from None
+    return np.asarray(index.isin(pd.DatetimeIndex(stamps)), dtype=bool)
 
 
 def read_series(path: Path) -> pd.DataFrame:

@@ -31,6 +31,11 @@ class RunFolder:
         return self.root / "data" / "series.parquet"
 
     @property
+    def filled_file(self) -> Path:
+        """Timestamps of the rows whose values were filled or inserted by a repair (absent when none were)."""
+        return self.root / "data" / "filled.parquet"
+
+    @property
     def ground_truth_file(self) -> Path:
         return self.root / "data" / "ground_truth.json"
 
