@@ -9,6 +9,9 @@ training rows; otherwise out-of-fold residuals of walk-forward refits). Under ex
 flagging p <= `anomalies.false_alarm_rate` keeps that rate on normal data. Flags become alarms as Merlion's post-rule
 does: a run of at least `min_run` consecutive flags raises an alarm at each of its observations from the min_run-th on,
 and after an alarm no new one is raised for `suppress` observations.
+
+Values the data stage filled or inserted (data/filled.parquet) are not observations: they get no score, p-value or
+flag, and are left out of the calibration scores and of every metric; forecasts from look-backs holding them stand.
 """
 
 from __future__ import annotations
@@ -135,18 +138,23 @@ def robust_scale(residuals: np.ndarray) -> tuple[float, float]:
 
 def scores_from(residuals: np.ndarray, centre: float, scale: float, smooth: int = 1) -> np.ndarray:
     """(n - smooth + 1,) scores of a contiguous run of residuals: root mean square of the standardised residuals over
-    `smooth` trailing observations; score i belongs to residual i + smooth - 1."""
+    `smooth` trailing observations; score i belongs to residual i + smooth - 1. NaN residuals (filled values, not
+    observations) are left out of the mean; a score whose window holds none but NaN is NaN."""
     z2 = ((np.asarray(residuals, dtype=float) - centre) / scale) ** 2
     if smooth <= 1:
         return np.sqrt(z2)
-    c = np.concatenate([[0.0], np.cumsum(z2)])
-    return np.sqrt(np.maximum(c[smooth:] - c[:-smooth], 0.0) / smooth)
+    seen = ~np.isnan(z2)
+    c = np.concatenate([[0.0], np.cumsum(np.where(seen, z2, 0.0))])
+    n = np.concatenate([[0], np.cumsum(seen)])
+    count = n[smooth:] - n[:-smooth]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.sqrt(np.maximum(c[smooth:] - c[:-smooth], 0.0) / count), np.nan)
 
 
 def step_scales(residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-step centres and scales (robust_scale of each column) of residuals (n, steps): two (steps,) arrays."""
     r = np.asarray(residuals, dtype=float).reshape(len(residuals), -1)
-    pairs = [robust_scale(r[:, j]) for j in range(r.shape[1])]
+    pairs = [robust_scale(r[~np.isnan(r[:, j]), j]) for j in range(r.shape[1])]  # NaN: filled values, left out
     return np.array([c for c, _ in pairs]), np.array([s for _, s in pairs])
 
 
@@ -156,7 +164,9 @@ def multistep_scores(residuals: np.ndarray, centres: np.ndarray, scales: np.ndar
     each step's scores_from (standardised by its own centre and scale); also the step (1-based) that gave it."""
     r = np.asarray(residuals, dtype=float).reshape(len(residuals), -1)
     per_step = np.stack([scores_from(r[:, j], centres[j], scales[j], smooth) for j in range(r.shape[1])], axis=1)
-    return per_step.max(axis=1), per_step.argmax(axis=1) + 1
+    none = np.isnan(per_step).all(axis=1)  # no observed residual in the window (filled values): no score, step 0
+    per_step = np.where(np.isnan(per_step), -np.inf, per_step)
+    return np.where(none, np.nan, per_step.max(axis=1)), np.where(none, 0, per_step.argmax(axis=1) + 1)
 
 
 def conformal_pvalues(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -282,10 +292,11 @@ def calibration_source(cfg: Config) -> str:
 
 
 def _fold_residuals(forecaster, prepared, cfg: Config, folds: int, end: int, smooth: int,
-                    echo=None, steps: int = 1) -> tuple[list[np.ndarray], str]:
+                    echo=None, steps: int = 1, filled: np.ndarray | None = None) -> tuple[list[np.ndarray], str]:
     """Out-of-fold residuals (n, steps) of the step-1..steps forecasts (in the run's scaled units) of walk-forward refits on rows [0, end): fold i fits
     the forecaster's spec on an expanding prefix (its last 15% for early stopping, the scaler refitted on the rest) and
-    forecasts the next block. Returns one residual array per block and a sentence naming the folds."""
+    forecasts the next block. Returns one residual array per block and a sentence naming the folds; the residuals of
+    rows whose values were filled (`filled`, (rows,) bool) are NaN."""
     from lstmkit.preprocessing import SplitBounds
     from lstmkit.training import fit_forecaster
 
@@ -307,11 +318,31 @@ def _fold_residuals(forecaster, prepared, cfg: Config, folds: int, end: int, smo
         rows = np.arange(max(prefix, prepared.lookback + steps - 1), stop)
         unit = float(fold.to_original(1.0) - fold.to_original(0.0))
         r = (fold.scaled[rows, fold.target_index, None] - step_forecasts(model, fold, rows, steps)) * unit / run_unit
+        if filled is not None:
+            r[filled[rows]] = np.nan
         if len(r) >= smooth:
             blocks.append(r)
     text = (f"out-of-fold residuals of {folds} walk-forward refits of the selected model's architecture over rows "
             f"0-{end - 1}, each forecasting the block after its training prefix")
     return blocks, text
+
+
+def filled_rows(run, index: pd.DatetimeIndex) -> np.ndarray:
+    """(len(index),) bool: rows whose values the data stage filled or inserted (data/filled.parquet); all False
+    without a run folder or the file (nothing was filled, or a run older than the file)."""
+    from lstmkit.data import read_filled
+
+    if run is None:
+        return np.zeros(len(index), dtype=bool)
+    return read_filled(run.filled_file, index)
+
+
+def _observed_scores(residuals: np.ndarray, centres: np.ndarray, scales: np.ndarray, smooth: int) -> np.ndarray:
+    """The scores (multistep_scores) of a contiguous run of residuals (n, steps), without those of observations
+    whose own residual is NaN (a filled value)."""
+    score = multistep_scores(residuals, centres, scales, smooth)[0]
+    own = np.isnan(np.asarray(residuals, dtype=float).reshape(len(residuals), -1)[smooth - 1:]).all(axis=1)
+    return score[~own & ~np.isnan(score)]
 
 
 @dataclass
@@ -320,7 +351,8 @@ class AnomalyResult:
 
     frame: pd.DataFrame              # timestamp index; value, forecast, residual (step 1, original units), score,
     #                                  score_step (the step whose forecast gave the score), p_value, flag, alarm,
-    #                                  label, split
+    #                                  label, split, filled (the value was filled by a repair: no score, p-value
+    #                                  or flag, left out of the metrics)
     calibration_scores: np.ndarray   # (n_cal,) scores the p-values are computed against
     metrics: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
@@ -334,6 +366,7 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
     steps = max(1, min(a.steps, prepared.horizon))  # forecasts of an observation made 1..steps steps before it
     rows = scored_rows(prepared, a.span)
     source = calibration_source(cfg)
+    filled = filled_rows(run, prepared.index)  # values made up by a repair: forecast, never scored or calibrated on
     if source == "val":
         b = prepared.bounds.val
         cal_rows = np.arange(max(b[0], prepared.lookback + steps - 1), b[1])
@@ -342,44 +375,57 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
                              f"than anomalies.smooth ({k}): nothing to calibrate on")
         target = prepared.scaled[:, prepared.target_index]
         blocks = [target[cal_rows, None] - step_forecasts(forecaster, prepared, cal_rows, steps)]
+        blocks[0][filled[cal_rows]] = np.nan
         text = (f"the {'step-1' if steps == 1 else f'step-1 to step-{steps}'} residuals of the {len(cal_rows):,} validation observations: the selected model was "
                 f"fitted on the training rows only (validation served for early stopping, which chooses an epoch, "
                 f"not weights fitted to those rows)")
     else:
         end = prepared.bounds.val[1] if cfg.training.fit_on == "train+val" and a.span == "test" else int(rows[0])
-        blocks, text = _fold_residuals(forecaster, prepared, cfg, cfg.uncertainty.folds, end, k, echo, steps)
+        blocks, text = _fold_residuals(forecaster, prepared, cfg, cfg.uncertainty.folds, end, k, echo, steps, filled)
         why = ("the selected model was refitted on training+validation rows" if cfg.training.fit_on == "train+val"
                else "the validation rows are scored (`anomalies.span: val+test`)")
         text += f", because {why}"
-    if a.calibration == "rolling":
-        text += (f"; rolling (`anomalies.calibration: rolling`): each observation is compared with the "
-                 f"{sum(len(b) for b in blocks) - len(blocks) * (k - 1):,} most recent scores before it, the "
-                 f"calibration scores giving way to the scored observations as the span is walked in time order, so "
-                 f"that a slow drift of the forecast errors does not turn into false alarms")
     centres, scales = step_scales(np.concatenate(blocks))
     centre, scale = float(centres[0]), float(scales[0])
-    cal_scores = np.concatenate([multistep_scores(r, centres, scales, k)[0] for r in blocks])
+    cal_scores = np.concatenate([_observed_scores(r, centres, scales, k) for r in blocks])
+    cal_filled = int(sum(np.isnan(r).all(axis=1).sum() for r in blocks))
+    if cal_filled:
+        text += f" ({cal_filled:,} of those observations hold filled values, not observations, and are left out)"
+    if a.calibration == "rolling":
+        text += (f"; rolling (`anomalies.calibration: rolling`): each observation is compared with the "
+                 f"{len(cal_scores):,} most recent scores before it, the "
+                 f"calibration scores giving way to the scored observations as the span is walked in time order, so "
+                 f"that a slow drift of the forecast errors does not turn into false alarms")
     history = np.arange(max(prepared.lookback + steps - 1, int(rows[0]) - k + 1), int(rows[-1]) + 1)  # k - 1 before
     target = prepared.scaled[:, prepared.target_index]
     forecasts = step_forecasts(forecaster, prepared, history, steps)
-    score, score_step = multistep_scores(target[history, None] - forecasts, centres, scales, k)
+    residuals = target[history, None] - forecasts
+    residuals[filled[history]] = np.nan
+    score, score_step = multistep_scores(residuals, centres, scales, k)
     keep = len(history) - len(score)
     history, forecast = history[keep:], forecasts[keep:, 0]
     rows = history  # the first rows of the span lose their score when the look-back cannot reach back k - 1 rows
-    pvalue = (rolling_pvalues(cal_scores, score) if a.calibration == "rolling"
-              else conformal_pvalues(cal_scores, score))
-    flags = pvalue <= a.false_alarm_rate
+    own = filled[rows]  # observations whose own value was filled: no score, p-value or flag
+    score[own], score_step[own] = np.nan, 0
+    seen = ~np.isnan(score)
+    pvalue = np.full(len(score), np.nan)  # online p-values compare with the most recent observed scores only
+    pvalue[seen] = (rolling_pvalues(cal_scores, score[seen]) if a.calibration == "rolling"
+                    else conformal_pvalues(cal_scores, score[seen]))
+    flags = np.zeros(len(score), dtype=bool)
+    flags[seen] = pvalue[seen] <= a.false_alarm_rate
     alarms = aggregate_alarms(flags, a.min_run, a.suppress)
     b = prepared.bounds
     split = np.where(rows >= b.test[0], "test", np.where(rows >= b.val[0], "val", "train"))
     frame = pd.DataFrame({"value": prepared.to_original(target[rows]), "forecast": prepared.to_original(forecast),
                           "residual": prepared.to_original(target[rows]) - prepared.to_original(forecast),
-                          "score": score, "score_step": score_step, "p_value": pvalue, "flag": flags, "alarm": alarms, "split": split},
+                          "score": score, "score_step": score_step, "p_value": pvalue, "flag": flags, "alarm": alarms, "split": split,
+                          "filled": own},
                          index=prepared.index[rows])
     frame.index.name = "timestamp"
     labels = label_source(run, cfg)
     windows = read_labels(*labels) if labels else None
     frame["label"] = point_labels(frame.index, windows) if windows is not None else False
+    observed = ~own
     meta = {"span": a.span, "rows": [int(rows[0]), int(rows[-1])], "observations": len(rows),
             "calibration": source, "calibration_text": text, "calibration_scores": len(cal_scores),
             "centre": centre, "scale": scale, "scale_original": scale * float(prepared.to_original(1.0)
@@ -388,15 +434,17 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
             "centres": centres.tolist(), "scales": scales.tolist(), "rolling": a.calibration == "rolling", "false_alarm_rate_chosen": a.false_alarm_rate, "min_run": a.min_run, "suppress": a.suppress,
             "smallest_pvalue": 1.0 / (len(cal_scores) + 1),
             "flags": int(flags.sum()), "alarms": int(alarms.sum()),
+            "filled_left_out": int(own.sum()), "filled_left_out_labelled": int((own & frame["label"].to_numpy()).sum()),
+            "filled_calibration_left_out": cal_filled,
             "labels": None if labels is None else {"file": str(labels[0]), "name": labels[1],
                                                    "windows": [[str(s), str(e)] for s, e in windows],
                                                    "windows_in_span": sum(bool(((frame.index >= s) & (frame.index <= e)).any())
                                                                           for s, e in windows)}}
     metrics: dict = {}
     if windows is not None:
-        y = frame["label"].to_numpy()
+        y = frame["label"].to_numpy()[observed]  # filled values are no observations: left out of every metric
         width = label_resolution(y)
-        metrics = detection_metrics(y, score, flags, alarms, width)
+        metrics = detection_metrics(y, score[observed], flags[observed], alarms[observed], width)
         metrics["random_baseline"] = random_baseline(y, int(flags.sum()), a.min_run, a.suppress, seed=cfg.seed,
                                                      resolution=width)
     return AnomalyResult(frame, cal_scores, metrics, meta)
