@@ -596,7 +596,7 @@ def _filled_on_grid(missing: np.ndarray, before: pd.DatetimeIndex, frame: pd.Dat
     before it; a grid cell that averages several rows counts as filled when any of them held a filled value."""
     if gridded is frame:
         return missing
-    filled = gridded.isna().any(axis=1).to_numpy()
+    filled = gridded.isna().any(axis=1).to_numpy().copy()
     if missing.any():
         stamps = before[missing]
         exact = gridded.index.get_indexer(stamps)

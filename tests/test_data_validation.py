@@ -169,3 +169,45 @@ def test_bundled_etth2_loads_offline():
     series = load_series(cfg)
     assert series.frame.shape == (17420, 1) and series.frame.index.freqstr == "h"
     assert series.frame["OT"].iloc[0] == pytest.approx(38.662)  # first row of ETTh2.csv: 2016-07-01 00:00, OT 38.662
+
+
+# ------------------------------------------------------------------ which rows hold filled values (SeriesData.filled)
+
+def test_the_filled_mask_marks_exactly_the_rows_a_repair_touched(tmp_path):
+    """Missing cells (one column is enough) and rows inserted into gaps are filled; every other row is observed."""
+    def edit(frame):
+        frame = set_cell(12, "temp", "")(set_cell(10, "OT", "nan")(frame))
+        return frame.drop(index=[100, 101, 250]).reset_index(drop=True)
+
+    path = write_csv(tmp_path / "s.csv", edit=edit)
+    series = load_series(csv_cfg(path, on_gaps="resample", fill_missing="interpolate"))
+    assert len(series.frame) == 400 and series.filled.dtype == bool and len(series.filled) == 400
+    assert np.flatnonzero(series.filled).tolist() == [10, 12, 100, 101, 250]
+    clean = load_series(csv_cfg(write_csv(tmp_path / "ok.csv")))
+    assert clean.filled is not None and not clean.filled.any()
+    assert load_series(from_dict({"data": {"source": "synthetic", "length": 300}})).filled is None
+
+
+def test_a_resampled_cell_holding_a_filled_value_is_filled(tmp_path):
+    """Off-grid timestamps: each grid cell averages its rows; a cell is filled when one of its rows held a filled value."""
+    path = write_csv(tmp_path / "s.csv", edit=lambda f: set_cell(7, "date", "2024-01-01 07:30:00")(
+        set_cell(20, "OT", "")(f)).drop(index=[30]).reset_index(drop=True))
+    series = load_series(csv_cfg(path, on_gaps="resample", fill_missing="ffill"))
+    assert len(series.frame) == 400
+    assert np.flatnonzero(series.filled).tolist() == [20, 30]  # row 7 (07:30) is observed, in the 07:00 cell
+
+
+def test_the_filled_file_round_trips_and_is_removed_when_nothing_was_filled(tmp_path):
+    from lstmkit.data import read_filled, save_filled
+    from lstmkit.runfolder import RunFolder
+
+    run = RunFolder(tmp_path)
+    run.filled_file.parent.mkdir(parents=True)
+    mask = np.zeros(400, dtype=bool)
+    mask[[3, 50, 51]] = True
+    index = pd.DatetimeIndex(HOURS, name="date")
+    save_filled(index, mask, run.filled_file)
+    assert run.filled_file.exists() and np.array_equal(read_filled(run.filled_file, index), mask)
+    assert np.array_equal(read_filled(run.filled_file, index[40:]), mask[40:])  # aligned by timestamp
+    save_filled(index, np.zeros(400, dtype=bool), run.filled_file)  # a rerun with nothing filled: no stale file
+    assert not run.filled_file.exists() and not read_filled(run.filled_file, index).any()  # older runs: all observed
