@@ -447,3 +447,69 @@ def test_alarms_explain_the_forecast_that_gave_the_score():
     expected = model.predict(windows)[np.arange(3), step[positions] - 1]
     np.testing.assert_allclose(attr.prediction, expected, rtol=1e-4, atol=1e-5)
     assert attr.values.shape == (3, p.lookback, len(p.columns))
+
+
+# ------------------------------------------------------------------ filled values are not observations
+
+def test_smoothed_scores_leave_filled_residuals_out_by_hand():
+    r = np.array([1.0, np.nan, 5.0, np.nan, np.nan])  # standardised (r - 1) / 2: 0, -, 2, -, -
+    np.testing.assert_allclose(an.scores_from(r, 1.0, 2.0, smooth=2), [0.0, 2.0, 2.0, np.nan])
+    score, step = an.multistep_scores(np.array([[1.0, 3.0], [np.nan, np.nan]]), np.zeros(2), np.ones(2))
+    np.testing.assert_allclose(score, [3.0, np.nan])
+    np.testing.assert_array_equal(step, [2, 0])
+
+
+@pytest.mark.parametrize("calibration,smooth", [("fixed", 1), ("rolling", 3)])
+def test_filled_values_are_never_scored_flagged_or_evaluated(tmp_path, calibration, smooth):
+    """Spikes put where the data stage filled values: without data/filled.parquet (an older run) they are flagged;
+    with it they get no score, p-value or flag, stay out of the calibration, and every metric equals the metric of
+    the observed values alone."""
+    from lstmkit.atomic import atomic_write_json
+    from lstmkit.data import save_filled
+    from lstmkit.forecasters.baselines import Persistence
+    from lstmkit.runfolder import RunFolder
+
+    rng = np.random.default_rng(3)
+    target = 10 * np.sin(np.arange(1200) * 2 * np.pi / 24) + rng.normal(0, 1, 1200)
+    overrides = {"anomalies.calibration": calibration, "anomalies.smooth": smooth, "anomalies.false_alarm_rate": 0.01}
+    cfg, prepared = _prepared_with(target, **overrides)
+    val, test = prepared.bounds.val, prepared.bounds.test
+    filled = np.zeros(1200, dtype=bool)
+    filled[[val[0] + 60, val[0] + 61, test[0] + 30, test[0] + 31, test[0] + 100, test[0] + 140]] = True
+    target[filled] += np.where(np.arange(1200) < test[0], 40.0, 80.0)[filled]  # made-up values far off the forecasts
+    cfg, prepared = _prepared_with(target, **overrides)
+    model = Persistence().fit(prepared)
+    older, run = RunFolder(tmp_path / "older"), RunFolder(tmp_path / "new")
+    for r in (older, run):
+        atomic_write_json(r.anomaly_labels_file, {"synthetic": [[str(prepared.index[test[0] + 90]),
+                                                                 str(prepared.index[test[0] + 120])]]})
+    save_filled(prepared.index, filled, run.filled_file)
+
+    before = an.run_anomalies(older, cfg, model, prepared)  # no file: every row an observation, as before
+    own = filled[prepared.index.get_indexer(before.frame.index)]
+    assert own.sum() == 4 and not before.frame["filled"].any() and before.frame["flag"][own].any()
+    assert before.meta["filled_left_out"] == 0
+
+    result = an.run_anomalies(run, cfg, model, prepared)
+    f = result.frame
+    np.testing.assert_array_equal(f["filled"].to_numpy(), own)
+    assert f["score"][own].isna().all() and f["p_value"][own].isna().all() and not f["flag"][own].any()
+    assert not f["alarm"][own].any() and f["score"][~own].notna().all() and f["p_value"][~own].notna().all()
+    after = [i + 1 for i in np.flatnonzero(own) if i + 1 < len(f) and not own[i + 1]]
+    assert len(after) == 3 and f["score"].iloc[after].notna().all()  # look-back holds a filled value: still scored
+    assert result.meta["filled_left_out"] == 4 and result.meta["filled_left_out_labelled"] == 1
+    assert result.meta["filled_calibration_left_out"] == 2
+    assert len(result.calibration_scores) == len(before.calibration_scores) - 2
+    if smooth == 1:  # the calibration scores (validation rows in order) are those of before, less the filled two
+        np.testing.assert_allclose(result.calibration_scores, np.delete(before.calibration_scores, [60, 61]))
+    obs = ~own
+    y = f["label"].to_numpy()[obs]
+    width = an.label_resolution(y)
+    expected = an.detection_metrics(y, f["score"].to_numpy()[obs], f["flag"].to_numpy()[obs],
+                                    f["alarm"].to_numpy()[obs], width)
+    expected["random_baseline"] = an.random_baseline(y, int(f["flag"].sum()), cfg.anomalies.min_run,
+                                                     cfg.anomalies.suppress, seed=cfg.seed, resolution=width)
+    got = dict(result.metrics)
+    assert got.pop("random_baseline") == pytest.approx(expected.pop("random_baseline"), nan_ok=True)
+    assert got == pytest.approx(expected, nan_ok=True)
+    assert result.metrics["labelled_share"] == pytest.approx(30 / (len(f) - 4))
