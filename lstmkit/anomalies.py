@@ -389,6 +389,9 @@ def run_anomalies(run, cfg: Config, forecaster, prepared, echo=None) -> AnomalyR
     centre, scale = float(centres[0]), float(scales[0])
     cal_scores = np.concatenate([_observed_scores(r, centres, scales, k) for r in blocks])
     cal_filled = int(sum(np.isnan(r).all(axis=1).sum() for r in blocks))
+    if not len(cal_scores):
+        raise ValueError(f"every one of the {cal_filled:,} calibration observations holds a filled value "
+                         f"(data.fill_missing, data.on_gaps): nothing observed to calibrate the p-values on")
     if cal_filled:
         text += f" ({cal_filled:,} of those observations hold filled values, not observations, and are left out)"
     if a.calibration == "rolling":
