@@ -160,7 +160,7 @@ def nab_rows(configs: list[Path], results: Path, overrides: dict) -> list[tuple[
         run.root.mkdir(parents=True, exist_ok=True)
         cfg.save(run.config_file)
         train_run(run, cfg, prepared, echo=print)
-        m = run_anomalies(run, cfg, prepared).metrics
+        m = run_anomalies(run, cfg, load_selected(run), prepared).metrics
         for label, d in ((path.stem, m), ("  random scores", m["random_baseline"])):
             rows.append((label, "forecast" if d is m else "random", f"{d['auc_roc']:.3f}", f"{d['auc_pr']:.3f}",
                          f"{d['precision']:.3f}", f"{d['recall']:.3f}", f"{d['f1']:.3f}", f"{d['event_f1']:.3f}",

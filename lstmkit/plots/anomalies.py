@@ -40,7 +40,7 @@ def anomaly_series(frame: pd.DataFrame, threshold: float, units: str = "a.u.", t
         bottom.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"flag threshold ({threshold:.2f})")
     flag = frame["flag"].to_numpy()
     bottom.scatter(idx[flag], frame["score"][flag], color="tab:red", s=10, zorder=3, label="flag")
-    if frame["score"].max() > 20 * max(np.median(frame["score"]), 1e-9):
+    if frame["score"].max() > 20 * max(np.nanmedian(frame["score"]), 1e-9):
         bottom.set_yscale("log")
     bottom.set_ylabel("score (standardised\nresidual, RMS)" + (", log" if bottom.get_yscale() == "log" else ""))
     bottom.set_xlabel("time")
