@@ -50,7 +50,7 @@ def project(tmp_path_factory) -> Path:
 def quick_run(project: Path) -> Path:
     """The quick profile run end to end with one training epoch, then its report built."""
     proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--set", "training.epochs=1")
-    assert "[6/6] explainability" in proc.stdout
+    assert "[8/8] anomalies" in proc.stdout
     lstmkit(project, "report", "--run-dir", "runs/quick")
     return project / "runs" / "quick"
 
@@ -219,7 +219,7 @@ def test_resume_from_training_reproduces_the_metrics(quick_run: Path):
     before = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     first_data = (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime
     proc = lstmkit(project, "run", "--from", "training", "--run-dir", "runs/quick")
-    assert "[1/6]" not in proc.stdout and "[4/6] training" in proc.stdout
+    assert "[1/8]" not in proc.stdout and "[4/8] training" in proc.stdout
     assert (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime == first_data
     after = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     assert after["model"] == before["model"]  # same config and seed: the same model and the same test metrics
