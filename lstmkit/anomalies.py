@@ -500,12 +500,6 @@ def save_anomalies(run, result: AnomalyResult) -> None:
     atomic_write_json(run.anomaly_metrics_file, {**result.metrics, "meta": result.meta})
 
 
-def load_anomalies(run) -> tuple[pd.DataFrame, dict]:
-    """The scores frame and metrics.json the stage wrote."""
-    frame = pd.read_parquet(run.require(run.anomaly_scores_file, "anomalies (08_anomalies)")).set_index("timestamp")
-    return frame, json.loads(run.anomaly_metrics_file.read_text())
-
-
 def metrics_table(metrics: dict) -> pd.DataFrame:
     """Detector beside the random baseline, one row per metric (for the chapter)."""
     keys = ["auc_roc", "auc_pr", "auc_roc_pooled", "auc_pr_pooled", "precision", "recall", "f1", "event_precision", "event_recall", "event_f1",
