@@ -266,6 +266,32 @@ class AnomalyConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = _opt("127.0.0.1", "Address `lstmkit serve` listens on (the loopback by default; `0.0.0.0` to accept other machines).")
+    port: int = _opt(8000, "TCP port of `lstmkit serve`.")
+    db: str = _opt("", "SQLAlchemy URL of the service's database: empty = an embedded SQLite file `service.db` in the state folder (WAL mode), or e.g. `postgresql+psycopg://user@127.0.0.1:5432/lstmkit`.")
+    state: str = _opt("", "Folder of the service's state: the SQLite database, every model version's bundle (`models/<version>/`) and the retrain jobs' logs; empty = `<bundle folder>-service` beside the bundle.")
+    max_body_bytes: int = _opt(4_000_000, "Largest request body accepted (bytes); larger ones are refused with 413 before they are read.")
+    max_rows: int = _opt(100_000, "Most observations one request may append (or one window may hold).")
+    batch_max: int = _opt(64, "Request batching: most forecast windows run through the model in one call.")
+    batch_wait_ms: float = _opt(2.0, "Request batching: how long the first waiting forecast waits for others to join its batch (ms).")
+    metrics_window: int = _opt(168, "Scored forecasts (per horizon step 1) in the rolling error of `/v1/series/{id}/metrics` and of the drift trigger.")
+    retrain_every: int = _opt(0, "Retrain trigger: start a retrain job after this many new observations of a series since the last one; 0 = off.")
+    drift: bool = _opt(False, "Retrain trigger: start a retrain job when the rolling error of a series leaves its calibrated band (the `drift_level` quantile of the rolling error on the bundle's calibration windows).")
+    drift_level: float = _opt(0.99, "Drift trigger: quantile of the calibration rolling errors that bounds the band.")
+    holdout: int = _opt(0, "Retraining: most recent stored rows held out to score champion and challenger (neither trains on them; the challenger is promoted only if its error there is lower); 0 = as many as the bundle's validation split.")
+    min_history: int = _opt(0, "Retraining: fewest stored rows of a series a retrain job needs; 0 = enough for the held-out span plus one training and one validation window.")
+
+
+@dataclass
+class DeploymentConfig:
+    steps: int = _opt(0, "Observations of the test span the deployment chapter replays against the service, one at a time; 0 = all of them.")
+    retrain_every: int = _opt(0, "The periodic policy of the chapter retrains every this many observations; 0 = a quarter of the replayed steps.")
+    policies: list = _opt(["static", "periodic", "drift"], "Retraining policies replayed side by side: `static` (the exported model throughout), `periodic` (every `deployment.retrain_every` observations), `drift` (when the rolling error leaves its calibrated band).")
+    latency_requests: int = _opt(200, "Single-window forecast requests timed for the chapter's latency percentiles.")
+
+
+@dataclass
 class Config:
     seed: int = _opt(42, "Seed for data generation, shuffling, weight initialisation and tuning.")
     data: DataConfig = field(default_factory=DataConfig)
@@ -280,6 +306,8 @@ class Config:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     anomalies: AnomalyConfig = field(default_factory=AnomalyConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict of every setting."""

@@ -130,6 +130,26 @@ class RunFolder:
         """Per observation: timestamp, value, forecast, score, p-value, flag, alarm, label."""
         return self.root / "anomalies" / "scores.parquet"
 
+    # --- 09 deployment
+    @property
+    def deployment_dir(self) -> Path:
+        return self.root / "deployment"
+
+    @property
+    def bundle_dir(self) -> Path:
+        """The inference bundle the deployment chapter exports and serves (`lstmkit export` writes the same)."""
+        return self.root / "deployment" / "bundle"
+
+    @property
+    def deployment_metrics_file(self) -> Path:
+        """Per policy: rolling error, retrain events, latency percentiles of the replay (with the baselines)."""
+        return self.root / "deployment" / "metrics.json"
+
+    @property
+    def replay_file(self) -> Path:
+        """Per policy and replayed step: timestamp, actual, forecast (step 1), model version, latency."""
+        return self.root / "deployment" / "replay.parquet"
+
     # --- executed notebooks and figures
     @property
     def notebooks_dir(self) -> Path:
