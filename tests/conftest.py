@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of test output
@@ -41,3 +42,59 @@ def make_row_prepared(n: int = 100, train: int = 60, val: int = 20, test: int | 
 def row_prepared():
     """Factory for toy Prepared series (see make_row_prepared)."""
     return make_row_prepared
+
+
+# --- Databases for the service's storage (SQLite file and PostgreSQL) -----------------------------------------------
+# PostgreSQL comes from LSTMKIT_TEST_POSTGRES_URL (`.ci/postgres` starts one on 127.0.0.1:55432 and prints the URL);
+# each test gets a fresh database created from it and dropped afterwards. Unset: the postgresql cases skip, unless
+# LSTMKIT_REQUIRE_POSTGRES=1 (CI), where they fail.
+
+POSTGRES_URL_ENV = "LSTMKIT_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "LSTMKIT_REQUIRE_POSTGRES"
+
+
+def postgres_base_url() -> str | None:
+    """The server URL the postgresql test databases are created from (None when unset; a failure if required)."""
+    url = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if url:
+        return url
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(f"{REQUIRE_POSTGRES_ENV}=1 but {POSTGRES_URL_ENV} is unset: start a server with "
+                    f"`.ci/postgres` and export {POSTGRES_URL_ENV}=<the URL it prints>", pytrace=False)
+    return None
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(base_url: str):
+    """Create a database `lstmkit_test_<hex>` on the server of `base_url`, yield its URL, drop it (FORCE) after."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"lstmkit_test_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.fail(f"cannot create a test database on {base_url} ({POSTGRES_URL_ENV}): {exc.orig}", pytrace=False)
+    try:
+        yield sa.engine.make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """SQLAlchemy URL of an empty database: a SQLite file in tmp_path, or a fresh PostgreSQL database (see above)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lstmkit-test.db'}"
+        return
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV} (start a server with `.ci/postgres`)")
+    with fresh_postgres_database(base) as url:
+        yield url
