@@ -98,3 +98,41 @@ def db_url(request, tmp_path):
         pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV} (start a server with `.ci/postgres`)")
     with fresh_postgres_database(base) as url:
         yield url
+
+
+TINY_ROWS = 600  # hourly rows of the tiny bundle's synthetic series
+
+
+def tiny_config():
+    """The tiny bundle's configuration: LSTM 1x4, look-back 24, horizon 4, 2 epochs, synthetic hourly data."""
+    from lstmkit.config import from_dict
+
+    return from_dict({"data": {"length": TINY_ROWS}, "window": {"lookback": 24, "horizon": 4},
+                      "model": {"architecture": "lstm", "layers": 1, "units": 4, "dropout": 0.0, "batch_size": 64},
+                      "training": {"epochs": 2, "verbose": 0}, "evaluation": {"seasonal_period": 24}})
+
+
+@pytest.fixture(scope="session")
+def tiny_series() -> pd.DataFrame:
+    """The hourly synthetic frame (DatetimeIndex `date`, freq h; columns x1, x2, x3, target) tiny_bundle is trained on."""
+    from lstmkit.data import make_synthetic
+
+    frame, _ = make_synthetic(length=TINY_ROWS, seed=7)
+    return frame
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_series):
+    """Path of a bundle (write_bundle) of a tiny LSTM trained on tiny_series; read-only: copy it before changing it."""
+    from lstmkit.bundle import validation_errors, write_bundle
+    from lstmkit.forecasters import ModelSpec
+    from lstmkit.preprocessing import prepare
+    from lstmkit.training import fit_forecaster
+
+    cfg = tiny_config()
+    prepared = prepare(tiny_series, cfg)
+    forecaster = fit_forecaster(prepared, ModelSpec.from_config(cfg), cfg, seed=cfg.seed)
+    out = tmp_path_factory.mktemp("tiny") / "bundle"
+    return write_bundle(out, forecaster, prepared.scaler, prepared.target_scaler, prepared.columns, prepared.target,
+                        "h", tiny_series.index[prepared.bounds.train[1] - 1], cfg,
+                        {"source": "val"}, validation_errors(forecaster, prepared), {})
