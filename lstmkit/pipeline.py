@@ -34,6 +34,7 @@ STAGES = (
     Stage("explainability", "06_explainability.ipynb", "Explainability"),
     Stage("uncertainty", "07_uncertainty.ipynb", "Uncertainty"),
     Stage("anomalies", "08_anomalies.ipynb", "Anomalies"),
+    Stage("deployment", "09_deployment.ipynb", "Deployment"),
 )
 
 

@@ -158,7 +158,7 @@ def milestone(state: dict) -> tuple:
 class Renderer:
     """Shows the progress file on a stream: a line rewritten with `\\r` on a terminal, plain lines otherwise.
 
-    On a terminal the line starts with `header` (the stage's own line, e.g. `[4/8] training ...`) and `clear` puts
+    On a terminal the line starts with `header` (the stage's own line, e.g. `[4/9] training ...`) and `clear` puts
     the bare header back; elsewhere each line is indented under the header and printed only at a new milestone,
     at most one every `min_gap` seconds.
     """

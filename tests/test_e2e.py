@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
 LSTMKIT = [sys.executable, "-m", "lstmkit.cli"]
 STAGE_NOTEBOOKS = ["01_data", "02_preprocessing", "03_tuning", "04_training", "05_evaluation", "06_explainability", "07_uncertainty",
-                   "08_anomalies"]
+                   "08_anomalies", "09_deployment"]
 
 
 def lstmkit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -50,7 +50,7 @@ def project(tmp_path_factory) -> Path:
 def quick_run(project: Path) -> Path:
     """The quick profile run end to end with one training epoch, then its report built."""
     proc = lstmkit(project, "run", "--config", "configs/quick.yaml", "--set", "training.epochs=1")
-    assert "[8/8] anomalies" in proc.stdout
+    assert "[9/9] deployment" in proc.stdout
     lstmkit(project, "report", "--run-dir", "runs/quick")
     return project / "runs" / "quick"
 
@@ -220,7 +220,7 @@ def test_resume_from_training_reproduces_the_metrics(quick_run: Path):
     before = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     first_data = (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime
     proc = lstmkit(project, "run", "--from", "training", "--run-dir", "runs/quick")
-    assert "[1/8]" not in proc.stdout and "[4/8] training" in proc.stdout
+    assert "[1/9]" not in proc.stdout and "[4/9] training" in proc.stdout
     assert (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime == first_data
     after = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     assert after["model"] == before["model"]  # same config and seed: the same model and the same test metrics

@@ -141,7 +141,7 @@ def test_describe_names_what_each_stage_is_doing():
 
 def test_on_a_terminal_one_line_is_rewritten_and_cleared(progress_file):
     out = FakeTTY()
-    renderer = progress.Renderer(progress_file, out, header="[4/8] training ...")
+    renderer = progress.Renderer(progress_file, out, header="[4/9] training ...")
     renderer.poll()
     assert out.getvalue() == ""  # nothing reported yet
     progress.report("training", epoch=1, epochs=3, loss=0.5)
@@ -150,15 +150,15 @@ def test_on_a_terminal_one_line_is_rewritten_and_cleared(progress_file):
     progress.report("training", epoch=2, epochs=3, loss=0.4)
     renderer.poll()
     renderer.clear()
-    assert out.getvalue() == ("\r[4/8] training ... epoch 1/3, loss 0.5\x1b[K"
-                              "\r[4/8] training ... epoch 2/3, loss 0.4\x1b[K"
-                              "\r[4/8] training ...\x1b[K")
+    assert out.getvalue() == ("\r[4/9] training ... epoch 1/3, loss 0.5\x1b[K"
+                              "\r[4/9] training ... epoch 2/3, loss 0.4\x1b[K"
+                              "\r[4/9] training ...\x1b[K")
     assert "\n" not in out.getvalue() and renderer.lines == 0
 
 
 def test_elsewhere_plain_lines_at_milestones_and_at_most_one_a_second(progress_file):
     out, clock = io.StringIO(), Clock()
-    renderer = progress.Renderer(progress_file, out, header="[6/8] explainability ...", clock=clock)
+    renderer = progress.Renderer(progress_file, out, header="[6/9] explainability ...", clock=clock)
     for done in range(0, 101):  # a state every 1/8 s: a new 10% every 10 windows, i.e. every 1.25 s
         progress.report("explain", windows=done, total=100)
         renderer.poll()
@@ -189,7 +189,7 @@ def test_live_sets_the_variable_for_the_stage_renders_and_cleans_up(tmp_path, mo
     monkeypatch.delenv(progress.ENV, raising=False)
     path, out = tmp_path / "progress.json", io.StringIO()
     path.write_text('{"stage": "training", "epoch": 9, "epochs": 9}')  # stale: from an earlier stage
-    with progress.Live(path, out, header="[4/8] training ...", interval=0.05) as live:
+    with progress.Live(path, out, header="[4/9] training ...", interval=0.05) as live:
         assert progress.enabled() and progress.ENV in __import__("os").environ
         progress.report("training", epoch=1, epochs=2, loss=1.0)
         deadline = time.monotonic() + 10

@@ -5,6 +5,7 @@ The chapters call them as `plots.<figure>`: this package re-exports every chapte
 
 from lstmkit.plots.anomalies import *  # noqa: F403
 from lstmkit.plots.data import *  # noqa: F403
+from lstmkit.plots.deployment import *  # noqa: F403
 from lstmkit.plots.evaluation import *  # noqa: F403
 from lstmkit.plots.explainability import *  # noqa: F403
 from lstmkit.plots.preprocessing import *  # noqa: F403

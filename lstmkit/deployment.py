@@ -1,0 +1,602 @@
+"""Deployment stage: replay the test span as a stream against `lstmkit serve` on the loopback, one policy at a time.
+
+For each retraining policy of `deployment.policies` (`static`: the exported model throughout; `periodic`: a retrain
+job every `deployment.retrain_every` new observations, `serve.retrain_every`; `drift`: a retrain job when the
+service's rolling error leaves its calibrated band, `serve.drift`), a fresh service is started as a subprocess on
+127.0.0.1 with a free port, its own state folder and SQLite database under `deployment/<policy>/` and a generated API
+key. The series is seeded with every row before the test span (original units, as the data stage stored them), then
+the test span is replayed one observation at a time: append it, then ask the service for a forecast from the series
+it has stored. The service only ever sees the observations appended so far, so no forecast can look ahead.
+
+When an append starts a retrain job, the stream waits until the job has finished (and a promoted challenger serves)
+before the next observation: the replay is then the same whatever the machine's speed, at the price of hiding how
+long a retrain takes (which the events record). Afterwards `deployment.latency_requests` single-window forecasts
+(the window in the request body) are timed for latency percentiles, and the service is stopped with SIGTERM.
+
+Scoring, per policy: every forecast of an observation of the replayed span, per horizon step, in original units and
+in the training scaler's units, beside the persistence and seasonal-naive forecasts made at the same origins from the
+same observations; the coverage of the served intervals; the rolling step-1 MAE over time; the retrain events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lstmkit.atomic import atomic_path, atomic_write_json, read_json
+from lstmkit.config import Config
+
+SERIES_ID = "replay"
+STARTUP_TIMEOUT_S = 300.0  # TensorFlow's import and the bundle's warm-up on a busy machine
+JOB_TIMEOUT_S = 1800.0     # one retrain job (it trains a model)
+HISTORY_CHUNK = 20_000     # rows per append while seeding the history (well under serve.max_rows / max_body_bytes)
+PERCENTILES = (50, 90, 99)
+
+
+class DeploymentError(RuntimeError):
+    """The replay could not run: a service that did not start (with its log's tail) or answered an error."""
+
+
+@dataclass
+class Deployment:
+    """The replay of every policy: `replay` one row per policy, origin and horizon step; `metrics` the summary."""
+
+    replay: pd.DataFrame
+    metrics: dict
+    bundle: Path
+    reused: bool = False
+
+    @property
+    def policies(self) -> list[str]:
+        """The replayed policies, in the configured order."""
+        return list(self.metrics["policies"])
+
+    def step1(self, policy: str) -> pd.DataFrame:
+        """The step-1 forecasts of one policy indexed by the forecast timestamp: actual, mean, lower_*/upper_*, version."""
+        r = self.replay
+        return r[(r["policy"] == policy) & (r["step"] == 1)].set_index("timestamp").sort_index()
+
+
+# ------------------------------------------------------------------ the service as a subprocess
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log file ('' when it does not exist)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def policy_settings(policy: str, retrain_every: int) -> list[str]:
+    """The `--set` overrides that give a service the policy's retrain trigger."""
+    if policy == "static":
+        return []
+    if policy == "periodic":
+        return ["--set", f"serve.retrain_every={retrain_every}"]
+    if policy == "drift":
+        return ["--set", "serve.drift=true"]
+    raise DeploymentError(f"deployment.policies: unknown policy {policy!r}; policies: static, periodic, drift")
+
+
+class Service:
+    """`lstmkit serve BUNDLE` in a subprocess on 127.0.0.1 (free port, own state folder and database, generated API
+    key); a context manager that waits for /readyz on entry and stops the service with SIGTERM on exit."""
+
+    def __init__(self, bundle: Path, state: Path, settings: list[str] | None = None, timeout: float = STARTUP_TIMEOUT_S):
+        """Remember what to start; `state` is emptied first (a replay starts from a fresh database)."""
+        self.bundle, self.state, self.settings, self.timeout = Path(bundle), Path(state), settings or [], timeout
+        self.api_key = secrets.token_hex(16)
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.client = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running service."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        """The service's stdout and stderr."""
+        return self.state / "service.log"
+
+    def start(self) -> Service:
+        """Start the subprocess and wait until /readyz answers 200; DeploymentError with the log's tail otherwise."""
+        import httpx
+
+        shutil.rmtree(self.state, ignore_errors=True)
+        self.state.mkdir(parents=True)
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "lstmkit.cli", "serve", str(self.bundle), "--host", "127.0.0.1",
+               "--port", str(self.port), "--state", str(self.state / "state"),
+               "--db", f"sqlite:///{self.state / 'service.db'}", *self.settings]
+        env = {k: v for k, v in os.environ.items() if k != "LSTMKIT_PROGRESS_FILE"}
+        env |= {"LSTMKIT_API_KEY": self.api_key, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.client = httpx.Client(base_url=self.url, headers={"X-API-Key": self.api_key}, timeout=120.0)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.close()
+                raise DeploymentError(f"`lstmkit serve {self.bundle}` exited with status {self.proc.returncode} before "
+                                      f"it was ready; the end of its log {self.log}:\n{log_tail(self.log)}")
+            try:
+                if self.client.get("/readyz", timeout=2.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.close()
+        raise DeploymentError(f"`lstmkit serve {self.bundle}` was not ready (GET /readyz) after {self.timeout:.0f} s; "
+                              f"the end of its log {self.log}:\n{log_tail(self.log)}")
+
+    def close(self) -> None:
+        """Stop the service: SIGTERM, then wait (SIGKILL after 30 s); close the HTTP client."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Service:
+        """Start the service."""
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        """Stop the service."""
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs) -> dict:
+        """One request; its JSON answer, or DeploymentError naming the request, the status and the message."""
+        import httpx
+
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise DeploymentError(f"{method} {path} to the service at {self.url} failed: {e}; the end of its log "
+                                  f"{self.log}:\n{log_tail(self.log)}") from None
+        if response.status_code >= 400:
+            raise DeploymentError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+
+# ------------------------------------------------------------------ HTTP bodies
+
+def observation_body(frame: pd.DataFrame) -> dict:
+    """The body of POST /v1/series/{id}/observations for the rows of a frame (ISO timestamps, float columns)."""
+    return {"timestamps": [t.isoformat() for t in frame.index],
+            "columns": {c: [float(v) for v in frame[c].to_numpy()] for c in frame.columns}}
+
+
+def started_jobs(answer: dict) -> list[str]:
+    """Ids of the retrain jobs an append answer says it started (keys `retrain_job`, `job_id`, `jobs`)."""
+    found = []
+    for key in ("retrain_job", "job_id", "job", "retrain"):
+        value = answer.get(key)
+        if isinstance(value, str) and value:
+            found.append(value)
+        elif isinstance(value, dict) and value.get("id"):
+            found.append(str(value["id"]))
+    for value in answer.get("jobs") or []:
+        found.append(str(value["id"] if isinstance(value, dict) else value))
+    return found
+
+
+def serving_version(service: Service) -> str | None:
+    """The version that serves now, from GET /v1/models."""
+    models = service.request("GET", "/v1/models")
+    if isinstance(models, dict):
+        for key in ("serving", "champion", "current", "version"):
+            value = models.get(key)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, dict) and "version" in value:
+                return value["version"]
+        models = models.get("versions") or models.get("models") or []
+    for m in models:
+        if m.get("serving") or m.get("status") == "champion":
+            return m.get("version")
+    return None
+
+
+def wait_for_job(service: Service, job_id: str, timeout: float = JOB_TIMEOUT_S) -> dict:
+    """Poll GET /v1/jobs/{id} until the job has finished; then, if it promoted a version, until that version serves."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = service.request("GET", f"/v1/jobs/{job_id}")
+        if job.get("status") in ("succeeded", "failed"):
+            break
+        if time.monotonic() > deadline:
+            raise DeploymentError(f"retrain job {job_id} did not finish within {timeout:.0f} s; the end of the "
+                                  f"service's log {service.log}:\n{log_tail(service.log)}")
+        time.sleep(0.25)
+    detail = job.get("detail") or {}
+    promoted = detail.get("promoted")
+    version = detail.get("version") or detail.get("challenger")
+    if promoted and version:
+        end = time.monotonic() + 60
+        while serving_version(service) != version and time.monotonic() < end:
+            time.sleep(0.1)
+    return job
+
+
+# ------------------------------------------------------------------ the replay
+
+def forecast_rows(answer: dict, policy: str, index: int, origin: pd.Timestamp, latency_ms: float) -> list[dict]:
+    """One row per horizon step of a forecast answer: policy, replay index, origin, step, timestamp, mean, bounds."""
+    rows = []
+    for k, point in enumerate(answer["forecast"], start=1):
+        ts = pd.Timestamp(point["timestamp"])
+        row = {"policy": policy, "index": index, "origin": origin, "step": k,
+               "timestamp": ts.tz_convert(None) if ts.tz is not None else ts,
+               "model_version": answer["model_version"], "latency_ms": latency_ms}
+        row |= {key: float(v) for key, v in point.items() if key == "mean" or key.startswith(("lower_", "upper_"))}
+        rows.append(row)
+    return rows
+
+
+def replay_policy(service: Service, policy: str, history: pd.DataFrame, stream: pd.DataFrame, horizon: int,
+                  metrics_every: int, echo=None) -> tuple[list[dict], list[dict], list[dict]]:
+    """Seed the history, then append the stream one row at a time and forecast after each append (and once before
+    the first): returns the forecast rows, the retrain events and the service's own metrics over time."""
+    from lstmkit import progress
+
+    path = f"/v1/series/{SERIES_ID}/observations"
+    for start in range(0, len(history), HISTORY_CHUNK):
+        service.request("POST", path, json=observation_body(history.iloc[start:start + HISTORY_CHUNK]))
+    rows: list[dict] = []
+    events: list[dict] = []
+    service_metrics: list[dict] = []
+
+    def forecast(i: int, origin: pd.Timestamp) -> None:
+        t0 = time.perf_counter()
+        answer = service.request("POST", "/v1/forecast", json={"series_id": SERIES_ID, "horizon": horizon})
+        rows.extend(forecast_rows(answer, policy, i, origin, (time.perf_counter() - t0) * 1000))
+
+    forecast(0, history.index[-1])
+    for i in range(len(stream)):
+        answer = service.request("POST", path, json=observation_body(stream.iloc[i:i + 1]))
+        for job_id in started_jobs(answer):  # deterministic replay: the stream waits for the job
+            before = rows[-1]["model_version"] if rows else None
+            t0 = time.perf_counter()
+            job = wait_for_job(service, job_id)
+            detail = job.get("detail") or {}
+            after = serving_version(service)
+            events.append({"policy": policy, "job": job_id, "observation": i + 1, "timestamp": stream.index[i],
+                           "reason": detail.get("reason") or job.get("kind"), "status": job.get("status"),
+                           "promoted": bool(after and after != before), "from_version": before, "to_version": after,
+                           "decision": detail.get("decision") or ("promoted" if after != before else "kept champion"),
+                           "wait_s": round(time.perf_counter() - t0, 2), "error": job.get("error"),
+                           "scores": {k: detail[k] for k in ("champion_error", "challenger_error", "champion",
+                                                              "challenger") if k in detail and not isinstance(detail[k], str)}})
+        if i < len(stream) - 1:  # after the last observation there is nothing of the span left to forecast
+            forecast(i + 1, stream.index[i])
+        if (i + 1) % metrics_every == 0 or i == len(stream) - 1:
+            m = service.request("GET", f"/v1/series/{SERIES_ID}/metrics")
+            service_metrics.append({"observation": i + 1, "timestamp": str(stream.index[i]),
+                                    **{k: v for k, v in m.items() if isinstance(v, (int, float, str)) or v is None}})
+        progress.report("deployment", policy=policy, observation=f"{i + 1}/{len(stream)}")
+        if echo and ((i + 1) % max(1, len(stream) // 4) == 0):
+            echo(f"  {policy}: {i + 1}/{len(stream)} observations replayed, {len(events)} retrain job(s)")
+    return rows, events, service_metrics
+
+
+def time_latency(service: Service, window: pd.DataFrame, horizon: int, n: int) -> np.ndarray:
+    """Milliseconds of `n` single-window forecasts (the window in the body), one at a time, after two warm-up calls."""
+    body = {"window": observation_body(window), "horizon": horizon}
+    for _ in range(2):
+        service.request("POST", "/v1/forecast", json=body)
+    times = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        service.request("POST", "/v1/forecast", json=body)
+        times[i] = (time.perf_counter() - t0) * 1000
+    return times
+
+
+def latency_summary(ms: np.ndarray) -> dict:
+    """p50/p90/p99, mean and count of latencies in milliseconds."""
+    ms = np.asarray(ms, dtype=float)
+    if len(ms) == 0:
+        return {"n": 0}
+    return {"n": int(len(ms)), "mean": float(ms.mean()),
+            **{f"p{q}": float(np.percentile(ms, q)) for q in PERCENTILES}}
+
+
+# ------------------------------------------------------------------ scoring
+
+def baseline_forecasts(values: np.ndarray, origins: np.ndarray, horizon: int, period: int) -> dict[str, np.ndarray]:
+    """Persistence and seasonal-naive forecasts (len(origins), horizon) made at row positions `origins` of `values`
+    (1-D, original units) from the rows up to each origin only: step k repeats the last value, or the value one
+    season (as many seasons as needed) before the forecast row."""
+    steps = np.arange(1, horizon + 1)
+    persistence = np.repeat(values[origins][:, None], horizon, axis=1)
+    back = period * np.ceil(steps / period).astype(int) - steps  # rows before the origin: 0 .. period - 1
+    seasonal = values[origins[:, None] - back[None, :]]
+    return {"persistence": persistence, "seasonal_naive": seasonal}
+
+
+def error_table(errors: np.ndarray, valid: np.ndarray, scale: float) -> dict:
+    """MAE and RMSE overall and per horizon step of errors (n, horizon) where `valid`, original and scaled units."""
+    out = {}
+    for units, div in (("original", 1.0), ("scaled", scale)):
+        e = np.where(valid, errors / div, np.nan)
+        out[units] = {"mae": float(np.nanmean(np.abs(e))), "rmse": float(np.sqrt(np.nanmean(e ** 2))),
+                      "mae_per_step": np.nanmean(np.abs(e), axis=0).tolist(),
+                      "rmse_per_step": np.sqrt(np.nanmean(e ** 2, axis=0)).tolist()}
+    return out
+
+
+def rolling_window(n: int, cfg: Config) -> int:
+    """Observations in the rolling step-1 MAE: `serve.metrics_window`, at most a quarter of the replay (at least 1)."""
+    return max(1, min(cfg.serve.metrics_window, n // 4))
+
+
+def target_scale(bundle_path: Path, target: str) -> float:
+    """How many original units one scaled unit of the target is (the training scaler's standard deviation or range),
+    read from the bundle's preprocessing.json; 1.0 when the bundle does not say."""
+    try:
+        pre = read_json(Path(bundle_path) / "preprocessing.json")
+    except (OSError, ValueError):
+        return 1.0
+    for key in ("target_scaler", "scaler"):
+        s = pre.get(key)
+        if not isinstance(s, dict):
+            continue
+        cols = s.get("columns") or pre.get("columns") or []
+        for name in ("scale", "scale_", "std", "range"):
+            v = s.get(name)
+            if isinstance(v, (int, float)):
+                return float(v) or 1.0
+            if isinstance(v, list) and v:
+                i = cols.index(target) if target in cols and len(cols) == len(v) else len(v) - 1
+                return float(v[i]) or 1.0
+            if isinstance(v, dict) and target in v:
+                return float(v[target]) or 1.0
+    return 1.0
+
+
+def score_policy(frame: pd.DataFrame, levels: list[str], scale: float, horizon: int) -> dict:
+    """Errors (original and scaled), per-step errors, interval coverage and width of one policy's forecasts whose
+    observation arrived during the replay (`actual` present)."""
+    scored = frame[frame["actual"].notna()]
+    wide = scored.pivot(index="index", columns="step", values="mean").reindex(columns=range(1, horizon + 1))
+    actual = scored.pivot(index="index", columns="step", values="actual").reindex(columns=range(1, horizon + 1))
+    valid = wide.notna().to_numpy() & actual.notna().to_numpy()
+    out = error_table((wide - actual).to_numpy(), valid, scale)
+    out["forecasts"] = int(len(wide))
+    out["coverage"], out["width"], out["coverage_step1"] = {}, {}, {}
+    for level in levels:
+        lo, hi = scored[f"lower_{level}"], scored[f"upper_{level}"]
+        inside = (scored["actual"] >= lo) & (scored["actual"] <= hi)
+        out["coverage"][level] = float(inside.mean())
+        out["width"][level] = float((hi - lo).mean())
+        out["coverage_step1"][level] = float(inside[scored["step"] == 1].mean())
+    return out
+
+
+def rolling_mae(errors: pd.Series, window: int) -> pd.Series:
+    """Trailing mean of absolute errors over `window` observations (defined from the first one on)."""
+    return errors.abs().rolling(window, min_periods=1).mean()
+
+
+def interval_levels(frame: pd.DataFrame) -> list[str]:
+    """The interval levels the served forecasts hold (`80`, `95`, ...), from their `lower_<level>` columns."""
+    return [c[len("lower_"):] for c in frame.columns if c.startswith("lower_")]
+
+
+# ------------------------------------------------------------------ the stage
+
+def ensure_bundle(run, echo=None) -> Path:
+    """The run's bundle at `run.bundle_dir`: exported from the selected model unless a bundle newer than the
+    selection is there already."""
+    from lstmkit.bundle import export_bundle
+
+    manifest = run.bundle_dir / "manifest.json"
+    selected = run.selected_file
+    if manifest.exists() and (not selected.exists() or manifest.stat().st_mtime >= selected.stat().st_mtime):
+        return run.bundle_dir
+    shutil.rmtree(run.bundle_dir, ignore_errors=True)
+    out = export_bundle(run, run.bundle_dir)
+    if echo:
+        echo(f"Exported the selected model as a bundle to {out}")
+    return Path(out)
+
+
+def replay_key(cfg: Config, version: str, series: pd.DataFrame) -> str:
+    """What the replay depends on: the deployment and service settings, the bundle's version and the series."""
+    serve = {k: v for k, v in dataclasses.asdict(cfg.serve).items() if k not in ("host", "port", "db", "state")}
+    text = json.dumps({"deployment": dataclasses.asdict(cfg.deployment), "serve": serve, "bundle": version,
+                       "split": dataclasses.asdict(cfg.split), "rows": len(series),
+                       "last": str(series.index[-1])}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_start(run, cfg: Config, n_rows: int) -> int:
+    """First row of the test span: from the preprocessing stage's splits file, else from the split settings."""
+    if run.splits_file.exists():
+        return int(read_json(run.splits_file)["rows"]["test"][0])
+    from lstmkit.preprocessing import split_bounds
+
+    return split_bounds(n_rows, cfg.split.train, cfg.split.val, cfg.split.test).test[0]
+
+
+def run_deployment(run, cfg: Config, echo=None) -> Deployment:
+    """Export the run's bundle and replay its test span against a service per policy; write and return the results
+    (reused when the settings, the bundle's version and the series are unchanged)."""
+    from lstmkit.bundle import load_bundle
+    from lstmkit.data import read_series
+
+    bundle_path = ensure_bundle(run, echo)
+    bundle = load_bundle(bundle_path)
+    series = read_series(run.require(run.series_file, "data (01_data)"))
+    key = replay_key(cfg, bundle.version, series)
+    if run.replay_file.exists() and run.deployment_metrics_file.exists():
+        metrics = read_json(run.deployment_metrics_file)
+        if metrics.get("meta", {}).get("key") == key:
+            if echo:
+                echo(f"Reusing the replay in {run.replay_file} (same settings, bundle {bundle.version} and series)")
+            return Deployment(pd.read_parquet(run.replay_file), metrics, bundle_path, reused=True)
+
+    d = cfg.deployment
+    start = test_start(run, cfg, len(series))
+    span = len(series) - start
+    steps = span if d.steps <= 0 else min(d.steps, span)
+    if steps < 2:
+        raise DeploymentError(f"the test span of {run.series_file} has {span} rows; the replay needs at least 2")
+    every = d.retrain_every if d.retrain_every > 0 else max(1, steps // 4)
+    frame = series[bundle.columns]
+    history, stream = frame.iloc[:start], frame.iloc[start:start + steps]
+    horizon, period = bundle.horizon, max(1, int(bundle.seasonal_period))
+    if start < bundle.lookback:
+        raise DeploymentError(f"only {start} rows precede the test span; the bundle's look-back is {bundle.lookback}")
+    metrics_every = max(1, steps // 50)
+
+    parts, events, service_metrics, latency, stream_latency = [], [], {}, {}, {}
+    for policy in d.policies:
+        if echo:
+            echo(f"Replaying {steps} observations with the {policy} policy"
+                 + (f" (retrain every {every})" if policy == "periodic" else ""))
+        settings = policy_settings(policy, every)
+        with Service(bundle_path, run.deployment_dir / policy, settings) as service:
+            rows, ev, sm = replay_policy(service, policy, history, stream, horizon, metrics_every, echo)
+            ms = time_latency(service, frame.iloc[start + steps - bundle.lookback:start + steps], horizon,
+                              d.latency_requests)
+        parts.append(pd.DataFrame(rows))
+        events.extend(ev)
+        service_metrics[policy] = sm
+        latency[policy] = ms
+        stream_latency[policy] = parts[-1].drop_duplicates("index")["latency_ms"].to_numpy()
+
+    replay = pd.concat(parts, ignore_index=True)
+    target = bundle.target
+    observed = series[target].iloc[start:start + steps]
+    replay["actual"] = replay["timestamp"].map(observed)
+    metrics = summarise(replay, events, series[target].to_numpy(dtype=float), start, steps, horizon, period,
+                        target_scale(bundle_path, target), rolling_window(steps, cfg), latency, stream_latency)
+    metrics["service_metrics"] = service_metrics
+    metrics["meta"] |= {"key": key, "bundle_version": bundle.version, "bundle": str(bundle_path), "target": target,
+                        "units": cfg.data.units, "columns": list(bundle.columns), "lookback": bundle.lookback, "horizon": horizon,
+                        "seasonal_period": period, "history_rows": start, "test_rows": span, "steps": steps,
+                        "first": str(stream.index[0]), "last": str(stream.index[-1]), "retrain_every": every,
+                        "policies": list(d.policies), "latency_requests": d.latency_requests,
+                        "wait_for_jobs": True}
+    latency_frame = pd.DataFrame([{"policy": p, "i": i, "latency_ms": v} for p, ms in latency.items()
+                                  for i, v in enumerate(ms)])
+    save_deployment(run, replay, metrics, latency_frame)
+    return Deployment(replay, metrics, bundle_path)
+
+
+def summarise(replay: pd.DataFrame, events: list[dict], values: np.ndarray, start: int, steps: int, horizon: int,
+              period: int, scale: float, window: int, latency: dict, stream_latency: dict) -> dict:
+    """The metrics JSON: per policy errors beside the baselines at the same origins, coverage, retrain events,
+    latency percentiles; the baselines' and the policies' rolling step-1 MAE."""
+    levels = interval_levels(replay)
+    origins = np.arange(start - 1, start + steps - 1)  # forecast i is made from the rows up to start - 1 + i
+    base = baseline_forecasts(values, origins, horizon, period)
+    targets = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    valid = targets < start + steps
+    actual = np.where(valid, values[np.minimum(targets, len(values) - 1)], np.nan)
+    out = {"meta": {"levels": levels, "rolling_window": window, "scale": scale}, "policies": {}, "baselines": {},
+           "rolling": {}}
+    for name, f in base.items():
+        out["baselines"][name] = error_table(f - actual, valid, scale)
+        out["rolling"][name] = rolling_mae(pd.Series(f[:, 0] - actual[:, 0]), window).tolist()
+    for policy, frame in replay.groupby("policy", sort=False):
+        m = score_policy(frame, levels, scale, horizon)
+        m["retrains"] = [e for e in events if e["policy"] == policy]
+        m["versions"] = list(dict.fromkeys(frame["model_version"]))
+        m["latency_ms"] = latency_summary(latency[policy])
+        m["stream_latency_ms"] = latency_summary(stream_latency[policy])
+        out["policies"][policy] = m
+        s1 = frame[frame["step"] == 1].sort_values("index")
+        out["rolling"][policy] = rolling_mae(s1["mean"] - s1["actual"], window).tolist()
+    out["rolling"]["timestamp"] = [str(values_ts) for values_ts in
+                                   replay[replay["step"] == 1].drop_duplicates("index").sort_values("index")["timestamp"]]
+    return out
+
+
+def save_deployment(run, replay: pd.DataFrame, metrics: dict, latency: pd.DataFrame) -> None:
+    """Write the replay (Parquet) and the metrics (JSON) atomically; the metrics last (they mark the replay done)."""
+    run.deployment_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run.replay_file) as tmp:
+        replay.to_parquet(tmp, index=False)
+    with atomic_path(run.deployment_dir / "latency.parquet") as tmp:
+        latency.to_parquet(tmp, index=False)
+    atomic_write_json(run.deployment_metrics_file, metrics)
+
+
+def latency_frame(run) -> pd.DataFrame:
+    """The timed single-window forecasts of the last replay: policy, i, latency_ms."""
+    return pd.read_parquet(run.deployment_dir / "latency.parquet")
+
+
+def errors_table(metrics: dict, units: str = "original") -> pd.DataFrame:
+    """Policies beside the baselines: MAE and RMSE overall and at step 1 and the last step, in `units`."""
+    rows = {}
+    for name, m in [*metrics["policies"].items(), *metrics["baselines"].items()]:
+        e = m[units]
+        rows[name] = {"kind": "policy" if name in metrics["policies"] else "baseline", "MAE": e["mae"],
+                      "RMSE": e["rmse"], "MAE step 1": e["mae_per_step"][0], "MAE last step": e["mae_per_step"][-1]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def coverage_table(metrics: dict) -> pd.DataFrame:
+    """Per policy and interval level: the share of actuals inside the served intervals (all steps and step 1) and
+    the mean width (original units)."""
+    rows = {}
+    for policy, m in metrics["policies"].items():
+        for level in m["coverage"]:
+            rows[(policy, f"{level}%")] = {"coverage": m["coverage"][level], "coverage step 1": m["coverage_step1"][level],
+                                          "nominal": float(level) / 100, "mean width": m["width"][level]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def events_table(metrics: dict) -> pd.DataFrame:
+    """Every retrain event of every policy: policy, observation, timestamp, reason, status, decision, versions."""
+    events = [e for m in metrics["policies"].values() for e in m["retrains"]]
+    columns = ["policy", "observation", "timestamp", "reason", "status", "decision", "from_version", "to_version",
+               "wait_s"]
+    return pd.DataFrame([{c: e.get(c) for c in columns} for e in events], columns=columns)
+
+
+def latency_table(metrics: dict) -> pd.DataFrame:
+    """Latency percentiles (ms) per policy: the timed single-window requests and the stream's forecasts."""
+    rows = {}
+    for policy, m in metrics["policies"].items():
+        for kind, key in (("single window", "latency_ms"), ("stored series (stream)", "stream_latency_ms")):
+            s = m[key]
+            rows[(policy, kind)] = {"requests": s.get("n", 0), **{f"p{q}": s.get(f"p{q}") for q in PERCENTILES},
+                                    "mean": s.get("mean")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+__all__ = ["Deployment", "DeploymentError", "Service", "baseline_forecasts", "coverage_table", "errors_table", "events_table",
+           "latency_table", "run_deployment"]
