@@ -43,7 +43,6 @@ from lstmkit.config import Config
 SERIES_ID = "replay"
 STARTUP_TIMEOUT_S = 300.0  # TensorFlow's import and the bundle's warm-up on a busy machine
 JOB_TIMEOUT_S = 1800.0     # one retrain job (it trains a model)
-HISTORY_CHUNK = 20_000     # rows per append while seeding the history (well under serve.max_rows / max_body_bytes)
 PERCENTILES = (50, 90, 99)
 
 
@@ -103,9 +102,12 @@ class Service:
     """`lstmkit serve BUNDLE` in a subprocess on 127.0.0.1 (free port, own state folder and database, generated API
     key); a context manager that waits for /readyz on entry and stops the service with SIGTERM on exit."""
 
-    def __init__(self, bundle: Path, state: Path, settings: list[str] | None = None, timeout: float = STARTUP_TIMEOUT_S):
-        """Remember what to start; `state` is emptied first (a replay starts from a fresh database)."""
+    def __init__(self, bundle: Path, state: Path, settings: list[str] | None = None, timeout: float = STARTUP_TIMEOUT_S,
+                 seed=None):
+        """Remember what to start; `state` is emptied first (a replay starts from a fresh database). `seed(db_url)`,
+        when given, fills the fresh database before the service starts."""
         self.bundle, self.state, self.settings, self.timeout = Path(bundle), Path(state), settings or [], timeout
+        self.seed = seed
         self.api_key = secrets.token_hex(16)
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -115,6 +117,11 @@ class Service:
     def url(self) -> str:
         """Base URL of the running service."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db_url(self) -> str:
+        """The service's SQLite database, in its state folder."""
+        return f"sqlite:///{self.state / 'service.db'}"
 
     @property
     def log(self) -> Path:
@@ -127,10 +134,11 @@ class Service:
 
         shutil.rmtree(self.state, ignore_errors=True)
         self.state.mkdir(parents=True)
+        if self.seed is not None:
+            self.seed(self.db_url)
         self.port = free_port()
         cmd = [sys.executable, "-m", "lstmkit.cli", "serve", str(self.bundle), "--host", "127.0.0.1",
-               "--port", str(self.port), "--state", str(self.state / "state"),
-               "--db", f"sqlite:///{self.state / 'service.db'}", *self.settings]
+               "--port", str(self.port), "--state", str(self.state / "state"), "--db", self.db_url, *self.settings]
         env = {k: v for k, v in os.environ.items() if k != "LSTMKIT_PROGRESS_FILE"}
         env |= {"LSTMKIT_API_KEY": self.api_key, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
         with open(self.log, "ab") as log:
@@ -262,15 +270,30 @@ def forecast_rows(answer: dict, policy: str, index: int, origin: pd.Timestamp, l
     return rows
 
 
+def seed_history(history: pd.DataFrame, freq: str):
+    """A function that stores the history rows as series `replay` in a fresh service database (the service's own
+    storage layer, one append) and resets its new-observation counter: a bulk load of the past is not new data, and
+    over HTTP it would count towards the every-N retrain trigger at once."""
+    def seed(db_url: str) -> None:
+        from lstmkit.service.storage import Storage
+
+        storage = Storage(db_url)
+        try:
+            storage.append(SERIES_ID, pd.DatetimeIndex(history.index),
+                           {c: history[c].to_numpy(dtype=float) for c in history.columns}, freq)
+            storage.reset_counter(SERIES_ID)
+        finally:
+            storage.engine.dispose()
+    return seed
+
+
 def replay_policy(service: Service, policy: str, history: pd.DataFrame, stream: pd.DataFrame, horizon: int,
                   metrics_every: int, echo=None) -> tuple[list[dict], list[dict], list[dict]]:
-    """Seed the history, then append the stream one row at a time and forecast after each append (and once before
-    the first): returns the forecast rows, the retrain events and the service's own metrics over time."""
+    """Append the stream one row at a time to a service seeded with the history, and forecast after each append (and
+    once before the first): returns the forecast rows, the retrain events and the service's metrics over time."""
     from lstmkit import progress
 
     path = f"/v1/series/{SERIES_ID}/observations"
-    for start in range(0, len(history), HISTORY_CHUNK):
-        service.request("POST", path, json=observation_body(history.iloc[start:start + HISTORY_CHUNK]))
     rows: list[dict] = []
     events: list[dict] = []
     service_metrics: list[dict] = []
@@ -359,28 +382,12 @@ def rolling_window(n: int, cfg: Config) -> int:
     return max(1, min(cfg.serve.metrics_window, n // 4))
 
 
-def target_scale(bundle_path: Path, target: str) -> float:
-    """How many original units one scaled unit of the target is (the training scaler's standard deviation or range),
-    read from the bundle's preprocessing.json; 1.0 when the bundle does not say."""
+def target_scale(bundle) -> float:
+    """How many original units one scaled unit of the target is (the bundle's fitted target scaler)."""
     try:
-        pre = read_json(Path(bundle_path) / "preprocessing.json")
-    except (OSError, ValueError):
+        return float(bundle.target_scaler.unit()[0]) or 1.0
+    except (AttributeError, IndexError, TypeError):
         return 1.0
-    for key in ("target_scaler", "scaler"):
-        s = pre.get(key)
-        if not isinstance(s, dict):
-            continue
-        cols = s.get("columns") or pre.get("columns") or []
-        for name in ("scale", "scale_", "std", "range"):
-            v = s.get(name)
-            if isinstance(v, (int, float)):
-                return float(v) or 1.0
-            if isinstance(v, list) and v:
-                i = cols.index(target) if target in cols and len(cols) == len(v) else len(v) - 1
-                return float(v[i]) or 1.0
-            if isinstance(v, dict) and target in v:
-                return float(v[target]) or 1.0
-    return 1.0
 
 
 def score_policy(frame: pd.DataFrame, levels: list[str], scale: float, horizon: int) -> dict:
@@ -485,7 +492,7 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
             echo(f"Replaying {steps} observations with the {policy} policy"
                  + (f" (retrain every {every})" if policy == "periodic" else ""))
         settings = policy_settings(policy, every)
-        with Service(bundle_path, run.deployment_dir / policy, settings) as service:
+        with Service(bundle_path, run.deployment_dir / policy, settings, seed=seed_history(history, bundle.freq)) as service:
             rows, ev, sm = replay_policy(service, policy, history, stream, horizon, metrics_every, echo)
             ms = time_latency(service, frame.iloc[start + steps - bundle.lookback:start + steps], horizon,
                               d.latency_requests)
@@ -500,7 +507,7 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
     observed = series[target].iloc[start:start + steps]
     replay["actual"] = replay["timestamp"].map(observed)
     metrics = summarise(replay, events, series[target].to_numpy(dtype=float), start, steps, horizon, period,
-                        target_scale(bundle_path, target), rolling_window(steps, cfg), latency, stream_latency)
+                        target_scale(bundle), rolling_window(steps, cfg), latency, stream_latency)
     metrics["service_metrics"] = service_metrics
     metrics["meta"] |= {"key": key, "bundle_version": bundle.version, "bundle": str(bundle_path), "target": target,
                         "units": cfg.data.units, "columns": list(bundle.columns), "lookback": bundle.lookback, "horizon": horizon,
