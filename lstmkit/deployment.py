@@ -235,7 +235,7 @@ def serving_version(service: Service) -> str | None:
 
 
 def wait_for_job(service: Service, job_id: str, timeout: float = JOB_TIMEOUT_S) -> dict:
-    """Poll GET /v1/jobs/{id} until the job has finished; then, if it promoted a version, until that version serves."""
+    """Poll GET /v1/jobs/{id} until the job has finished (a promoted challenger already serves when it has)."""
     deadline = time.monotonic() + timeout
     while True:
         job = service.request("GET", f"/v1/jobs/{job_id}")
@@ -245,13 +245,6 @@ def wait_for_job(service: Service, job_id: str, timeout: float = JOB_TIMEOUT_S) 
             raise DeploymentError(f"retrain job {job_id} did not finish within {timeout:.0f} s; the end of the "
                                   f"service's log {service.log}:\n{log_tail(service.log)}")
         time.sleep(0.25)
-    detail = job.get("detail") or {}
-    promoted = detail.get("promoted")
-    version = detail.get("version") or detail.get("challenger")
-    if promoted and version:
-        end = time.monotonic() + 60
-        while serving_version(service) != version and time.monotonic() < end:
-            time.sleep(0.1)
     return job
 
 
@@ -303,28 +296,36 @@ def replay_policy(service: Service, policy: str, history: pd.DataFrame, stream: 
         answer = service.request("POST", "/v1/forecast", json={"series_id": SERIES_ID, "horizon": horizon})
         rows.extend(forecast_rows(answer, policy, i, origin, (time.perf_counter() - t0) * 1000))
 
-    forecast(0, history.index[-1])
-    for i in range(len(stream)):
-        answer = service.request("POST", path, json=observation_body(stream.iloc[i:i + 1]))
-        for job_id in started_jobs(answer):  # deterministic replay: the stream waits for the job
-            before = rows[-1]["model_version"] if rows else None
+    def wait_for(answer: dict, i: int) -> None:  # deterministic replay: the stream waits for a job it started
+        for job_id in started_jobs(answer):
+            before = serving_version(service)
             t0 = time.perf_counter()
             job = wait_for_job(service, job_id)
             detail = job.get("detail") or {}
+            result = detail.get("result") or {}
             after = serving_version(service)
-            events.append({"policy": policy, "job": job_id, "observation": i + 1, "timestamp": stream.index[i],
+            events.append({"policy": policy, "job": job_id, "observation": i + 1, "timestamp": str(stream.index[i]),
                            "reason": detail.get("reason") or job.get("kind"), "status": job.get("status"),
+                           "decision": result.get("decision") or ("failed" if job.get("status") == "failed" else None),
                            "promoted": bool(after and after != before), "from_version": before, "to_version": after,
-                           "decision": detail.get("decision") or ("promoted" if after != before else "kept champion"),
-                           "wait_s": round(time.perf_counter() - t0, 2), "error": job.get("error"),
-                           "scores": {k: detail[k] for k in ("champion_error", "challenger_error", "champion",
-                                                              "challenger") if k in detail and not isinstance(detail[k], str)}})
-        if i < len(stream) - 1:  # after the last observation there is nothing of the span left to forecast
-            forecast(i + 1, stream.index[i])
+                           "challenger": result.get("version"), "champion_mse": result.get("champion_mse"),
+                           "challenger_mse": result.get("challenger_mse"), "wait_s": round(time.perf_counter() - t0, 2),
+                           "error": job.get("error")})
+
+    forecast(0, history.index[-1])
+    for i in range(len(stream)):
+        wait_for(service.request("POST", path, json=observation_body(stream.iloc[i:i + 1])), i)
         if (i + 1) % metrics_every == 0 or i == len(stream) - 1:
             m = service.request("GET", f"/v1/series/{SERIES_ID}/metrics")
+            step1 = next((s for s in m.get("steps", []) if s.get("step") == 1), {})
             service_metrics.append({"observation": i + 1, "timestamp": str(stream.index[i]),
-                                    **{k: v for k, v in m.items() if isinstance(v, (int, float, str)) or v is None}})
+                                    "model_version": m.get("model_version"), "scored": m.get("scored"),
+                                    "mae_step1": (step1.get("model") or {}).get("mae"),
+                                    "rolling_mae": (m.get("drift") or {}).get("rolling_mae"),
+                                    "band": (m.get("drift") or {}).get("band")})
+            wait_for(m, i)
+        if i < len(stream) - 1:  # after the last observation there is nothing of the span left to forecast
+            forecast(i + 1, stream.index[i])
         progress.report("deployment", policy=policy, observation=f"{i + 1}/{len(stream)}")
         if echo and ((i + 1) % max(1, len(stream) // 4) == 0):
             echo(f"  {policy}: {i + 1}/{len(stream)} observations replayed, {len(events)} retrain job(s)")
