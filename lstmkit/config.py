@@ -460,6 +460,7 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError("tuning.workers: distributed tuning uses Keras Tuner's chief/worker mode; "
                           "choose random, grid, bayesian or hyperband, or set tuning.workers to 0")
     _validate_uncertainty(cfg)
+    _validate_deployment(cfg.deployment)
     from lstmkit.search_space import merge_space, parse_space
 
     cfg.tuning.space = merge_space(cfg.tuning.space, cfg.tuning.strategy)
@@ -478,6 +479,25 @@ def _validate(cfg: Config) -> Config:
     if cfg.data.source == "csv" and not cfg.data.path:
         raise ConfigError("data.path: required when data.source is csv")
     return cfg
+
+
+DEPLOYMENT_POLICIES = ("static", "periodic", "drift")
+
+
+def _validate_deployment(d: DeploymentConfig) -> None:
+    """Checks of the `deployment.*` settings."""
+    for key, v in {"deployment.steps": d.steps, "deployment.retrain_every": d.retrain_every}.items():
+        if v < 0:
+            raise ConfigError(f"{key}: must be 0 (automatic) or positive, got {v}")
+    if d.latency_requests < 1:
+        raise ConfigError(f"deployment.latency_requests: must be at least 1, got {d.latency_requests}")
+    if not isinstance(d.policies, list) or not d.policies:
+        raise ConfigError(f"deployment.policies: a non-empty list of {', '.join(DEPLOYMENT_POLICIES)}, got {d.policies!r}")
+    for p in d.policies:
+        if p not in DEPLOYMENT_POLICIES:
+            raise ConfigError(f"deployment.policies: {p!r} is not one of {', '.join(DEPLOYMENT_POLICIES)}")
+    if len(set(d.policies)) != len(d.policies):
+        raise ConfigError(f"deployment.policies: {d.policies} repeats a policy")
 
 
 def _validate_uncertainty(cfg: Config) -> None:
