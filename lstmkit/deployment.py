@@ -128,14 +128,16 @@ class Service:
         """The service's stdout and stderr."""
         return self.state / "service.log"
 
-    def start(self) -> Service:
-        """Start the subprocess and wait until /readyz answers 200; DeploymentError with the log's tail otherwise."""
+    def start(self, fresh: bool = True) -> Service:
+        """Start the subprocess and wait until /readyz answers 200; DeploymentError with the log's tail otherwise.
+        `fresh`: empty the state folder (and seed the database) first; False restarts on the state as it is."""
         import httpx
 
-        shutil.rmtree(self.state, ignore_errors=True)
-        self.state.mkdir(parents=True)
-        if self.seed is not None:
-            self.seed(self.db_url)
+        if fresh:
+            shutil.rmtree(self.state, ignore_errors=True)
+            self.state.mkdir(parents=True)
+            if self.seed is not None:
+                self.seed(self.db_url)
         self.port = free_port()
         cmd = [sys.executable, "-m", "lstmkit.cli", "serve", str(self.bundle), "--host", "127.0.0.1",
                "--port", str(self.port), "--state", str(self.state / "state"), "--db", self.db_url, *self.settings]
