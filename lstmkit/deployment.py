@@ -592,8 +592,8 @@ def coverage_table(metrics: dict) -> pd.DataFrame:
 def events_table(metrics: dict) -> pd.DataFrame:
     """Every retrain event of every policy: policy, observation, timestamp, reason, status, decision, versions."""
     events = [e for m in metrics["policies"].values() for e in m["retrains"]]
-    columns = ["policy", "observation", "timestamp", "reason", "status", "decision", "from_version", "to_version",
-               "wait_s"]
+    columns = ["policy", "observation", "timestamp", "reason", "status", "decision", "promoted", "from_version",
+               "to_version", "wait_s"]
     return pd.DataFrame([{c: e.get(c) for c in columns} for e in events], columns=columns)
 
 
