@@ -32,6 +32,7 @@ from lstmkit.conformal import conformal_quantile
 if TYPE_CHECKING:
     from lstmkit.config import Config
     from lstmkit.forecasters.base import Forecaster
+    from lstmkit.runfolder import RunFolder
 
 BUNDLE_FORMAT = 1
 MANIFEST_FILE = "manifest.json"
@@ -42,6 +43,7 @@ ERRORS_FILE = "calibration.npz"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 FIGURES_DIR = "figures"
+MAX_BUCKET = 256  # most windows per model call; smaller batches are padded to a power of two (few compiled shapes)
 
 
 class BundleError(ValueError):
@@ -122,6 +124,11 @@ class Affine:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def bucket(n: int) -> int:
+    """The padded batch size of n windows: the next power of two, at most MAX_BUCKET."""
+    return min(MAX_BUCKET, 1 << max(0, int(n) - 1).bit_length())
 
 
 def level_label(level: float) -> str:
@@ -343,6 +350,94 @@ def write_bundle(out: Path, forecaster: Forecaster, scaler, target_scaler, colum
     return out
 
 
+KEY_FIGURES = ("series", "learning_curves", "forecast", "per_horizon", "comparison", "residuals",
+               "feature_importance", "fan_chart", "reliability", "interval_width")  # copied into figures/ when present
+REQUIRED_STAGES = (("series_file", "data (01_data)"), ("scaler_file", "preprocessing (02_preprocessing)"),
+                   ("selected_file", "training (04_training)"), ("metrics_file", "evaluation (05_evaluation)"))
+
+
+def _bundle_metrics(run: RunFolder, evaluation: dict, selected: dict) -> dict:
+    """The bundle's metrics.json: the selected model's and the baselines' test metrics (original and scaled units) from
+    evaluation/metrics.json, and the uncertainty chapter's split-conformal entry of the model when present."""
+    meta = evaluation.get("meta", {})
+    name = (meta.get("selected") or {}).get("model") or selected.get("model")
+    doc = {"model_name": name, "seed": selected.get("seed"), "model": evaluation.get("model", {}),
+           "baselines": evaluation.get("baselines", {}), "best_baseline": meta.get("best_baseline"),
+           "split": "test", "windows": meta.get("windows"), "first_origin": meta.get("first_origin"),
+           "last_origin": meta.get("last_origin"), "fit_on": meta.get("fit_on"), "source": "evaluation/metrics.json"}
+    if run.uncertainty_metrics_file.exists():
+        from lstmkit.atomic import read_json
+
+        chapter = read_json(run.uncertainty_metrics_file)
+        key = next((k for k in (f"{name}/conformal", f"{selected.get('model')}/conformal") if k in chapter), None)
+        if key:
+            doc["conformal"] = {"key": key, **chapter[key]}
+    return doc
+
+
+def run_calibration(run: RunFolder, cfg: Config, forecaster: Forecaster, prepared, selected_path: Path) -> tuple[dict, np.ndarray]:
+    """Calibration data the model did not fit on, as (description, absolute errors (n_cal, horizon) in the run's scaled
+    units): its validation windows (`val`: the model was fitted on training rows), or the out-of-fold errors of
+    walk-forward refits (`oof`, as the uncertainty chapter: its saved fold models are reused when present)."""
+    from lstmkit.uncertainty import Source, calibration_forecasts, calibration_mode
+
+    mode = calibration_mode(cfg)
+    if mode == "val":
+        errors = validation_errors(forecaster, prepared)
+        a, b = prepared.bounds.val
+        return {"source": "val", "rows": [int(a), int(b)],
+                "note": "validation windows; the model was fitted on training rows only"}, errors
+    from lstmkit.tuning import cv_folds
+
+    folds = cv_folds(prepared, cfg.uncertainty.folds)
+    src = Source(forecaster.name, forecaster, "point", "point", selected_path)
+    cal = calibration_forecasts(run, src, prepared, "oof", folds, [0.5], cfg.seed)
+    return {"source": "oof", "folds": len(folds),
+            "note": "out-of-fold errors of walk-forward refits over the training+validation rows"}, np.abs(cal.y - cal.point)
+
+
+def export_bundle(run: RunFolder, out: Path) -> Path:
+    """Write the bundle of a finished run folder (stages through evaluation) to `out`, atomically; returns its path.
+
+    The selected model (training/selected.json), its scalers, columns, look-back, horizon, time step and training
+    cutoff (the last row it was fitted on: end of training, or of validation with `training.fit_on: train+val`), the
+    split-conformal calibration on data it did not fit on, the test metrics, the configuration and the key figures.
+    """
+    from lstmkit.atomic import read_json
+    from lstmkit.data import read_series
+    from lstmkit.preprocessing import load_prepared
+    from lstmkit.runfolder import RunFolder
+    from lstmkit.seasonality import infer_freq, resolve_config
+    from lstmkit.training import load_selected, read_selected
+
+    run = run if isinstance(run, RunFolder) else RunFolder(Path(run).resolve())
+    if not run.config_file.exists():
+        raise BundleError(f"{run.root} is not a run folder (no config.yaml): run `lstmkit run` first")
+    missing = [stage for attr, stage in REQUIRED_STAGES if not getattr(run, attr).exists()]
+    if missing:
+        raise BundleError(f"{run.root}: cannot export, the run lacks the stage(s) {', '.join(missing)}; run them first, "
+                          f"e.g. `lstmkit run --run-dir {run.root} --from {missing[0].split()[0]} --to evaluation`")
+    out = Path(out)
+    _prepare_target(out)  # refuse early, before any work
+    frame = read_series(run.series_file)
+    cfg, _ = resolve_config(run.config(), frame.index)
+    freq = frame.index.freqstr if frame.index.freq is not None else infer_freq(frame.index)
+    if not freq:
+        raise BundleError(f"{run.series_file}: the series has no regular time step; a bundle needs one")
+    selected = read_selected(run)
+    forecaster = load_selected(run)
+    prepared = load_prepared(run).with_lookback(forecaster.lookback_)
+    fit_on = selected.get("fit_on", cfg.training.fit_on)
+    last_fitted = prepared.bounds.val[1] - 1 if fit_on == "train+val" else prepared.bounds.train[1] - 1
+    calibration, errors = run_calibration(run, cfg, forecaster, prepared, run.root / selected["path"])
+    metrics = _bundle_metrics(run, read_json(run.metrics_file), selected)
+    figures = {name: run.figure_file(name) for name in KEY_FIGURES if run.figure_file(name).is_file()}
+    extra = {"run": str(run.root), "selected": {k: selected.get(k) for k in ("model", "seed", "path", "source")},
+             "fit_on": fit_on, "figures": figures, "series_rows": len(frame)}
+    return write_bundle(out, forecaster, prepared.scaler, prepared.target_scaler, prepared.columns, prepared.target,
+                        freq, frame.index[last_fitted], cfg, calibration, errors, metrics, extra)
+
+
 # ------------------------------------------------------------------ loading
 
 
@@ -449,6 +544,7 @@ class Bundle:
                               f"({self.forecaster.lookback_}, {self.forecaster.horizon_}) differ from "
                               f"{PREPROCESSING_FILE} ({self.lookback}, {self.horizon})")
         self._call = None
+        self._candidates: list | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -457,11 +553,12 @@ class Bundle:
 
     # ------------------------------------------------------------ the model call
 
-    def _network_call(self):
-        """A compiled function scaled (n, lookback, channels) float32 -> scaled (n, horizon), or None (no network)."""
+    def _network_calls(self) -> list:
+        """Compiled functions scaled (n, lookback, channels) float32 -> scaled (n, horizon), fastest first: the network
+        under XLA (`jit_compile`, one compile per batch shape), then a plain tf.function; none without a network."""
         network = getattr(self.forecaster, "network", None)
         if network is None:
-            return None
+            return []
         import tensorflow as tf
 
         from lstmkit.forecasters import heads
@@ -469,31 +566,65 @@ class Bundle:
         spec = self.forecaster.spec
         median = heads.median_index(spec.quantiles) if spec.quantiles else None
         horizon = self.horizon
+        signature = [tf.TensorSpec([None, self.lookback, len(self.columns)], tf.float32)]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, self.lookback, len(self.columns)], tf.float32)],
-                     reduce_retracing=True)
         def call(x):
             y = network(x, training=False)
             if median is not None:
                 y = tf.reshape(y, [tf.shape(x)[0], horizon, -1])[..., median]
             return tf.reshape(y, [tf.shape(x)[0], horizon])
 
-        return call
+        return [tf.function(call, input_signature=signature, jit_compile=True, reduce_retracing=True),
+                tf.function(call, input_signature=signature, reduce_retracing=True)]
 
-    def _scaled_forecast(self, scaled: np.ndarray) -> np.ndarray:
-        """Forecasts (n, horizon) scaled from scaled float32 windows (n, lookback, channels): one compiled call."""
+    def _run(self, scaled: np.ndarray) -> np.ndarray:
+        """One model call on scaled float32 windows (b, lookback, channels) -> (b, horizon), with the first compiled
+        function that works (an architecture XLA cannot compile falls back to the plain one, then to `predict`)."""
         if self._call is None:
             with self._lock:
-                if self._call is None:
-                    self._call = self._network_call() or (lambda x: self.forecaster.predict(np.asarray(x)))
-        if len(scaled) == 0:
-            return np.empty((0, self.horizon))
+                while self._call is None:
+                    candidates = self._candidates if self._candidates is not None else self._network_calls()
+                    self._candidates = candidates
+                    if not candidates:
+                        self._call = lambda x: self.forecaster.predict(np.asarray(x))
+                        break
+                    try:
+                        out = np.asarray(candidates[0](scaled), dtype=float)
+                    except Exception:  # noqa: BLE001 - e.g. an op XLA cannot compile: try the next, slower call
+                        candidates.pop(0)
+                        continue
+                    self._call = candidates[0]
+                    return out
         return np.asarray(self._call(scaled), dtype=float)
 
-    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
-        """Run the model once per batch size (one trace serves every size: no compile on the first request)."""
-        for n in batch_sizes:
-            self._scaled_forecast(np.zeros((int(n), self.lookback, len(self.columns)), dtype=np.float32))
+    def _scaled_forecast(self, scaled: np.ndarray) -> np.ndarray:
+        """Forecasts (n, horizon) scaled from scaled float32 windows (n, lookback, channels).
+
+        Batches are padded to the next power of two up to MAX_BUCKET windows (longer inputs go MAX_BUCKET at a time),
+        so the compiled model sees a few shapes only, each compiled once (see `warm_up`).
+        """
+        n = len(scaled)
+        if n == 0:
+            return np.empty((0, self.horizon))
+        out = np.empty((n, self.horizon))
+        for a in range(0, n, MAX_BUCKET):
+            chunk = scaled[a:a + MAX_BUCKET]
+            size = bucket(len(chunk))
+            if size > len(chunk):
+                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), dtype=np.float32)])
+            out[a:a + MAX_BUCKET] = self._run(np.ascontiguousarray(chunk, dtype=np.float32))[:min(MAX_BUCKET, n - a)]
+        return out
+
+    def warm_up(self, batch_sizes: tuple[int, ...] | None = None) -> None:
+        """Compile and run the model once for each batch shape used: the power-of-two buckets up to the largest of
+        `batch_sizes` (default: the bundle configuration's `serve.batch_max`), so no request pays a compile."""
+        largest = max(batch_sizes) if batch_sizes else max(1, int(self.config.serve.batch_max))
+        size = 1
+        while True:
+            self._scaled_forecast(np.zeros((size, self.lookback, len(self.columns)), dtype=np.float32))
+            if size >= min(bucket(largest), MAX_BUCKET):
+                break
+            size *= 2
 
     # ------------------------------------------------------------ forecasting
 
@@ -574,15 +705,17 @@ class Bundle:
         stamps = index
         if len(stamps) < 2:
             return
+        back = np.flatnonzero(np.asarray(stamps[1:] <= stamps[:-1]))
+        if len(back):
+            i = int(back[0])
+            raise ForecastInputError(f"timestamps must increase: {stamps[i + 1]} comes after {stamps[i]} "
+                                     "(sort the frame by time and drop duplicate timestamps)")
         expected = stamps[:-1] + self.offset
         bad = np.flatnonzero(np.asarray(stamps[1:] != expected))
         if not len(bad):
             return
         i = int(bad[0])
         prev, got = stamps[i], stamps[i + 1]
-        if got <= prev:
-            raise ForecastInputError(f"timestamps must increase: {got} (row {len(stamps) - self.lookback + i + 1} of the "
-                                     f"window) does not follow {prev}")
         inferred = pd.infer_freq(stamps) if len(stamps) >= 3 else None
         if inferred and _offset(inferred) != self.offset:
             raise ForecastInputError(f"the time step is {_step_name(inferred)} but the model was trained on "

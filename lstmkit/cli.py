@@ -110,6 +110,33 @@ def _latest_run_dir() -> Path:
     return max(candidates, key=lambda p: (p / "config.yaml").stat().st_mtime)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the inference bundle of a finished run folder (stages through evaluation)."""
+    from lstmkit.bundle import export_bundle, load_bundle
+    from lstmkit.runfolder import RunFolder
+
+    run = RunFolder(Path(args.run_dir).resolve())
+    if not run.root.is_dir():
+        raise ConfigError(f"{args.run_dir}: no such run folder")
+    with run.lock("lstmkit export"):  # not while a run is writing the folder
+        path = export_bundle(run, Path(args.out))
+    bundle = load_bundle(path)  # verifies what was written
+    s = bundle.manifest.get("summary", {})
+    print(f"bundle written: {path}\nversion {bundle.version}: {s.get('model', bundle.forecaster.name)}, look-back "
+          f"{bundle.lookback}, horizon {bundle.horizon}, step {bundle.freq}, trained up to {bundle.cutoff}")
+
+    def fmt(v) -> str:
+        return "n/a" if v is None else f"{v:.4g}"
+    if "test_mse" in s:
+        print(f"test MSE {fmt(s.get('test_mse'))}, MAE {fmt(s.get('test_mae'))} ({bundle.units}); best baseline "
+              f"{s.get('best_baseline')}: MSE {fmt(s.get('baseline_test_mse'))}, MAE {fmt(s.get('baseline_test_mae'))}")
+    coverage = s.get("coverage") or {}
+    levels = ", ".join(f"{float(k):.0%} -> {v:.1%}" for k, v in coverage.items() if v is not None)
+    print(f"intervals: split conformal on {s.get('calibration_windows')} {s.get('calibration')} windows"
+          + (f"; test coverage {levels}" if levels else ""))
+    return 0
+
+
 def cmd_kernel(args: argparse.Namespace) -> int:
     """Register the `lstmkit` Jupyter kernel for this Python."""
     from lstmkit.pipeline import ensure_kernel
@@ -158,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--run-dir", help="run folder (default: the most recent one under runs/)")
     b.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
     b.set_defaults(func=cmd_report)
+
+    e = sub.add_parser("export", help="write the inference bundle of a finished run (model, scalers, calibration, metrics)")
+    e.add_argument("--run-dir", required=True, help="run folder whose stages through evaluation have run")
+    e.add_argument("--out", required=True, help="bundle folder to write (an existing bundle there is replaced)")
+    e.set_defaults(func=cmd_export)
 
     k = sub.add_parser("kernel", help="register the 'lstmkit' Jupyter kernel for this Python")
     k.set_defaults(func=cmd_kernel)
