@@ -286,13 +286,15 @@ class Storage:
                                    f"number ({arr[bad[0]]})")
             matrix[:, j] = arr
         if n > 1:
+            back = np.flatnonzero(ns[1:] <= ns[:-1])
+            if len(back):
+                i = int(back[0])
+                raise StorageError(f"series {series_id!r}: timestamps are not strictly increasing: {_ts(ns[i + 1])} "
+                                   f"follows {_ts(ns[i])}")
             expected = _next_ns(ns[:-1], offset)
             wrong = np.flatnonzero(ns[1:] != expected)
             if len(wrong):
                 i = int(wrong[0])
-                if ns[i + 1] <= ns[i]:
-                    raise StorageError(f"series {series_id!r}: timestamps are not strictly increasing: {_ts(ns[i + 1])} "
-                                       f"follows {_ts(ns[i])}")
                 raise StorageError(f"series {series_id!r}: timestamp {_ts(ns[i + 1])} is off the {freq!r} grid or after a "
                                    f"gap: expected {_ts(expected[i])} after {_ts(ns[i])}")
         with self._writer.begin() as conn:
@@ -440,7 +442,7 @@ class Storage:
         return int(forecast_id)
 
     def scored(self, series_id: str, target: str, last: int | None = None, step: int | None = None) -> pd.DataFrame:
-        """Issued forecasts whose observation has arrived, oldest first (the `last` ones; only horizon `step` when
+        """Issued forecasts whose observation has arrived, by timestamp then origin (the `last` ones; only horizon `step` when
         given): columns origin, timestamp, step, model_version, mean, lower_*, upper_*, actual (the `target`)."""
         series_id = str(series_id)
         fs, f, o = forecast_steps_table, forecasts_table, observations_table
@@ -450,7 +452,7 @@ class Storage:
                  .where(fs.c.series_id == series_id))
         if step is not None:
             query = query.where(fs.c.step == int(step))
-        order = [fs.c.ts, fs.c.step, fs.c.forecast_id]
+        order = [fs.c.ts, f.c.origin, fs.c.forecast_id]
         with self.engine.begin() as conn:
             columns = conn.execute(sa.select(series_table.c.columns).where(series_table.c.id == series_id)).scalar()
             if last is not None:
