@@ -1,4 +1,4 @@
-"""Command line: `lstmkit run`, `lstmkit tune`, `lstmkit report`, `lstmkit kernel`, `lstmkit config`."""
+"""Command line: `lstmkit run`, `lstmkit tune`, `lstmkit report`, `lstmkit export`, `lstmkit serve`, `lstmkit kernel`, `lstmkit config`."""
 
 from __future__ import annotations
 
@@ -137,6 +137,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve forecasts of an inference bundle over HTTP (FastAPI on uvicorn, one worker process)."""
+    import logging
+
+    from lstmkit.bundle import BundleError, load_bundle
+    from lstmkit.service.app import API_KEY_ENV, create_app, resolve_places, safe_url
+
+    key = os.environ.get(API_KEY_ENV)
+    if not key:
+        print(f"error: the environment variable {API_KEY_ENV} is not set: it holds the API key clients send in the "
+              f"X-API-Key header of every POST (e.g. export {API_KEY_ENV}=$(openssl rand -hex 16))", file=sys.stderr)
+        return 2
+    overrides = _overrides(args.set)
+    others = [k for k in overrides if not k.startswith("serve.")]
+    if others:
+        raise ConfigError(f"--set: lstmkit serve takes serve.* keys only, got {', '.join(others)}")
+    folder = Path(args.bundle).resolve()
+    try:
+        bundle = load_bundle(folder)
+    except BundleError as e:
+        print(f"error: the bundle is refused: {e}", file=sys.stderr)
+        return 2
+    settings = from_dict(bundle.config.to_dict(), overrides).serve
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    state, url = resolve_places(folder, settings, args.db, args.state)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(f"lstmkit serve: bundle {folder} (version {bundle.version}, look-back {bundle.lookback}, horizon "
+          f"{bundle.horizon}, step {bundle.freq})\n  state folder: {state}\n  database: {safe_url(url)}\n"
+          f"  listening on http://{host}:{port} (OpenAPI at /docs)", flush=True)
+    del bundle
+    app = create_app(folder, settings, key, db_url=url, state=state)
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, workers=1, access_log=args.access_log, log_level="info",
+                timeout_graceful_shutdown=10)
+    return 0
+
+
 def cmd_kernel(args: argparse.Namespace) -> int:
     """Register the `lstmkit` Jupyter kernel for this Python."""
     from lstmkit.pipeline import ensure_kernel
@@ -190,6 +229,19 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--run-dir", required=True, help="run folder whose stages through evaluation have run")
     e.add_argument("--out", required=True, help="bundle folder to write (an existing bundle there is replaced)")
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("serve", help="serve forecasts of an inference bundle over HTTP (needs LSTMKIT_API_KEY)",
+                       description="Run the forecasting service (FastAPI on uvicorn) over a bundle written by "
+                                   "`lstmkit export`. POST requests need the header X-API-Key equal to the environment "
+                                   "variable LSTMKIT_API_KEY.")
+    v.add_argument("bundle", metavar="DIR", help="bundle folder (lstmkit export --out DIR)")
+    v.add_argument("--host", help="address to listen on (default: serve.host, the loopback)")
+    v.add_argument("--port", type=int, help="TCP port (default: serve.port)")
+    v.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default: serve.db, else SQLite in the state folder)")
+    v.add_argument("--state", metavar="DIR", help="state folder: model versions, SQLite file, job logs (default: serve.state, else DIR-service)")
+    v.add_argument("--set", action="append", metavar="serve.KEY=VALUE", help="override a serve.* key, e.g. --set serve.batch_max=32 (repeatable)")
+    v.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs time under load)")
+    v.set_defaults(func=cmd_serve)
 
     k = sub.add_parser("kernel", help="register the 'lstmkit' Jupyter kernel for this Python")
     k.set_defaults(func=cmd_kernel)
