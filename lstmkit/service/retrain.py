@@ -102,12 +102,13 @@ def work_dir(state: Path, job_id: str) -> Path:
 
 def holdout_rows(setting: int, cfg: Config, n_rows: int, lookback: int, horizon: int) -> int:
     """Rows held out for scoring: `serve.holdout`, or (0) the config's validation share of the history, at least
-    lookback + horizon."""
+    lookback + horizon and enough windows for the conformal quantile of every interval level."""
     if setting > 0:
         return int(setting)
     val = float(cfg.split.val)
     share = val if val < 1 else val / max(n_rows, 1)
-    return max(int(round(share * n_rows)), lookback + horizon)
+    windows = max([math.ceil(level / (1 - level) - 1e-9) for level in cfg.uncertainty.levels], default=1)
+    return max(int(round(share * n_rows)), lookback + horizon, windows + horizon - 1)
 
 
 def retrain_splits(cfg: Config, n_rows: int, holdout: int, lookback: int, horizon: int,
@@ -232,6 +233,7 @@ def run_job(state: Path, storage: Storage, job_id: str, series_id: str) -> dict:
                    "rows": [int(n - holdout), int(n)]}
     metrics = {"source": f"retrain job {job_id}: held-out rows {n - holdout}..{n - 1} of series {series_id}",
                "holdout": {"rows": int(holdout), "windows": int(len(y)), "scores": scores}, "model": scores["challenger"],
+               "model_name": spec.architecture,
                "baselines": {k: v for k, v in scores.items() if k == "seasonal_naive"}}
     cutoff = frame.index[train_rows + val_rows - 1]
     out = write_bundle(work / "bundle", challenger, prepared.scaler, prepared.target_scaler, list(champion.columns),
@@ -251,7 +253,7 @@ def run_job(state: Path, storage: Storage, job_id: str, series_id: str) -> dict:
         if not final.is_dir():
             Path(out).rename(final)
         if version not in known:
-            storage.add_model(version, str(final), champion.version, metrics, "retired")
+            storage.add_model(version, str(final), champion.version, metrics, "candidate")
     elif version not in known:
         storage.add_model(version, "", champion.version, metrics, "rejected")
     shutil.rmtree(work, ignore_errors=True)
@@ -392,6 +394,11 @@ class Retrainer:
         thread.join(timeout)
         return not thread.is_alive()
 
+    def job_command(self, job_id: str, series_id: str) -> list[str]:
+        """The job process's command line: this Python running `lstmkit.service.retrain`."""
+        return [sys.executable, "-m", "lstmkit.service.retrain", "--state", str(self.state), "--db", self.db_url,
+                "--job", job_id, "--series", series_id]
+
     def _run(self, job_id: str, series_id: str) -> None:
         """Monitor thread: start the job process (this long-lived thread is its parent), wait, then finish the job."""
         logfile = log_path(self.state, job_id)
@@ -399,8 +406,7 @@ class Retrainer:
             proc = None
             try:
                 logfile.parent.mkdir(parents=True, exist_ok=True)
-                cmd = [sys.executable, "-m", "lstmkit.service.retrain", "--state", str(self.state), "--db", self.db_url,
-                       "--job", job_id, "--series", series_id]
+                cmd = self.job_command(job_id, series_id)
                 env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
                 self.storage.update_job(job_id, status="running", started=now())
                 with open(logfile, "ab") as out:
@@ -495,14 +501,10 @@ class Retrainer:
         forecasts of a series; None until that many have been scored."""
         bundle = self.registry.current()
         window = int(self.settings.metrics_window)
-        scored = self.storage.scored(series_id, bundle.target, last=window * max(bundle.horizon, 1) * 4)
-        if scored is None or len(scored) == 0:
+        scored = self.storage.scored(series_id, bundle.target, last=window, step=1)
+        if len(scored) < window or (scored["model_version"] != bundle.version).any():
             return None
-        step1 = scored[(scored["step"] == 1) & (scored["model_version"] == bundle.version)]
-        if len(step1) < window:
-            return None
-        recent = step1.sort_values("timestamp").tail(window)
-        return float(np.mean(np.abs(recent["actual"].to_numpy(float) - recent["mean"].to_numpy(float))))
+        return float(np.mean(np.abs(scored["actual"].to_numpy(float) - scored["mean"].to_numpy(float))))
 
     def _last_retrain_rows(self, series_id: str) -> int:
         """Stored rows of a series when its last retrain job was submitted (0 when none)."""
