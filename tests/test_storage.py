@@ -215,6 +215,11 @@ def test_bad_urls_are_refused(tmp_path):
     for url in ("sqlite://", "sqlite:///:memory:", "mysql://u@h/db", "not a url"):
         with pytest.raises(ValueError):
             Storage(url)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConnectionError, match="cannot open the database"):
+        Storage(f"sqlite:///{tmp_path / 'file' / 'x.db'}")
+    with pytest.raises(ConnectionError, match="cannot open the database"):
+        Storage("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
 
 
 def _shared_batches(worker: int, total: int) -> list[tuple[int, int]]:

@@ -208,7 +208,10 @@ class Storage:
                 raise ValueError(f"database URL {self.url!r}: synchronous={synchronous} is not one of "
                                  f"{', '.join(SQLITE_SYNCHRONOUS)}")
             parsed = parsed.difference_update_query(["synchronous"])
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConnectionError(f"cannot open the database {self.url}: cannot create its folder ({exc})") from None
             self.dialect = "sqlite"
             self.engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S,
                                                                  "check_same_thread": False},
@@ -246,11 +249,18 @@ class Storage:
             conn.exec_driver_sql(conn.get_execution_options().get("lstmkit_begin", "BEGIN"))
 
     def _create_tables(self) -> None:
-        """Create the missing tables, serialised with other processes doing the same."""
-        with self._writer.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7531902468)"))
-            metadata.create_all(conn)
+        """Create the missing tables, serialised with other processes doing the same (ConnectionError, naming the
+        database, when it cannot be opened)."""
+        try:
+            with self._writer.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7531902468)"))
+                metadata.create_all(conn)
+        except sa.exc.OperationalError as exc:
+            self.engine.dispose()
+            where = sa.engine.make_url(self.url).render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+            raise ConnectionError(f"cannot open the database {where}: {reason}") from None
 
     def close(self) -> None:
         """Close the pooled connections."""
