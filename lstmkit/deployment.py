@@ -87,15 +87,20 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def policy_settings(policy: str, retrain_every: int) -> list[str]:
-    """The `--set` overrides that give a service the policy's retrain trigger."""
-    if policy == "static":
-        return []
-    if policy == "periodic":
-        return ["--set", f"serve.retrain_every={retrain_every}"]
-    if policy == "drift":
-        return ["--set", "serve.drift=true"]
-    raise DeploymentError(f"deployment.policies: unknown policy {policy!r}; policies: static, periodic, drift")
+def policy_settings(policy: str, retrain_every: int, serve=None, bundle_serve=None) -> list[str]:
+    """The `--set` overrides of a policy's service: its retrain triggers (the others off), and every other `serve.*`
+    key of the run's configuration (`serve`) that differs from the bundle's (`bundle_serve`)."""
+    triggers = {"static": (0, False), "periodic": (retrain_every, False), "drift": (0, True)}
+    if policy not in triggers:
+        raise DeploymentError(f"deployment.policies: unknown policy {policy!r}; policies: {', '.join(triggers)}")
+    every, drift = triggers[policy]
+    out = ["--set", f"serve.retrain_every={every}", "--set", f"serve.drift={str(drift).lower()}"]
+    if serve is not None and bundle_serve is not None:
+        for f in dataclasses.fields(serve):
+            value = getattr(serve, f.name)
+            if f.name not in ("host", "port", "db", "state", "retrain_every", "drift") and value != getattr(bundle_serve, f.name):
+                out += ["--set", f"serve.{f.name}={json.dumps(value)}"]
+    return out
 
 
 class Service:
@@ -494,7 +499,7 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
         if echo:
             echo(f"Replaying {steps} observations with the {policy} policy"
                  + (f" (retrain every {every})" if policy == "periodic" else ""))
-        settings = policy_settings(policy, every)
+        settings = policy_settings(policy, every, cfg.serve, bundle.config.serve)
         with Service(bundle_path, run.deployment_dir / policy, settings, seed=seed_history(history, bundle.freq)) as service:
             rows, ev, sm = replay_policy(service, policy, history, stream, horizon, metrics_every, echo)
             ms = time_latency(service, frame.iloc[start + steps - bundle.lookback:start + steps], horizon,

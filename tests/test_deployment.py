@@ -125,3 +125,17 @@ def test_a_service_that_cannot_start_fails_with_its_log(tmp_path):
     (bogus / "manifest.json").write_text("{}")
     with pytest.raises(deployment.DeploymentError, match=r"(?s)exited with status.*log"):
         deployment.Service(bogus, tmp_path / "state", timeout=120).start()
+
+
+def test_each_policy_sets_its_own_triggers_and_the_runs_other_serve_settings():
+    from tests.conftest import tiny_config
+
+    bundle_serve = tiny_config().serve
+    run_serve = from_dict(tiny_config().to_dict(), {"serve.retrain_every": 7, "serve.drift_level": 0.9}).serve
+    static = deployment.policy_settings("static", 5, run_serve, bundle_serve)
+    assert static[:4] == ["--set", "serve.retrain_every=0", "--set", "serve.drift=false"]  # the run's 7 is not a policy
+    assert "serve.drift_level=0.9" in static and not any("host" in s or "port" in s for s in static)
+    assert deployment.policy_settings("periodic", 5)[:4] == ["--set", "serve.retrain_every=5", "--set", "serve.drift=false"]
+    assert deployment.policy_settings("drift", 5)[:4] == ["--set", "serve.retrain_every=0", "--set", "serve.drift=true"]
+    with pytest.raises(deployment.DeploymentError, match="unknown policy 'nightly'"):
+        deployment.policy_settings("nightly", 5)
