@@ -529,6 +529,8 @@ class Bundle:
         self.horizon: int = int(pre["horizon"])
         self.freq: str = pre["freq"]
         self.offset = _offset(self.freq)
+        fixed = isinstance(self.offset, pd.offsets.Tick) or type(self.offset) is pd.offsets.Day
+        self._step_ns: int | None = pd.Timedelta(self.offset).value if fixed and self.offset.n > 0 else None
         self.cutoff = pd.Timestamp(pre["cutoff"])
         seasonal = pre.get("seasonal_period")
         self.seasonal_period: int = int(seasonal) if seasonal else 1
@@ -668,6 +670,8 @@ class Bundle:
     def future_index(self, last: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
         """The `horizon` timestamps following `last` on the bundle's time step."""
         last = pd.Timestamp(last)
+        if self._step_ns is not None:
+            return pd.DatetimeIndex(last + pd.to_timedelta(np.arange(1, int(horizon) + 1) * self._step_ns))
         return pd.DatetimeIndex([last + self.offset * k for k in range(1, int(horizon) + 1)])
 
     def check_window(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -688,16 +692,21 @@ class Bundle:
                                      f"the frame has {len(frame)}")
         window = frame.iloc[-self.lookback:][self.columns]
         self._check_steps(window.index)
-        for c in self.columns:
-            try:
-                v = window[c].to_numpy(dtype=float)
-            except (TypeError, ValueError):
-                raise ForecastInputError(f"column {c!r} is not numeric (e.g. {window[c].iloc[0]!r})") from None
-            bad = ~np.isfinite(v)
-            if bad.any():
-                i = int(np.argmax(bad))
-                what = "a missing value (NaN)" if np.isnan(v[i]) else "an infinite value"
-                raise ForecastInputError(f"column {c!r} holds {what} at {window.index[i]}; fill or drop it first")
+        try:
+            values = window.to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            values = None
+        if values is None or not np.isfinite(values).all():  # find and name the first fault, column by column
+            for c in self.columns:
+                try:
+                    v = window[c].to_numpy(dtype=float)
+                except (TypeError, ValueError):
+                    raise ForecastInputError(f"column {c!r} is not numeric (e.g. {window[c].iloc[-1]!r})") from None
+                bad = ~np.isfinite(v)
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    what = "a missing value (NaN)" if np.isnan(v[i]) else "an infinite value"
+                    raise ForecastInputError(f"column {c!r} holds {what} at {window.index[i]}; fill or drop it first")
         return window
 
     def _check_steps(self, index: pd.DatetimeIndex) -> None:
@@ -705,6 +714,8 @@ class Bundle:
         stamps = index
         if len(stamps) < 2:
             return
+        if self._step_ns is not None and (np.diff(stamps.asi8) == self._step_ns).all():
+            return  # the common case, checked in integer nanoseconds
         back = np.flatnonzero(np.asarray(stamps[1:] <= stamps[:-1]))
         if len(back):
             i = int(back[0])
