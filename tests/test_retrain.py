@@ -191,13 +191,13 @@ def test_killed_job_leaves_champion_and_no_half_written_bundle(service, db_url, 
     v0 = registry.current().version
     store(storage, history())
     job = retrainer.submit(SERIES, "on request", overrides={"training.epochs": 500, "training.patience": 500})
-    log = log_path(state, job)
+    log, checkpoint = log_path(state, job), state / "models" / f".tmp-{job}" / "checkpoint.keras"
     deadline = time.monotonic() + 240
-    while TRAINING_STARTED not in (log.read_text() if log.exists() else ""):
+    while TRAINING_STARTED not in (log.read_text() if log.exists() else "") or not checkpoint.exists():
         assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
         assert retrainer.running() == job, log.read_text()
         time.sleep(0.2)
-    assert (state / "models" / f".tmp-{job}").is_dir()  # the job's work folder exists while it trains
+    # half-way: training has written a checkpoint into the job's work folder (models/.tmp-<job>)
     os.kill(retrainer.process().pid, signal.SIGKILL)
     assert retrainer.wait(60)
     record = finished(storage, job)

@@ -407,7 +407,7 @@ class Retrainer:
             try:
                 logfile.parent.mkdir(parents=True, exist_ok=True)
                 cmd = self.job_command(job_id, series_id)
-                env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+                env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
                 self.storage.update_job(job_id, status="running", started=now())
                 with open(logfile, "ab") as out:
                     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
