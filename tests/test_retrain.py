@@ -284,3 +284,17 @@ def test_concurrent_readers_never_fail_during_swaps(tmp_path, tiny_bundle, tiny_
         registry.promote(v1)
     assert registry.current().version == v0 and storage.champion()["version"] == v0
     shutil.rmtree(broken)
+
+
+def test_a_newly_exported_bundle_replaces_the_champion(tmp_path, tiny_bundle, tiny_series):
+    """Restarting with a bundle the service has never seen serves it (rollback returns to the old champion);
+    restarting with a known bundle keeps the stored champion."""
+    state, url = tmp_path / "state", f"sqlite:///{tmp_path / 'db.sqlite'}"
+    v0 = Registry(state, Storage(url), tiny_bundle).current().version
+    v1 = second_version(state, tiny_bundle, tiny_series)
+    exported = shutil.copytree(state / "models" / v1, tmp_path / "exported")
+    shutil.rmtree(state / "models" / v1)
+    registry = Registry(state, Storage(url), exported)
+    assert registry.current().version == v1
+    assert registry.rollback().version == v0
+    assert Registry(state, Storage(url), exported).current().version == v0  # known: the stored champion stays

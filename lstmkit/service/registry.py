@@ -4,7 +4,8 @@ table (version, parent, created, metrics, status), with the serving bundle swapp
 - On start, leftover `<state>/models/.tmp-*` folders (a retrain job killed while it trained or wrote its bundle) are
   removed; the storage's champion is served when its folder loads (a restarted service keeps its promoted model),
   else the initial bundle is copied in (into `.tmp-<uuid>`, then renamed: never half a bundle under a version name)
-  and registered as champion.
+  and registered as champion. An initial bundle the models table does not know (a newly exported model given to a
+  service that served another) replaces the champion, with the old champion as its parent (rollback returns to it).
 - `current()` is a plain attribute read. `promote` and `rollback` load (verifying every file against the manifest)
   and warm up the new bundle first, then replace the reference under a lock: a request in flight keeps the bundle it
   took, and a bundle that fails verification is never served (RegistryError; the champion stays).
@@ -65,9 +66,15 @@ class Registry:
         removed = remove_leftovers(self.models)
         if removed:
             log.warning("removed leftover work folders of an interrupted job: %s", ", ".join(removed))
-        bundle = self._stored_champion()
+        known = {m["version"] for m in storage.models()}
+        champion = storage.champion()
+        if self._version_of(Path(initial_bundle)) in known or champion is None:
+            bundle = self._stored_champion()  # a restart: keep serving the promoted model
+            parent = None
+        else:  # a bundle this service has never seen: the operator exported a new model; it replaces the champion
+            bundle, parent = None, champion["version"]
         if bundle is None:
-            bundle = self._register_initial(Path(initial_bundle))
+            bundle = self._register_initial(Path(initial_bundle), parent)
         bundle.warm_up()
         self._bundle = bundle
 
@@ -84,8 +91,19 @@ class Registry:
             log.warning("the stored champion cannot be served (%s); serving the initial bundle", e)
             return None
 
-    def _register_initial(self, source: Path) -> Bundle:
-        """Copy the initial bundle into the model store (atomically: .tmp-<uuid>, then rename) and make it champion."""
+    @staticmethod
+    def _version_of(source: Path) -> str:
+        """The version of a bundle folder, its files checked against its manifest (RegistryError when they differ)."""
+        from lstmkit.bundle import BundleError, verify
+
+        try:
+            return verify(source)["version"]
+        except BundleError as e:
+            raise RegistryError(f"the initial bundle {source} cannot be served: {e}") from None
+
+    def _register_initial(self, source: Path, parent: str | None = None) -> Bundle:
+        """Copy the initial bundle into the model store (atomically: .tmp-<uuid>, then rename) and make it champion;
+        `parent`: the champion it replaces (a new bundle given to a service that served another one)."""
         from lstmkit.bundle import BundleError, load_bundle
 
         try:
@@ -101,7 +119,7 @@ class Registry:
         bundle = self._load(bundle.version)
         known = {m["version"] for m in self.storage.models()}
         if bundle.version not in known:
-            self.storage.add_model(bundle.version, str(target), None, bundle.metrics, "retired")
+            self.storage.add_model(bundle.version, str(target), parent, bundle.metrics, "retired")
         self.storage.set_champion(bundle.version)
         return bundle
 

@@ -115,11 +115,12 @@ def retrain_splits(cfg: Config, n_rows: int, holdout: int, lookback: int, horizo
                    min_history: int = 0) -> tuple[int, int]:
     """Training and validation rows before the held-out span, in the config's train/val proportion; JobFailed when
     the history is too short, saying how many rows are needed."""
-    need = max(holdout + lookback + 2 * horizon, int(min_history))
+    base = holdout + lookback + 2 * horizon
+    need = max(base, int(min_history))
     if n_rows < need:
-        raise JobFailed(f"the series holds {n_rows} stored rows; a retrain needs at least {need} (held-out {holdout}"
-                        f" + one training window {lookback + horizon} + one validation window {horizon}"
-                        + (f", serve.min_history {min_history}" if min_history > need - 1 else "") + ")")
+        why = (f"serve.min_history {need}" if need > base else
+               f"held-out {holdout} + one training window {lookback + horizon} + one validation window {horizon}")
+        raise JobFailed(f"the series holds {n_rows} stored rows; a retrain needs at least {need} ({why})")
     rest = n_rows - holdout
     train, val = float(cfg.split.train), float(cfg.split.val)
     val_rows = max(int(round(rest * val / (train + val))), horizon)
