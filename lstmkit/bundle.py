@@ -328,6 +328,7 @@ def write_bundle(out: Path, forecaster: Forecaster, scaler, target_scaler, colum
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the bundle folder is readable like the run folder's others
         forecaster.save(tmp / MODEL_DIR)
         atomic_write_json(tmp / PREPROCESSING_FILE, preprocessing)
         atomic_write_json(tmp / CALIBRATION_FILE, calib)
@@ -521,6 +522,21 @@ class Bundle:
                 self.abs_errors: np.ndarray = np.asarray(data["abs_errors"], dtype=float)
         except (OSError, ValueError, KeyError) as e:
             raise BundleError(f"{self.path / ERRORS_FILE}: cannot be read as calibration errors ({e})") from None
+        try:
+            self._describe(pre)
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"{self.path}: {PREPROCESSING_FILE} or {CALIBRATION_FILE} is malformed ({type(e).__name__}: {e})") from None
+        self.forecaster: Forecaster = _load_forecaster(self.path / MODEL_DIR)
+        if int(self.forecaster.lookback_) != self.lookback or int(self.forecaster.horizon_) != self.horizon:
+            raise BundleError(f"{self.path / MODEL_DIR}: the model's look-back/horizon "
+                              f"({self.forecaster.lookback_}, {self.forecaster.horizon_}) differ from "
+                              f"{PREPROCESSING_FILE} ({self.lookback}, {self.horizon})")
+        self._call = None
+        self._candidates: list | None = None
+        self._lock = threading.Lock()
+
+    def _describe(self, pre: dict) -> None:
+        """Set the series description, scalers and interval radii from preprocessing.json and calibration.json."""
         self.preprocessing = pre
         self.columns: list[str] = list(pre["columns"])
         self.target: str = pre["target"]
@@ -540,14 +556,6 @@ class Bundle:
         self.levels: list[float] = [float(v) for v in self.calibration["levels"]]
         self.labels: list[str] = [level_label(v) for v in self.levels]
         self.radii = np.array([self.calibration["radii"][k] for k in self.labels], dtype=float).T  # (horizon, L) scaled
-        self.forecaster: Forecaster = _load_forecaster(self.path / MODEL_DIR)
-        if int(self.forecaster.lookback_) != self.lookback or int(self.forecaster.horizon_) != self.horizon:
-            raise BundleError(f"{self.path / MODEL_DIR}: the model's look-back/horizon "
-                              f"({self.forecaster.lookback_}, {self.forecaster.horizon_}) differ from "
-                              f"{PREPROCESSING_FILE} ({self.lookback}, {self.horizon})")
-        self._call = None
-        self._candidates: list | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"Bundle({str(self.path)!r}, version={self.version!r}, lookback={self.lookback}, horizon={self.horizon}, "

@@ -112,7 +112,7 @@ def _latest_run_dir() -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the inference bundle of a finished run folder (stages through evaluation)."""
-    from lstmkit.bundle import export_bundle, load_bundle
+    from lstmkit.bundle import export_bundle, level_label, load_bundle
     from lstmkit.runfolder import RunFolder
 
     run = RunFolder(Path(args.run_dir).resolve())
@@ -131,7 +131,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"test MSE {fmt(s.get('test_mse'))}, MAE {fmt(s.get('test_mae'))} ({bundle.units}); best baseline "
               f"{s.get('best_baseline')}: MSE {fmt(s.get('baseline_test_mse'))}, MAE {fmt(s.get('baseline_test_mae'))}")
     coverage = s.get("coverage") or {}
-    levels = ", ".join(f"{float(k):.0%} -> {v:.1%}" for k, v in coverage.items() if v is not None)
+    levels = ", ".join(f"{level_label(float(k))}% -> {v:.1%}" for k, v in coverage.items() if v is not None)
     print(f"intervals: split conformal on {s.get('calibration_windows')} {s.get('calibration')} windows"
           + (f"; test coverage {levels}" if levels else ""))
     return 0
