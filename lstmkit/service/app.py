@@ -198,7 +198,8 @@ class Service:
         return self._cutoffs[version]
 
 
-ERRORS = {401: {"model": S.ErrorResponse, "description": "missing or wrong X-API-Key"},
+ERRORS = {400: {"model": S.ErrorResponse, "description": "the body cannot be read (not UTF-8 / JSON)"},
+          401: {"model": S.ErrorResponse, "description": "missing or wrong X-API-Key"},
           413: {"model": S.ErrorResponse, "description": "body larger than serve.max_body_bytes"},
           422: {"model": S.ErrorResponse, "description": "invalid input (the message names the field)"},
           503: {"model": S.ErrorResponse, "description": "the service is starting or stopping"}}
@@ -329,7 +330,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
                                 horizon=b.horizon, freq=b.freq, levels=b.levels, models=infos)
 
     @app.post("/v1/models/rollback", response_model=S.RollbackResponse, dependencies=[Depends(authorised)],
-              responses=_errors(401, 413, 503, _409="nothing to roll back to"), tags=["models"])
+              responses=_errors(400, 401, 413, 503, _409="nothing to roll back to"), tags=["models"])
     def rollback(s: Svc) -> S.RollbackResponse:
         """Serve the version the current one replaced (409 when there is none)."""
         previous = s.registry.current().version
@@ -339,7 +340,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
     # ------------------------------------------------------------ observations
 
     @app.post("/v1/series/{series_id}/observations", response_model=S.AppendResponse, dependencies=[Depends(authorised)],
-              responses=_errors(401, 413, 422, 503, _409="a timestamp already stored with other values"),
+              responses=_errors(400, 401, 413, 422, 503, _409="a timestamp already stored with other values"),
               tags=["series"])
     def append(series_id: SeriesIdPath, body: M.Observations, s: Svc) -> S.AppendResponse:  # type: ignore[valid-type]
         """Append observations (idempotent per timestamp; all or nothing)."""
@@ -415,13 +416,13 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
                 for (req, window, future, where), fc in zip(prepared, results)]
 
     @app.post("/v1/forecast", response_model=M.ForecastResponse, dependencies=[Depends(authorised)],
-              responses=_errors(401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
+              responses=_errors(400, 401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
     def forecast(body: M.ForecastRequest, s: Svc) -> Any:  # type: ignore[valid-type]
         """Forecast `horizon` steps from a series' stored observations or from a window; the answering version."""
         return run_forecasts(s, [body], batch=False)[0]
 
     @app.post("/v1/forecast/batch", response_model=M.BatchResponse, dependencies=[Depends(authorised)],
-              responses=_errors(401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
+              responses=_errors(400, 401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
     def forecast_batch(body: M.BatchRequest, s: Svc) -> Any:  # type: ignore[valid-type]
         """Several forecasts in one request (all validated first: one bad request refuses the batch, naming it)."""
         return {"forecasts": run_forecasts(s, list(body.requests), batch=True)}
@@ -443,7 +444,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
     # ------------------------------------------------------------ retraining and jobs
 
     @app.post("/v1/retrain", status_code=202, response_model=S.JobAccepted, dependencies=[Depends(authorised)],
-              responses=_errors(401, 413, 422, 503, _404="unknown series", _409="another retrain job is running"),
+              responses=_errors(400, 401, 413, 422, 503, _404="unknown series", _409="another retrain job is running"),
               tags=["retraining"])
     def retrain(body: S.RetrainRequest, s: Svc) -> S.JobAccepted:
         """Start a retrain job on a series' stored history (202 with the job id; poll /v1/jobs/{id})."""

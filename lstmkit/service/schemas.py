@@ -19,9 +19,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 SERIES_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
-# ISO-8601 date or date-time, optional fraction and zone; [0-9] (not \d, which is Unicode-aware in pydantic's regex)
-TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?)?"
-                     r"(?:Z|[+-][0-9]{2}:[0-9]{2})?$")
+# ISO-8601 date or date-time (years 1700-2259, inside pandas' range), optional fraction and zone; [0-9], not \d
+# (Unicode-aware in pydantic's regex). Impossible dates (02-30) pass the pattern and are refused when parsed.
+TIMESTAMP_PATTERN = (r"^(?:1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9])-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+                     r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?)?"
+                     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$")
 MAX_BATCH = 1024  # most forecast requests in one POST /v1/forecast/batch
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
