@@ -286,7 +286,7 @@ class ServeConfig:
 @dataclass
 class DeploymentConfig:
     steps: int = _opt(0, "Observations of the test span the deployment chapter replays against the service, one at a time; 0 = all of them.")
-    retrain_every: int = _opt(0, "The periodic policy of the chapter retrains every this many observations; 0 = a quarter of the replayed steps.")
+    retrain_every: int = _opt(0, "The periodic policy of the chapter retrains every this many observations; 0 = a quarter of the replayed steps plus one (three retrains, none on the last observation, after which nothing is forecast).")
     policies: list = _opt(["static", "periodic", "drift"], "Retraining policies replayed side by side: `static` (the exported model throughout), `periodic` (every `deployment.retrain_every` observations), `drift` (when the rolling error leaves its calibrated band).")
     latency_requests: int = _opt(200, "Single-window forecast requests timed for the chapter's latency percentiles.")
 

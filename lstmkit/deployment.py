@@ -136,6 +136,11 @@ class Service:
     def start(self, fresh: bool = True) -> Service:
         """Start the subprocess and wait until /readyz answers 200; DeploymentError with the log's tail otherwise.
         `fresh`: empty the state folder (and seed the database) first; False restarts on the state as it is."""
+        self.launch(fresh)
+        return self.wait_ready()
+
+    def launch(self, fresh: bool = True) -> None:
+        """Start the subprocess without waiting for it (several services can then start side by side)."""
         import httpx
 
         if fresh:
@@ -151,7 +156,14 @@ class Service:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.client = httpx.Client(base_url=self.url, headers={"X-API-Key": self.api_key}, timeout=120.0)
-        deadline = time.monotonic() + self.timeout
+        self.launched = time.monotonic()
+
+    def wait_ready(self) -> Service:
+        """Wait until the launched service answers GET /readyz with 200; DeploymentError with its log's tail if it
+        exits or is not ready within the timeout."""
+        import httpx
+
+        deadline = self.launched + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.close()
@@ -486,7 +498,7 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
     steps = span if d.steps <= 0 else min(d.steps, span)
     if steps < 2:
         raise DeploymentError(f"the test span of {run.series_file} has {span} rows; the replay needs at least 2")
-    every = d.retrain_every if d.retrain_every > 0 else max(1, steps // 4)
+    every = d.retrain_every if d.retrain_every > 0 else steps // 4 + 1  # three retrains, none at the very end
     frame = series[bundle.columns]
     history, stream = frame.iloc[:start], frame.iloc[start:start + steps]
     horizon, period = bundle.horizon, max(1, int(bundle.seasonal_period))
@@ -495,20 +507,28 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
     metrics_every = max(1, steps // 50)
 
     parts, events, service_metrics, latency, stream_latency = [], [], {}, {}, {}
-    for policy in d.policies:
-        if echo:
-            echo(f"Replaying {steps} observations with the {policy} policy"
-                 + (f" (retrain every {every})" if policy == "periodic" else ""))
-        settings = policy_settings(policy, every, cfg.serve, bundle.config.serve)
-        with Service(bundle_path, run.deployment_dir / policy, settings, seed=seed_history(history, bundle.freq)) as service:
+    services = {p: Service(bundle_path, run.deployment_dir / p, policy_settings(p, every, cfg.serve, bundle.config.serve),
+                           seed=seed_history(history, bundle.freq)) for p in d.policies}
+    try:
+        for service in services.values():  # the services start side by side (start-up is mostly imports)...
+            service.launch()
+        for policy, service in services.items():  # ...and replay one after the other (a retrain job has the CPU)
+            service.wait_ready()
+            if echo:
+                echo(f"Replaying {steps} observations with the {policy} policy"
+                     + (f" (retrain every {every})" if policy == "periodic" else ""))
             rows, ev, sm = replay_policy(service, policy, history, stream, horizon, metrics_every, echo)
             ms = time_latency(service, frame.iloc[start + steps - bundle.lookback:start + steps], horizon,
                               d.latency_requests)
-        parts.append(pd.DataFrame(rows))
-        events.extend(ev)
-        service_metrics[policy] = sm
-        latency[policy] = ms
-        stream_latency[policy] = parts[-1].drop_duplicates("index")["latency_ms"].to_numpy()
+            service.close()
+            parts.append(pd.DataFrame(rows))
+            events.extend(ev)
+            service_metrics[policy] = sm
+            latency[policy] = ms
+            stream_latency[policy] = parts[-1].drop_duplicates("index")["latency_ms"].to_numpy()
+    finally:
+        for service in services.values():
+            service.close()
 
     replay = pd.concat(parts, ignore_index=True)
     target = bundle.target
