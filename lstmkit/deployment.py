@@ -346,8 +346,8 @@ def replay_policy(service: Service, policy: str, history: pd.DataFrame, stream: 
         if i < len(stream) - 1:  # after the last observation there is nothing of the span left to forecast
             forecast(i + 1, stream.index[i])
         progress.report("deployment", policy=policy, observation=f"{i + 1}/{len(stream)}")
-        if echo and ((i + 1) % max(1, len(stream) // 4) == 0):
-            echo(f"  {policy}: {i + 1}/{len(stream)} observations replayed, {len(events)} retrain job(s)")
+    if echo:
+        echo(f"{policy}: {len(stream)} observations replayed, {len(events)} retrain job(s)")
     return rows, events, service_metrics
 
 
@@ -514,9 +514,6 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
             service.launch()
         for policy, service in services.items():  # ...and replay one after the other (a retrain job has the CPU)
             service.wait_ready()
-            if echo:
-                echo(f"Replaying {steps} observations with the {policy} policy"
-                     + (f" (retrain every {every})" if policy == "periodic" else ""))
             rows, ev, sm = replay_policy(service, policy, history, stream, horizon, metrics_every, echo)
             ms = time_latency(service, frame.iloc[start + steps - bundle.lookback:start + steps], horizon,
                               d.latency_requests)
@@ -603,6 +600,23 @@ def errors_table(metrics: dict, units: str = "original") -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def headline(metrics: dict, units: str) -> str:
+    """One paragraph: each policy's MAE over every scored forecast beside the best baseline's, and its retrains."""
+    meta = metrics["meta"]
+    best = min(metrics["baselines"], key=lambda b: metrics["baselines"][b]["original"]["mae"])
+    base = metrics["baselines"][best]["original"]["mae"]
+    parts = []
+    for policy, m in metrics["policies"].items():
+        mae = m["original"]["mae"]
+        promoted = sum(1 for e in m["retrains"] if e.get("promoted"))
+        parts.append(f"**{policy}** {mae:.4g} {units} ({(mae / base - 1) * 100:+.1f}% against {best}; "
+                     f"{len(m['retrains'])} retrain job(s), {promoted} promoted)")
+    winner = min(metrics["policies"], key=lambda p: metrics["policies"][p]["original"]["mae"])
+    return (f"Mean absolute error over the {meta['steps']} replayed observations, all {meta['horizon']} horizon steps: "
+            + "; ".join(parts) + f". The best baseline, {best}, has {base:.4g} {units}; the lowest error is the "
+            f"{winner} policy's.")
+
+
 def coverage_table(metrics: dict) -> pd.DataFrame:
     """Per policy and interval level: the share of actuals inside the served intervals (all steps and step 1) and
     the mean width (original units)."""
@@ -633,5 +647,5 @@ def latency_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-__all__ = ["Deployment", "DeploymentError", "Service", "baseline_forecasts", "coverage_table", "errors_table", "events_table",
+__all__ = ["Deployment", "DeploymentError", "Service", "baseline_forecasts", "coverage_table", "errors_table", "headline", "events_table",
            "latency_table", "run_deployment"]

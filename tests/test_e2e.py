@@ -141,6 +141,24 @@ def test_uncertainty_and_anomaly_chapters_report_calibrated_intervals_and_inject
     assert "random" in (html / "08_anomalies.html").read_text()  # every detection metric beside random scores
 
 
+def test_deployment_chapter_replays_the_test_span_against_the_service(quick_run: Path):
+    deployment = json.loads((quick_run / "deployment" / "metrics.json").read_text())
+    assert (quick_run / "deployment" / "bundle" / "manifest.json").is_file()  # the exported bundle it served
+    assert list(deployment["policies"]) == ["static", "periodic", "drift"] and deployment["meta"]["steps"] == 40
+    assert deployment["policies"]["static"]["retrains"] == []
+    periodic = deployment["policies"]["periodic"]["retrains"]  # quick.yaml: retrain after 25 of 40 observations
+    assert [e["observation"] for e in periodic] == [25] and periodic[0]["status"] == "succeeded", periodic
+    for name, m in [*deployment["policies"].items(), *deployment["baselines"].items()]:
+        assert m["original"]["mae"] > 0 and len(m["original"]["mae_per_step"]) == deployment["meta"]["horizon"], name
+    for m in deployment["policies"].values():
+        assert m["latency_ms"]["n"] == 50 and 0 < m["latency_ms"]["p50"] <= m["latency_ms"]["p99"]
+        assert set(m["coverage"]) == {"80", "90", "95"}
+    page = (quick_run.parent.parent / "_build" / "html" / "book" / "09_deployment.html").read_text()
+    assert len(re.findall(r"<img", page)) == 3  # timeline, rolling error, latency
+    for text in ("seasonal_naive", "persistence", "lstmkit serve", "X-API-Key", "p99", "every 25 observations"):
+        assert text in page, text
+
+
 ZOO = list(ARCHITECTURES)  # the quick profile runs with every architecture, side by side
 COMPARE = ["--set", f"compare.architectures=[{','.join(ZOO)}]", "--set", "compare.seeds=2", "--set", "training.epochs=1",
            "--set", "tuning.strategy=none", "--set", "explain.windows=4", "--set", "explain.steps=8"]
@@ -266,7 +284,8 @@ def test_bundled_etth2_profile_runs_offline_with_published_figures(tmp_path):
     """The real-data profile end to end, shrunk (short look-back, tiny model, one epoch) to keep the suite fast."""
     project = copy_project(tmp_path / "project")
     lstmkit(project, "run", "--config", "configs/etth2.yaml", "--set", "window.lookback=48", "--set", "model.units=8",
-            "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=8")
+            "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=8",
+            "--set", "deployment.steps=24", "--set", "deployment.policies=[static]", "--set", "deployment.latency_requests=20")
     run = project / "runs" / "etth2"
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     assert metrics["meta"]["windows"] == 2785  # every test window of the protocol at horizon 96
@@ -344,7 +363,9 @@ def test_report_renders_in_headless_chromium(quick_run: Path):
 ETTH2_COMPARE = ["--set", "compare.architectures=[lstm, attention_lstm, tft]", "--set", "compare.seeds=2",
                  "--set", "window.lookback=48", "--set", "window.horizon=24", "--set", "model.units=8",
                  "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=16",
-                 "--set", "explain.auto_steps=false", "--set", "explain.cross_check=false"]
+                 "--set", "explain.auto_steps=false", "--set", "explain.cross_check=false",
+                 "--set", "deployment.steps=24", "--set", "deployment.policies=[static]",
+                 "--set", "deployment.latency_requests=20"]
 
 
 @pytest.fixture(scope="module")
@@ -404,4 +425,4 @@ def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model
     assert "mc_dropout" in unc["meta"]["skipped"]  # etth2.yaml trains without dropout: said, not an error
     assert "There are no labels for this run" in (html / "book" / "08_anomalies.html").read_text()
     render_in_browser(html, ["book/intro.html", "book/05_evaluation.html", "book/06_explainability.html",
-                             "book/07_uncertainty.html", "book/08_anomalies.html"])
+                             "book/07_uncertainty.html", "book/08_anomalies.html", "book/09_deployment.html"])
