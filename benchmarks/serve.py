@@ -83,18 +83,25 @@ def build_bundle(args: argparse.Namespace, out: Path):
                         validation_errors(forecaster, prepared), {}), frame
 
 
-def bare_call_ms(bundle, window: np.ndarray, calls: int) -> float:
-    """Median milliseconds of a bare in-process `network(x)` call on one scaled window (1, lookback, channels)."""
+def bare_call_ms(bundle, window: np.ndarray, calls: int) -> tuple[float, float]:
+    """Median milliseconds of a bare in-process call of the bundle's network on one scaled window (1, lookback,
+    channels): eager `network(x)`, and the same call compiled once with tf.function (what a tuned server would run)."""
+    import tensorflow as tf
+
     net = bundle.forecaster.network
-    x = bundle.scaler.transform(window)[None].astype("float32")
-    for _ in range(5):
-        net(x, training=False)
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        net(x, training=False)
-        times.append((time.perf_counter() - t0) * 1000)
-    return float(np.median(times))
+    x = tf.constant(bundle.scaler.transform(window)[None].astype("float32"))
+    compiled = tf.function(lambda v: net(v, training=False))
+    out = []
+    for call in (lambda: net(x, training=False), lambda: compiled(x)):
+        for _ in range(5):
+            call()
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            np.asarray(call())
+            times.append((time.perf_counter() - t0) * 1000)
+        out.append(float(np.median(times)))
+    return out[0], out[1]
 
 
 async def load(url: str, key: str, body: dict, path: str, clients: int, total: int) -> tuple[np.ndarray, float]:
@@ -197,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bundle trained and written in {time.perf_counter() - t0:.0f} s: {bundle_path}", file=sys.stderr)
     bundle = load_bundle(bundle_path)
     window = frame[bundle.columns].iloc[-bundle.lookback:]
-    bare = bare_call_ms(bundle, window.to_numpy(dtype=float), args.bare_calls)
+    eager, compiled = bare_call_ms(bundle, window.to_numpy(dtype=float), args.bare_calls)
     single = {"window": {"timestamps": [t.isoformat() for t in window.index],
                          "columns": {c: [float(v) for v in window[c]] for c in bundle.columns}},
               "horizon": bundle.horizon}
@@ -219,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table([("request", "clients", "requests", "forecasts/s", "p50 ms", "p90 ms", "p99 ms"),
                         *[tuple(map(str, r)) for r in rows]]))
     single_p50 = float(rows[0][4])
-    print(f"bare in-process model(x) on one window: {bare:.2f} ms (median of {args.bare_calls}); service single forecast "
-          f"p50 with 1 client: {single_p50:.1f} ms = {single_p50 / bare:.1f}x the bare call")
+    print(f"bare in-process call on one window (median of {args.bare_calls}): model(x) eager {eager:.2f} ms, compiled "
+          f"(tf.function) {compiled:.2f} ms; service single forecast p50 with 1 client: {single_p50:.1f} ms = "
+          f"{single_p50 / eager:.2f}x the eager call, {single_p50 / compiled:.1f}x the compiled one")
     if args.kills:
         t0 = time.perf_counter()
         k = kill_test(bundle_path, frame, bundle.columns, args.kills, work / "kill")
