@@ -24,7 +24,7 @@ from lstmkit.service.storage import Storage
 
 SERIES = "plant-1"
 HISTORY = 900  # hourly rows stored for the series: the tiny bundle's 600 and 300 more of the same process
-GOOD = {"training.epochs": 25, "training.patience": 25, "training.reduce_lr_patience": 25}  # a well-trained challenger
+GOOD = {"training.epochs": 30, "training.patience": 30, "model.learning_rate": 0.01}  # a well-trained challenger
 BAD = {"training.epochs": 1, "model.learning_rate": 1e-9}  # a challenger that cannot learn anything
 
 

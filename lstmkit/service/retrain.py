@@ -17,7 +17,8 @@ The job (`python -m lstmkit.service.retrain --state DIR --db URL --job ID --seri
 6. promoted (held-out MSE lower than the champion's): the bundle is renamed to `<state>/models/<version>/` and
    recorded in the models table; rejected: recorded (status `rejected`, with its metrics) and not kept;
 7. writes the result into the job's detail and exits 0; the service's monitor then swaps a promoted version in and
-   marks the job succeeded. Exit codes: 0 done, 2 bad arguments, 3 the job cannot run (too little history, unknown
+   marks the job succeeded (a job run by hand, without a service, marks itself succeeded; its winner stays a
+   `candidate`). Exit codes: 0 done, 2 bad arguments, 3 the job cannot run (too little history, unknown
    job, champion bundle unusable), 1 an unexpected error; the log is `<state>/jobs/<id>.log`.
 
 One job at a time: `Retrainer.submit` refuses a second one while a job runs (RetrainBusy, status 409) rather than
@@ -291,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
 
     storage = Storage(args.db)
     try:
-        run_job(Path(args.state), storage, args.job, args.series)
+        result = run_job(Path(args.state), storage, args.job, args.series)
+        if not os.environ.get(PARENT_ENV):  # run by hand: no service will finish the job (nor swap a winner in)
+            storage.update_job(args.job, status="succeeded", finished=now())
+            if result["decision"] == "promoted":
+                _say(f"version {result['version']} is recorded as a candidate; a service serves it after "
+                     "Registry.promote")
         return EXIT_OK
     except JobFailed as e:
         _say(f"job {args.job} failed: {e}")
