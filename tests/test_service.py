@@ -31,9 +31,32 @@ def bundle(tiny_bundle):
     return load_bundle(tiny_bundle)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db(request, tmp_path_factory):
+    """A database shared by the module's tests (they use distinct series): SQLite file or fresh PostgreSQL database."""
+    from tests.conftest import fresh_postgres_database, postgres_base_url
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
+        return
+    base = postgres_base_url()
+    if base is None:
+        pytest.skip("PostgreSQL tests need LSTMKIT_TEST_POSTGRES_URL (start a server with `.ci/postgres`)")
+    with fresh_postgres_database(base) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(tiny_bundle, module_db, tmp_path_factory):
+    """A started client with default settings, shared by the module's tests on one database (started once: fast)."""
+    app = create_app(tiny_bundle, ServeConfig(), KEY, db_url=module_db, state=tmp_path_factory.mktemp("state"))
+    with TestClient(app) as c:
+        yield c
+
+
 @pytest.fixture
 def make_client(tiny_bundle, db_url, tmp_path):
-    """Factory of started TestClients over tiny_bundle (state in tmp_path, database db_url)."""
+    """Factory of started TestClients with their own settings and database (db_url: SQLite and PostgreSQL)."""
     clients = []
 
     def make(**settings) -> TestClient:
@@ -46,12 +69,6 @@ def make_client(tiny_bundle, db_url, tmp_path):
     yield make
     for c in clients:
         c.__exit__(None, None, None)
-
-
-@pytest.fixture
-def client(make_client):
-    """A started client with default settings."""
-    return make_client()
 
 
 def count(client: TestClient, series: str) -> int:
@@ -207,10 +224,10 @@ def _rows(answer: dict) -> pd.DataFrame:
 def test_forecast_equals_bundle_predict(client, tiny_series, bundle):
     """A forecast from a stored series and from a window in the body equal Bundle.predict on the same rows."""
     rows = tiny_series.iloc[:100]
-    client.post("/v1/series/f/observations", json=body_of(rows), headers=AUTH)
+    client.post("/v1/series/fp/observations", json=body_of(rows), headers=AUTH)
     expected = bundle.predict(rows)
-    for request in ({"series_id": "f", "horizon": bundle.horizon}, {"window": body_of(rows.iloc[-30:]), "horizon": 4},
-                    {"series_id": "f"}):
+    for request in ({"series_id": "fp", "horizon": bundle.horizon}, {"window": body_of(rows.iloc[-30:]), "horizon": 4},
+                    {"series_id": "fp"}):
         r = client.post("/v1/forecast", json=request, headers=AUTH)
         assert r.status_code == 200, r.text
         answer = r.json()
@@ -219,7 +236,7 @@ def test_forecast_equals_bundle_predict(client, tiny_series, bundle):
         assert list(got.columns) == list(expected.columns)
         assert [pd.Timestamp(t) for t in got.index] == list(expected.index)
         np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-5, atol=1e-6)
-    r = client.post("/v1/forecast", json={"series_id": "f", "horizon": 2}, headers=AUTH)
+    r = client.post("/v1/forecast", json={"series_id": "fp", "horizon": 2}, headers=AUTH)
     assert len(r.json()["forecast"]) == 2
 
 
@@ -335,3 +352,19 @@ def test_openapi_lists_schemas(client, bundle):
                  "/v1/models/rollback"):
         assert path in paths, path
     assert doc["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+
+def test_load_bundle_is_lazy(tiny_bundle):
+    """`import lstmkit` does not import TensorFlow; `lstmkit.load_bundle` loads a bundle when first used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lstmkit\n"
+            "assert 'tensorflow' not in sys.modules and 'lstmkit.bundle' not in sys.modules\n"
+            f"b = lstmkit.load_bundle({str(tiny_bundle)!r})\n"
+            "print(b.version)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from lstmkit.bundle import load_bundle
+
+    assert r.stdout.strip().splitlines()[-1] == load_bundle(tiny_bundle).version

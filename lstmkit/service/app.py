@@ -222,6 +222,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
                state: Path | None = None) -> FastAPI:
     """The service over `bundle` (a bundle folder): see the module docstring. `api_key` None refuses every POST."""
     from lstmkit.bundle import ForecastInputError
+    from lstmkit.service.inference import BatcherClosed
     from lstmkit.service.registry import RegistryError
     from lstmkit.service.retrain import RetrainError
     from lstmkit.service.storage import StorageError
@@ -290,6 +291,11 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
         """409 while another retrain job runs; 422 for a retrain that cannot start."""
         return JSONResponse({"detail": str(exc)}, status_code=int(getattr(exc, "status", 422)))
 
+    @app.exception_handler(BatcherClosed)
+    async def closing(request: Request, exc: BatcherClosed) -> JSONResponse:
+        """503 for a forecast arriving while the service shuts down."""
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
         """409: nothing to roll back to, or a version that cannot be served."""
@@ -349,10 +355,10 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
         values = {c: np.asarray(getattr(body.columns, fields[c]), dtype=float) for c in columns}
         res = s.storage.append(series_id, index, values, b.freq)
         job = None
-        if res.stored:
-            job = s.retrainer.observed(series_id, res.stored)
+        if res.stored:  # the rows are stored: a trigger that fails is logged, never the append's answer
+            job = trigger(s.retrainer.observed, series_id, res.stored)
             if job is None and s.settings.drift:
-                job = s.retrainer.check_drift(series_id)
+                job = trigger(s.retrainer.check_drift, series_id)
         return S.AppendResponse(series_id=series_id, stored=res.stored, duplicates=res.duplicates,
                                 last=S.format_timestamp(res.last) if res.last is not None else None,
                                 total=res.total, retrain_job=job)
@@ -438,7 +444,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
         if total == 0:
             raise HTTPException(404, f"unknown series {series_id!r}: no observations stored")
         out = series_metrics(s, b, series_id, total)
-        out.retrain_job = s.retrainer.check_drift(series_id)
+        out.retrain_job = trigger(s.retrainer.check_drift, series_id)
         return out
 
     # ------------------------------------------------------------ retraining and jobs
@@ -474,6 +480,15 @@ def _text(value: Any) -> str | None:
     if isinstance(value, (pd.Timestamp,)) or hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+def trigger(fn: Any, *args: Any) -> str | None:
+    """Run a retrain trigger (every-N or drift); a failure is logged and yields no job."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - the request it follows has succeeded
+        log.exception("retrain trigger %s failed", getattr(fn, "__name__", fn))
+        return None
 
 
 def _score(errors: np.ndarray) -> S.ErrorScore:
