@@ -90,7 +90,8 @@ def test_promote_reject_restart_and_rollback(service, db_url, tiny_bundle):
     assert registry.current().version == v1 != v0
     assert storage.champion()["version"] == v1
     assert {m["version"]: m["parent"] for m in registry.versions()}[v1] == v0
-    assert registry.current().cutoff == history().index[HISTORY - result["holdout_rows"] - 1]
+    assert registry.current().cutoff == history().index[result["training_rows"] - 1]  # fitted on training rows
+    assert result["training_rows"] + result["validation_rows"] + result["holdout_rows"] == HISTORY
     assert registry.current().calibration["source"] == "retrain-holdout"
     assert log_path(state, job).is_file() and TRAINING_STARTED in log_path(state, job).read_text()
     assert bundle_folders(state) == sorted([v0, v1])

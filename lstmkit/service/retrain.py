@@ -237,18 +237,25 @@ def run_job(state: Path, storage: Storage, job_id: str, series_id: str) -> dict:
                "holdout": {"rows": int(holdout), "windows": int(len(y)), "scores": scores}, "model": scores["challenger"],
                "model_name": spec.architecture,
                "baselines": {k: v for k, v in scores.items() if k == "seasonal_naive"}}
-    cutoff = frame.index[train_rows + val_rows - 1]
+    fitted_rows = train_rows + val_rows if cfg.training.fit_on == "train+val" else train_rows
+    cutoff = frame.index[fitted_rows - 1]  # the last row it was fitted on (as export_bundle records it)
+    base = {"parent": champion.version, "holdout_rows": int(holdout), "holdout_windows": int(len(y)),
+            "training_rows": int(train_rows), "validation_rows": int(val_rows), "cutoff": str(cutoff),
+            "scores": scores, "champion_mse": champ_mse, "challenger_mse": chal_mse,
+            "champion_mse_scaled": scores["champion"]["scaled"]["mse"],
+            "challenger_mse_scaled": scores["challenger"]["scaled"]["mse"],
+            "best_epoch": int(challenger.best_epoch_), "val_loss": float(challenger.val_loss_)}
+    if not np.isfinite(abs_errors).all():  # a diverged challenger: rejected, nothing to write
+        result = {"decision": "rejected", "version": None, **base, "note": "the challenger's forecasts are not finite"}
+        shutil.rmtree(work, ignore_errors=True)
+        storage.update_job(job_id, detail={**detail, "result": result})
+        _say(f"job {job_id}: rejected (the challenger's forecasts are not finite)")
+        return result
     out = write_bundle(work / "bundle", challenger, prepared.scaler, prepared.target_scaler, list(champion.columns),
                        champion.target, champion.freq, cutoff, cfg, calibration, abs_errors, metrics,
                        extra={"retrain": {"job": job_id, "series": series_id, "parent": champion.version}})
     version = load_bundle(out).version
-    result = {"decision": "promoted" if promoted else "rejected", "version": version, "parent": champion.version,
-              "holdout_rows": int(holdout), "holdout_windows": int(len(y)), "training_rows": int(train_rows),
-              "validation_rows": int(val_rows), "cutoff": str(cutoff), "scores": scores,
-              "champion_mse": champ_mse, "challenger_mse": chal_mse,
-              "champion_mse_scaled": scores["champion"]["scaled"]["mse"],
-              "challenger_mse_scaled": scores["challenger"]["scaled"]["mse"],
-              "best_epoch": int(challenger.best_epoch_), "val_loss": float(challenger.val_loss_)}
+    result = {"decision": "promoted" if promoted else "rejected", "version": version, **base}
     known = {m["version"] for m in storage.models()}
     if promoted:
         final = models_dir(state) / version
