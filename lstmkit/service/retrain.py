@@ -425,7 +425,7 @@ class Retrainer:
                 self.storage.update_job(job_id, status="running", started=now())
                 with open(logfile, "ab") as out:
                     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=env, cwd=str(self.state))
+                                            env=env)
             except Exception as e:  # noqa: BLE001
                 self._finish(job_id, "failed", f"the job process could not start: {e}")
                 return
@@ -435,7 +435,14 @@ class Retrainer:
                         self._running["process"] = proc
                         self._running["ready"].set()
             code = proc.wait()
-            self._after(job_id, code, logfile)
+            try:
+                self._after(job_id, code, logfile)
+            except Exception as e:  # noqa: BLE001 - e.g. the database went away: the champion stays, say why
+                log.exception("finishing retrain job %s failed", job_id)
+                try:
+                    self._finish(job_id, "failed", f"finishing the job failed: {type(e).__name__}: {e}")
+                except Exception:  # noqa: BLE001
+                    pass
         finally:
             with self._lock:
                 if self._running and self._running["id"] == job_id:
