@@ -10,8 +10,10 @@ it has stored. The service only ever sees the observations appended so far, so n
 
 When an append starts a retrain job, the stream waits until the job has finished (and a promoted challenger serves)
 before the next observation: the replay is then the same whatever the machine's speed, at the price of hiding how
-long a retrain takes (which the events record). Afterwards `deployment.latency_requests` single-window forecasts
-(the window in the request body) are timed for latency percentiles, and the service is stopped with SIGTERM.
+long a retrain takes (which the events record); a job started by the last observation is not waited for (nothing is
+forecast after it) and stops with the service. Before the stream, `deployment.latency_requests` single-window
+forecasts (the history's last window in the request body) are timed for latency percentiles, while no retrain job
+competes for the CPU; after it the service is stopped with SIGTERM.
 
 Scoring, per policy: every forecast of an observation of the replayed span, per horizon step, in original units and
 in the training scaler's units, beside the persistence and seasonal-naive forecasts made at the same origins from the
@@ -317,6 +319,13 @@ def replay_policy(service: Service, policy: str, history: pd.DataFrame, stream: 
 
     def wait_for(answer: dict, i: int) -> None:  # deterministic replay: the stream waits for a job it started
         for job_id in started_jobs(answer):
+            if i == len(stream) - 1:  # started by the last observation: nothing is forecast after it
+                events.append({"policy": policy, "job": job_id, "observation": i + 1, "timestamp": str(stream.index[i]),
+                               "reason": None, "status": "not awaited", "decision": "started by the last observation: "
+                               "stopped with the service", "promoted": False, "from_version": None, "to_version": None,
+                               "challenger": None, "champion_mse": None, "challenger_mse": None, "wait_s": 0.0,
+                               "error": None})
+                continue
             before = serving_version(service)
             t0 = time.perf_counter()
             job = wait_for_job(service, job_id)
@@ -514,9 +523,9 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
             service.launch()
         for policy, service in services.items():  # ...and replay one after the other (a retrain job has the CPU)
             service.wait_ready()
+            # latency first, from the history's last window: no retrain job competes for the CPU then
+            ms = time_latency(service, history.iloc[-bundle.lookback:], horizon, d.latency_requests)
             rows, ev, sm = replay_policy(service, policy, history, stream, horizon, metrics_every, echo)
-            ms = time_latency(service, frame.iloc[start + steps - bundle.lookback:start + steps], horizon,
-                              d.latency_requests)
             service.close()
             parts.append(pd.DataFrame(rows))
             events.extend(ev)

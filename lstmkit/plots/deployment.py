@@ -43,14 +43,14 @@ def deployment_timeline(replay: pd.DataFrame, events: list[dict], units: str = "
         ax.plot(t, s1["actual"], color="black", lw=0.8, label="actual")
         ax.plot(t, s1["mean"], color=_colour(policy, i), lw=0.9, label="served step-1 forecast")
         mine = [e for e in events if e["policy"] == policy]
-        for j, e in enumerate(mine):
-            promoted = e.get("promoted")
-            ax.axvline(pd.Timestamp(e["timestamp"]), color="tab:red" if promoted else "tab:purple", ls="--", lw=1,
-                       label=("retrain: promoted" if promoted else "retrain: champion kept") if j == 0 or
-                       promoted != mine[j - 1].get("promoted") else None)
-            ax.annotate(f"{e.get('to_version') or ''}"[:6] if promoted else "kept", (pd.Timestamp(e["timestamp"]), 1),
-                        xycoords=("data", "axes fraction"), xytext=(2, -10), textcoords="offset points", fontsize=7,
-                        color="tab:red" if promoted else "tab:purple")
+        for e in mine:
+            kind = ("promoted" if e.get("promoted") else "not awaited" if e.get("status") == "not awaited"
+                    else "failed" if e.get("status") == "failed" else "champion kept")
+            colour = {"promoted": "tab:red", "champion kept": "tab:purple"}.get(kind, "grey")
+            ax.axvline(pd.Timestamp(e["timestamp"]), color=colour, ls="--", lw=1, label=f"retrain: {kind}")
+            text = str(e.get("to_version") or "")[:6] if kind == "promoted" else kind.split()[0]
+            ax.annotate(text, (pd.Timestamp(e["timestamp"]), 1), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                        textcoords="offset points", fontsize=7, color=colour)
         ax.set_ylabel(f"value ({units})")
         ax.set_title(f"{policy}: {len(mine)} retrain job(s)", fontsize=10, loc="left")
         handles, labels = ax.get_legend_handles_labels()
