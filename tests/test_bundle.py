@@ -469,3 +469,34 @@ def test_the_compiled_call_matches_predict_for_other_networks(spec, bundle, tiny
     scaled = bundle.scaler.transform(windows).astype(np.float32)
     expected = bundle.target_scaler.inverse(other.forecaster.predict(scaled))
     np.testing.assert_allclose(other.forecast_arrays(windows)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_export_carries_the_uncertainty_chapters_conformal_entry(tiny_run, tmp_path):
+    from lstmkit.config import from_dict
+    from lstmkit.runfolder import RunFolder
+    from lstmkit.uncertainty import run_uncertainty
+
+    run, prepared, _ = tiny_run
+    run = RunFolder(Path(shutil.copytree(run.root, tmp_path / "run")))
+    cfg = from_dict(RUN, {"uncertainty.method": ["conformal"], "uncertainty.bootstrap": 20, "uncertainty.joint": False})
+    chapter = run_uncertainty(run, cfg, prepared).metrics
+    b = load_bundle(export_bundle(run, tmp_path / "bundle"))
+    assert b.metrics["conformal"]["key"] == "lstm/conformal"
+    assert b.metrics["conformal"]["coverage"] == chapter["lstm/conformal"]["coverage"]
+    assert b.manifest["summary"]["coverage"] == chapter["lstm/conformal"]["coverage"]
+
+
+def test_a_calendar_time_step_forecasts_on_its_calendar(bundle, tiny_series, tmp_path):
+    from lstmkit.bundle import scaler_from_params
+
+    pre = bundle.preprocessing
+    monthly = load_bundle(write_bundle(tmp_path / "b", bundle.forecaster, scaler_from_params(pre["scaler"]),
+                                       scaler_from_params(pre["target_scaler"]), bundle.columns, bundle.target, "MS",
+                                       pd.Timestamp("2020-01-01"), bundle.config, {"source": "val"}, bundle.abs_errors, {}))
+    frame = tiny_series.iloc[-30:].set_axis(pd.date_range("2018-01-01", periods=30, freq="MS", name="month"))
+    out = monthly.predict(frame)
+    assert list(out.index) == list(pd.date_range("2020-07-01", periods=4, freq="MS")) and out.index.name == "month"
+    with pytest.raises(ForecastInputError, match="first missing: 2019-12-01"):
+        monthly.predict(frame.drop(index=pd.Timestamp("2019-12-01")))
+    with pytest.raises(ForecastInputError, match="time step is 'QS-JAN' but the model was trained on 'MS'"):
+        monthly.predict(frame.set_axis(pd.date_range("2000-01-01", periods=30, freq="QS", name="month")))
