@@ -11,6 +11,7 @@ refused with 413 (from Content-Length before reading, and while reading when the
 a 4xx with a message naming the field, column, row or timestamp; a 500 only for a genuine server fault (logged).
 """
 
+import asyncio
 import hmac
 import json
 import logging
@@ -26,6 +27,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from lstmkit.config import ServeConfig
 from lstmkit.service import schemas as S
@@ -253,12 +255,12 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description=f"the service's key ({API_KEY_ENV})")
     expected = api_key.encode() if api_key is not None else None
 
-    def authorised(key: Annotated[str | None, Depends(header)]) -> None:
+    async def authorised(key: Annotated[str | None, Depends(header)]) -> None:
         """401 unless X-API-Key matches (the middleware already refused; this documents the scheme)."""
         if not key_matches(expected, key.encode() if key is not None else None):
             raise HTTPException(401, _missing_key_message(expected))
 
-    def ready() -> Service:
+    async def ready() -> Service:
         """The service, or 503 while it starts or stops."""
         if not svc.ready:
             raise HTTPException(503, "the service is not ready (starting or stopping)")
@@ -421,17 +423,32 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
         return [answer(s, req, window, future, fc, labels, where)
                 for (req, window, future, where), fc in zip(prepared, results)]
 
+    async def forecasts(s: Service, reqs: list[Any], batch: bool) -> list[Any]:
+        """`run_forecasts` without a thread hop for a few windows in the body (validated on the event loop, awaited
+        on the batcher); requests that read or write the database, and large batches, run in the thread pool."""
+        if len(reqs) > 8 or any(r.series_id is not None for r in reqs):
+            return await run_in_threadpool(run_forecasts, s, reqs, batch)
+        b = s.registry.current()
+        prepared = [(req, *window_of(s, b, req, f"requests[{i}]: " if batch else ""), f"requests[{i}]: " if batch else "")
+                    for i, req in enumerate(reqs)]
+        futures = [asyncio.wrap_future(s.batcher.submit(window.to_numpy(dtype=float), req.horizon))
+                   for req, window, _, _ in prepared]
+        results = await asyncio.gather(*futures)
+        labels = [S.level_key(v) for v in b.levels]
+        return [answer(s, req, window, future, fc, labels, where)
+                for (req, window, future, where), fc in zip(prepared, results)]
+
     @app.post("/v1/forecast", response_model=M.ForecastResponse, dependencies=[Depends(authorised)],
               responses=_errors(400, 401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
-    def forecast(body: M.ForecastRequest, s: Svc) -> Any:  # type: ignore[valid-type]
+    async def forecast(body: M.ForecastRequest, s: Svc) -> Any:  # type: ignore[valid-type]
         """Forecast `horizon` steps from a series' stored observations or from a window; the answering version."""
-        return run_forecasts(s, [body], batch=False)[0]
+        return (await forecasts(s, [body], batch=False))[0]
 
     @app.post("/v1/forecast/batch", response_model=M.BatchResponse, dependencies=[Depends(authorised)],
               responses=_errors(400, 401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
-    def forecast_batch(body: M.BatchRequest, s: Svc) -> Any:  # type: ignore[valid-type]
+    async def forecast_batch(body: M.BatchRequest, s: Svc) -> Any:  # type: ignore[valid-type]
         """Several forecasts in one request (all validated first: one bad request refuses the batch, naming it)."""
-        return {"forecasts": run_forecasts(s, list(body.requests), batch=True)}
+        return {"forecasts": await forecasts(s, list(body.requests), batch=True)}
 
     # ------------------------------------------------------------ metrics
 
