@@ -125,6 +125,11 @@ def test_too_little_history_fails_with_the_rows_needed(service):
     job_id = storage.create_job("retrain", {"series": SERIES, "reason": "test", "champion": champion})
     with pytest.raises(JobFailed, match=r"holds 50 stored rows; a retrain needs at least \d+"):
         run_job(state, storage, job_id, SERIES)
+    job = retrainer.submit(SERIES, "on request")
+    assert retrainer.wait(120)
+    record = finished(storage, job)
+    assert record["status"] == "failed" and "holds 50 stored rows; a retrain needs at least" in record["error"]
+    assert registry.current().version == champion and storage.champion()["version"] == champion
 
 
 def test_every_n_trigger_fires_exactly_at_n(service):
