@@ -461,6 +461,13 @@ def _validate(cfg: Config) -> Config:
                           "choose random, grid, bayesian or hyperband, or set tuning.workers to 0")
     _validate_uncertainty(cfg)
     _validate_deployment(cfg.deployment)
+    for key in ("retrain_every", "holdout", "min_history"):  # retraining (lstmkit.service.retrain)
+        if getattr(cfg.serve, key) < 0:
+            raise ConfigError(f"serve.{key}: must be 0 (off/automatic) or positive, got {getattr(cfg.serve, key)}")
+    if cfg.serve.metrics_window < 1:
+        raise ConfigError(f"serve.metrics_window: must be at least 1, got {cfg.serve.metrics_window}")
+    if not 0 < cfg.serve.drift_level <= 1:
+        raise ConfigError(f"serve.drift_level: must be in (0, 1], got {cfg.serve.drift_level}")
     from lstmkit.search_space import merge_space, parse_space
 
     cfg.tuning.space = merge_space(cfg.tuning.space, cfg.tuning.strategy)
