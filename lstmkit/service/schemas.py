@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pandas as pd
@@ -34,16 +35,22 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 OptionalFloat = Annotated[float | None, Field(allow_inf_nan=False)]
 
 
-def parse_timestamp(text: str) -> pd.Timestamp:
-    """An ISO-8601 string as a pandas Timestamp without zone (zoned times converted to UTC); ValueError if invalid."""
+def parse_timestamp(text: str) -> datetime:
+    """An ISO-8601 string as a datetime without zone (zoned times converted to UTC); ValueError if invalid.
+
+    datetime.fromisoformat is the fast path (a window holds hundreds of timestamps; fractions are kept to the
+    microsecond); what it cannot read goes to pandas for its error message."""
     try:
-        ts = pd.Timestamp(text)
-    except (ValueError, OverflowError) as e:
-        raise ValueError(f"{text!r} is not a valid ISO-8601 timestamp (e.g. 2024-01-01T00:00:00): {e}") from None
-    if ts is pd.NaT:
-        raise ValueError(f"{text!r} is not a valid ISO-8601 timestamp (e.g. 2024-01-01T00:00:00)")
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            ts = pd.Timestamp(text)
+        except (ValueError, OverflowError) as e:
+            raise ValueError(f"{text!r} is not a valid ISO-8601 timestamp (e.g. 2024-01-01T00:00:00): {e}") from None
+        if ts is pd.NaT:
+            raise ValueError(f"{text!r} is not a valid ISO-8601 timestamp (e.g. 2024-01-01T00:00:00)") from None
     if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
     return ts
 
 
