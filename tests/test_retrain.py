@@ -304,3 +304,60 @@ def test_a_newly_exported_bundle_replaces_the_champion(tmp_path, tiny_bundle, ti
     assert registry.current().version == v1
     assert registry.rollback().version == v0
     assert Registry(state, Storage(url), exported).current().version == v0  # known: the stored champion stays
+
+
+SERVICE = """
+import sys, time
+from lstmkit.config import ServeConfig
+from lstmkit.service.registry import Registry
+from lstmkit.service.retrain import Retrainer
+from lstmkit.service.storage import Storage
+state, url, bundle = sys.argv[1:4]
+storage = Storage(url)
+retrainer = Retrainer(Registry(state, storage, bundle), storage, ServeConfig(), url)
+job = retrainer.submit("plant-1", "test", overrides={"training.epochs": 500, "training.patience": 500})
+print(job, retrainer.process().pid, flush=True)
+time.sleep(600)
+"""
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has ended (a zombie counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the job dies with its service through Linux prctl")
+def test_a_killed_service_takes_its_job_along(tmp_path, tiny_bundle):
+    """kill -9 of the service while a job trains: the job process dies too, and the next start marks the job failed
+    (interrupted), removes its work folder and serves the champion."""
+    import subprocess
+
+    state, url = tmp_path / "state", f"sqlite:///{tmp_path / 'db.sqlite'}"
+    storage = Storage(url)
+    store(storage, history())
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    service = subprocess.Popen([sys.executable, str(script), str(state), url, str(tiny_bundle)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        job, pid = service.stdout.readline().split()
+        log, deadline = log_path(state, job), time.monotonic() + 240
+        while TRAINING_STARTED not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline and service.poll() is None
+            time.sleep(0.2)
+    finally:
+        service.kill()
+        service.wait()
+    deadline = time.monotonic() + 30
+    while not gone(int(pid)):
+        assert time.monotonic() < deadline, "the job process outlived its service"
+        time.sleep(0.1)
+    registry = Registry(state, storage, tiny_bundle)
+    Retrainer(registry, storage, ServeConfig(), url).recover()
+    record = storage.job(job)
+    assert record["status"] == "failed" and record["error"].startswith("interrupted"), record
+    assert not list((state / "models").glob(".tmp-*"))
+    assert registry.current().version == storage.champion()["version"]
