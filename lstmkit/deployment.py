@@ -513,7 +513,7 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
     horizon, period = bundle.horizon, max(1, int(bundle.seasonal_period))
     if start < bundle.lookback:
         raise DeploymentError(f"only {start} rows precede the test span; the bundle's look-back is {bundle.lookback}")
-    metrics_every = max(1, steps // 50)
+    metrics_every = max(5, steps // 20)  # the service's own rolling metrics, read now and then (and at the end)
 
     parts, events, service_metrics, latency, stream_latency = [], [], {}, {}, {}
     services = {p: Service(bundle_path, run.deployment_dir / p, policy_settings(p, every, cfg.serve, bundle.config.serve),
