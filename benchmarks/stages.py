@@ -1,6 +1,6 @@
 """Wall time of each pipeline stage, and of the report build, for one or more config profiles.
 
-For each profile (``configs/<profile>.yaml``) the eight notebooks are executed one stage at a time with
+For each profile (``configs/<profile>.yaml``) the nine notebooks are executed one stage at a time with
 ``lstmkit.pipeline.run_pipeline(run, cfg, start=stage, stop=stage)`` (what ``lstmkit run`` does, stage by stage) into a
 fresh run folder, timing each call; then ``lstmkit.report.report`` (what ``lstmkit report`` does: publish the run into
 book/ at the project root and build it with jupyter-book) is timed. The Jupyter kernel is registered once beforehand,
