@@ -248,5 +248,10 @@ def test_retrain_under_load_swaps_without_failing_requests(serve, tiny_series, d
     assert not failures, failures[:5]
     models = httpx.get(f"{server.url}/v1/models", timeout=30).json()
     known = {m["version"] for m in models["models"]}
-    assert len(known) >= 2 and set(versions) <= known
+    assert len(known) >= 2 and set(versions) <= known  # the challenger is recorded, promoted or rejected
     assert versions[-1] == models["serving"]
+    result = job["detail"]["result"]
+    if result["decision"] == "promoted":  # the swap happened while requests were in flight: both versions answered
+        assert models["serving"] == result["version"] and len(set(versions)) == 2
+    else:
+        assert set(versions) == {models["serving"]}
