@@ -367,37 +367,59 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
 
     # ------------------------------------------------------------ forecasts
 
-    def window_of(s: Service, b: Any, req: Any, where: str) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
-        """The validated look-back window of a request and its future index (HTTPException/ForecastInputError)."""
-        if req.series_id is not None:
-            frame = s.storage.history(req.series_id, last=b.lookback)
-            if len(frame) == 0:
-                raise HTTPException(404, f"{where}unknown series {req.series_id!r}: no observations stored")
-            if len(frame) < b.lookback:
-                raise HTTPException(422, f"{where}series {req.series_id!r} has {len(frame)} stored observation(s); a "
-                                         f"forecast needs the last {b.lookback} (the model's look-back)")
+    def fast_window(b: Any, w: Any) -> tuple[np.ndarray, pd.Timestamp] | None:
+        """The last look-back rows of a body window as (lookback, channels) values and the last timestamp, when the
+        bundle's step is a fixed duration and they lie exactly one step apart (numpy only); None: ask check_window.
+
+        The schema has already checked the columns, finite values and increasing timestamps."""
+        n = b.lookback
+        if not isinstance(b.offset, pd.offsets.Tick) or len(w.timestamps) < n:
+            return None
+        ns = np.array(w.timestamps[-n:], dtype="datetime64[ns]").astype(np.int64)
+        if n > 1 and not (np.diff(ns) == b.offset.nanos).all():
+            return None
+        values = np.empty((n, len(columns)))
+        for j, c in enumerate(columns):
+            values[:, j] = getattr(w.columns, fields[c])[-n:]
+        return values, pd.Timestamp(ns[-1])
+
+    def window_of(s: Service, b: Any, req: Any, where: str) -> tuple[np.ndarray, pd.Timestamp, pd.DatetimeIndex]:
+        """The validated look-back window of a request as (lookback, channels) values in the bundle's column order,
+        its last timestamp and the future index (HTTPException naming the problem)."""
+        fast = fast_window(b, req.window) if req.window is not None else None
+        if fast is not None:
+            values, last = fast
         else:
-            w = req.window
-            frame = pd.DataFrame({c: getattr(w.columns, fields[c]) for c in columns},
-                                 index=pd.DatetimeIndex(w.timestamps), dtype=float)
+            if req.series_id is not None:
+                frame = s.storage.history(req.series_id, last=b.lookback)
+                if len(frame) == 0:
+                    raise HTTPException(404, f"{where}unknown series {req.series_id!r}: no observations stored")
+                if len(frame) < b.lookback:
+                    raise HTTPException(422, f"{where}series {req.series_id!r} has {len(frame)} stored observation(s); "
+                                             f"a forecast needs the last {b.lookback} (the model's look-back)")
+            else:
+                w = req.window
+                frame = pd.DataFrame({c: getattr(w.columns, fields[c]) for c in columns},
+                                     index=pd.DatetimeIndex(w.timestamps), dtype=float)
+            try:
+                window = b.check_window(frame)
+            except ForecastInputError as e:
+                raise HTTPException(422, f"{where}{e}") from None
+            values, last = window.to_numpy(dtype=float), window.index[-1]
         try:
-            window = b.check_window(frame)
-        except ForecastInputError as e:
-            raise HTTPException(422, f"{where}{e}") from None
-        try:
-            future = b.future_index(window.index[-1], req.horizon)
+            future = b.future_index(last, req.horizon)
         except (OverflowError, ValueError) as e:
             raise HTTPException(422, f"{where}the forecast's timestamps cannot be represented ({e})") from None
-        return window, future
+        return values, last, future
 
-    def answer(s: Service, req: Any, window: pd.DataFrame, future: pd.DatetimeIndex, fc: Any, labels: list[str],
+    def answer(s: Service, req: Any, last: pd.Timestamp, future: pd.DatetimeIndex, fc: Any, labels: list[str],
                where: str) -> Any:
         """The response of one forecast; stores it when it came from a series."""
         if not (np.isfinite(fc.mean).all() and np.isfinite(fc.lower).all() and np.isfinite(fc.upper).all()):
             raise HTTPException(422, f"{where}the forecast is not finite: the window's values are far outside the "
                                      "range the model can forecast from")
         if req.series_id is not None:
-            s.storage.add_forecast(req.series_id, fc.version, window.index[-1], future, fc.mean,
+            s.storage.add_forecast(req.series_id, fc.version, last, future, fc.mean,
                                    {k: fc.lower[:, j] for j, k in enumerate(labels)},
                                    {k: fc.upper[:, j] for j, k in enumerate(labels)})
         stamps = [S.format_timestamp(t) for t in future]
@@ -417,11 +439,11 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
         for i, req in enumerate(reqs):
             where = f"requests[{i}]: " if batch else ""
             prepared.append((req, *window_of(s, b, req, where), where))
-        futures = [s.batcher.submit(window.to_numpy(dtype=float), req.horizon) for req, window, _, _ in prepared]
+        futures = [s.batcher.submit(values, req.horizon) for req, values, _, _, _ in prepared]
         results = [f.result(timeout=120) for f in futures]
         labels = [S.level_key(v) for v in b.levels]
-        return [answer(s, req, window, future, fc, labels, where)
-                for (req, window, future, where), fc in zip(prepared, results)]
+        return [answer(s, req, last, future, fc, labels, where)
+                for (req, _, last, future, where), fc in zip(prepared, results)]
 
     async def forecasts(s: Service, reqs: list[Any], batch: bool) -> list[Any]:
         """`run_forecasts` without a thread hop for a few windows in the body (validated on the event loop, awaited
@@ -431,12 +453,12 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
         b = s.registry.current()
         prepared = [(req, *window_of(s, b, req, f"requests[{i}]: " if batch else ""), f"requests[{i}]: " if batch else "")
                     for i, req in enumerate(reqs)]
-        futures = [asyncio.wrap_future(s.batcher.submit(window.to_numpy(dtype=float), req.horizon))
-                   for req, window, _, _ in prepared]
+        futures = [asyncio.wrap_future(s.batcher.submit(values, req.horizon))
+                   for req, values, _, _, _ in prepared]
         results = await asyncio.gather(*futures)
         labels = [S.level_key(v) for v in b.levels]
-        return [answer(s, req, window, future, fc, labels, where)
-                for (req, window, future, where), fc in zip(prepared, results)]
+        return [answer(s, req, last, future, fc, labels, where)
+                for (req, _, last, future, where), fc in zip(prepared, results)]
 
     @app.post("/v1/forecast", response_model=M.ForecastResponse, dependencies=[Depends(authorised)],
               responses=_errors(400, 401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
