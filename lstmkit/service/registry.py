@@ -104,19 +104,14 @@ class Registry:
     def _register_initial(self, source: Path, parent: str | None = None) -> Bundle:
         """Copy the initial bundle into the model store (atomically: .tmp-<uuid>, then rename) and make it champion;
         `parent`: the champion it replaces (a new bundle given to a service that served another one)."""
-        from lstmkit.bundle import BundleError, load_bundle
-
-        try:
-            bundle = load_bundle(source)
-        except BundleError as e:
-            raise RegistryError(f"the initial bundle {source} cannot be served: {e}") from None
-        target = self.models / bundle.version
+        version = self._version_of(source)  # files checked against the manifest; the model loads once, below
+        target = self.models / version
         if not self._loads(target):
             shutil.rmtree(target, ignore_errors=True)
             tmp = self.models / f"{TMP_PREFIX}{uuid.uuid4().hex}"
             shutil.copytree(source, tmp)
             tmp.rename(target)
-        bundle = self._load(bundle.version)
+        bundle = self._load(version)
         known = {m["version"] for m in self.storage.models()}
         if bundle.version not in known:
             self.storage.add_model(bundle.version, str(target), parent, bundle.metrics, "retired")
@@ -125,13 +120,13 @@ class Registry:
 
     @staticmethod
     def _loads(path: Path) -> bool:
-        """Whether a folder holds a bundle that loads and verifies."""
-        from lstmkit.bundle import BundleError, load_bundle
+        """Whether a folder holds a bundle whose files match its manifest (the model itself is loaded by `_load`)."""
+        from lstmkit.bundle import BundleError, verify
 
         if not path.is_dir():
             return False
         try:
-            load_bundle(path)
+            verify(path)
             return True
         except BundleError:
             return False
