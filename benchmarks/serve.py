@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", default=str(REPO / "configs" / "etth2.yaml"), help="profile giving the data (default: ETTh2)")
     p.add_argument("--units", type=int, default=64, help="LSTM units, one layer (default 64)")
     p.add_argument("--lookback", type=int, default=336, help="look-back (default 336)")
+    p.add_argument("--horizon", type=int, default=0, help="horizon (default 0: the profile's, 96 for ETTh2)")
     p.add_argument("--epochs", type=int, default=1, help="training epochs of the benchmarked model (default 1)")
     p.add_argument("--steps-per-epoch", type=int, default=20, help="batches per epoch (default 20)")
     p.add_argument("--bundle", default="", help="use this bundle instead of training one")
@@ -72,7 +73,7 @@ def build_bundle(args: argparse.Namespace, out: Path):
     cfg = load_config(args.config)
     cfg = from_dict(cfg.to_dict(), {"model.layers": 1, "model.units": args.units, "window.lookback": args.lookback,
                                     "training.epochs": args.epochs, "training.steps_per_epoch": args.steps_per_epoch,
-                                    "training.verbose": 0})
+                                    "training.verbose": 0} | ({"window.horizon": args.horizon} if args.horizon else {}))
     frame = load_series(cfg).frame
     cfg, _ = resolve_config(cfg, frame.index)
     prepared = prepare(frame, cfg)
