@@ -67,8 +67,13 @@ def deployment_rolling_error(metrics: dict, units: str = "a.u.", path=None) -> p
     rolling = metrics["rolling"]
     t = pd.DatetimeIndex(pd.to_datetime(rolling["timestamp"]))
     fig, ax = plt.subplots(figsize=(12, 4))
-    for i, policy in enumerate(metrics["policies"]):
-        ax.plot(t, rolling[policy][:len(t)], color=_colour(policy, i), lw=1.2, label=policy)
+    drawn: dict[str, list] = {}
+    for i, policy in enumerate(metrics["policies"]):  # later policies thinner: a policy that never retrained draws
+        values = rolling[policy][:len(t)]             # the same line as static, and both stay visible
+        same = next((p for p, v in drawn.items() if np.allclose(v, values, equal_nan=True)), None)
+        ax.plot(t, values, color=_colour(policy, i), lw=max(2.4 - 0.7 * i, 0.8),
+                label=f"{policy} (same as {same})" if same else policy)
+        drawn[policy] = values
         for e in metrics["policies"][policy]["retrains"]:
             ax.axvline(pd.Timestamp(e["timestamp"]), color=_colour(policy, i), ls="--", lw=0.8, alpha=0.7)
     for name, style in BASELINE_STYLES.items():
@@ -106,5 +111,8 @@ def deployment_latency(latency: pd.DataFrame, path=None) -> plt.Figure:
     cdf.set_xlabel("latency (ms)")
     cdf.set_ylabel("share of requests at most this fast")
     cdf.set_ylim(0, 1.02)
+    if len(values) and values.max() > 20 * max(values.min(), 1e-9):
+        cdf.set_xscale("log")
+        cdf.set_xlabel("latency (ms, log scale)")
     cdf.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
