@@ -58,8 +58,9 @@ class Deployment:
 
     replay: pd.DataFrame
     metrics: dict
-    bundle: Path
+    bundle: Path | None
     reused: bool = False
+    skipped: str | None = None  # why the run's model cannot be served (no bundle could be exported), else None
 
     @property
     def policies(self) -> list[str]:
@@ -487,10 +488,14 @@ def test_start(run, cfg: Config, n_rows: int) -> int:
 def run_deployment(run, cfg: Config, echo=None) -> Deployment:
     """Export the run's bundle and replay its test span against a service per policy; write and return the results
     (reused when the settings, the bundle's version and the series are unchanged)."""
-    from lstmkit.bundle import load_bundle
+    from lstmkit.bundle import BundleError, load_bundle
     from lstmkit.data import read_series
 
-    bundle_path = ensure_bundle(run, echo)
+    try:
+        bundle_path = ensure_bundle(run, echo)
+    except BundleError as e:  # e.g. a series so short that the calibration cannot hold the interval levels
+        return Deployment(pd.DataFrame(), {"meta": {"skipped": str(e)}, "policies": {}, "baselines": {}}, None,
+                          skipped=str(e))
     bundle = load_bundle(bundle_path)
     series = read_series(run.require(run.series_file, "data (01_data)"))
     key = replay_key(cfg, bundle.version, series)

@@ -143,3 +143,15 @@ def test_each_policy_sets_its_own_triggers_and_the_runs_other_serve_settings():
     assert deployment.policy_settings("drift", 5)[:4] == ["--set", "serve.retrain_every=0", "--set", "serve.drift=true"]
     with pytest.raises(deployment.DeploymentError, match="unknown policy 'nightly'"):
         deployment.policy_settings("nightly", 5)
+
+
+def test_a_run_whose_model_cannot_be_exported_is_skipped_with_the_reason(tmp_path, tiny_series):
+    from tests.conftest import tiny_config
+
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    tiny_config().save(run.config_file)
+    save_series(tiny_series, run.series_file)  # no trained model: nothing to export
+    dep = deployment.run_deployment(run, tiny_config())
+    assert dep.skipped and "cannot export" in dep.skipped and dep.bundle is None
+    assert not run.replay_file.exists() and not run.deployment_metrics_file.exists()
