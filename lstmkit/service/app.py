@@ -17,6 +17,7 @@ import json
 import logging
 import math
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -373,15 +374,18 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
 
         The schema has already checked the columns, finite values and increasing timestamps."""
         n = b.lookback
-        if not isinstance(b.offset, pd.offsets.Tick) or len(w.timestamps) < n:
+        if not isinstance(b.offset, pd.offsets.Tick) or len(w.timestamps) < n or b.offset.nanos % 1000:
             return None
-        ns = np.array(w.timestamps[-n:], dtype="datetime64[ns]").astype(np.int64)
-        if n > 1 and not (np.diff(ns) == b.offset.nanos).all():
+        # The schema parsed the timestamps to naive datetimes (microseconds): compare their steps in Python, which
+        # costs a tenth of converting 336 datetime objects to datetime64 with numpy.
+        step = timedelta(microseconds=b.offset.nanos // 1000)
+        ts = w.timestamps[-n:]
+        if any(later - earlier != step for earlier, later in zip(ts, ts[1:])):
             return None
         values = np.empty((n, len(columns)))
         for j, c in enumerate(columns):
             values[:, j] = getattr(w.columns, fields[c])[-n:]
-        return values, pd.Timestamp(ns[-1])
+        return values, pd.Timestamp(ts[-1])
 
     def window_of(s: Service, b: Any, req: Any, where: str) -> tuple[np.ndarray, pd.Timestamp, pd.DatetimeIndex]:
         """The validated look-back window of a request as (lookback, channels) values in the bundle's column order,

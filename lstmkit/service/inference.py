@@ -1,8 +1,11 @@
 """Request batching: forecast windows waiting at the same time go through the serving model in one call.
 
-One worker thread takes the first waiting window, lets others join for up to `serve.batch_wait_ms` (or until
-`serve.batch_max` windows wait), then runs them all through `Bundle.forecast_arrays` of the bundle serving at that
-moment (the registry's `current()`) and resolves each request's future with that bundle's version. A model swap
+One worker thread runs "now, collecting while busy": a window arriving at an idle model runs at once, alone; windows
+arriving while a batch runs wait in the queue and the next model call takes all of them (up to `serve.batch_max`).
+Only when the previous call already ran a batch of several windows (the service is under load) does the worker
+wait up to `serve.batch_wait_ms` for more to join, so an idle service never adds that wait to a request. Each batch
+runs through `Bundle.forecast_arrays` of the bundle serving at that moment (the registry's `current()`) and resolves
+each request's future with that bundle's version. A model swap
 between batches never fails a request: windows are validated against the look-back and columns, which a retrained
 bundle keeps.
 """
@@ -57,6 +60,7 @@ class Batcher:
         self._closed = False
         self.batches = 0   # model calls made
         self.windows = 0   # windows forecast
+        self._busy = False  # the last model call ran several windows: later batches may wait for more to join
         self._thread = threading.Thread(target=self._run, name="lstmkit-batcher", daemon=True)
         self._thread.start()
 
@@ -80,9 +84,10 @@ class Batcher:
             self._thread.join(timeout=30)
 
     def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
-        """The first item plus those arriving within the wait, up to batch_max; True when told to stop."""
+        """The first item plus those already waiting, up to batch_max (under load, also those arriving within the
+        wait); True when told to stop."""
         items = [first]
-        deadline = time.monotonic() + self.batch_wait
+        deadline = time.monotonic() + (self.batch_wait if self._busy else 0.0)
         while len(items) < self.batch_max:
             left = deadline - time.monotonic()
             try:
@@ -102,6 +107,7 @@ class Batcher:
             if first is None:
                 break
             items, stop = self._collect(first)
+            self._busy = len(items) > 1
             self._forecast(items)
         while True:  # anything left after close: refuse it
             try:
