@@ -17,16 +17,17 @@ import json
 import logging
 import math
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+import pydantic_core
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
@@ -34,6 +35,13 @@ from lstmkit.config import ServeConfig
 from lstmkit.service import schemas as S
 
 log = logging.getLogger("lstmkit.service")
+PANDAS_MAX = pd.Timestamp.max.to_pydatetime(warn=False)  # the last timestamp a forecast may reach (microseconds)
+
+
+def json_response(content: Any) -> Response:
+    """A forecast answer already checked by `answer` (finite numbers, the response model's keys in its order),
+    serialised by pydantic-core as FastAPI's response_model would (the same bytes) without validating it again."""
+    return Response(content=pydantic_core.to_json(content), media_type="application/json")
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_ENV = "LSTMKIT_API_KEY"
@@ -387,12 +395,27 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
             values[:, j] = getattr(w.columns, fields[c])[-n:]
         return values, pd.Timestamp(ts[-1])
 
-    def window_of(s: Service, b: Any, req: Any, where: str) -> tuple[np.ndarray, pd.Timestamp, pd.DatetimeIndex]:
+    def fast_future(b: Any, last: pd.Timestamp, horizon: int) -> list[datetime] | None:
+        """The `horizon` timestamps after `last` on a fixed step as datetimes (what `Bundle.future_index` gives, without
+        building a pandas index per request); None when they leave pandas' range (future_index names the problem)."""
+        step = timedelta(microseconds=b.offset.nanos // 1000)
+        start = last.to_pydatetime()
+        try:
+            if start + horizon * step > PANDAS_MAX:
+                return None
+        except OverflowError:
+            return None
+        return [start + k * step for k in range(1, horizon + 1)]
+
+    def window_of(s: Service, b: Any, req: Any, where: str) -> tuple[np.ndarray, pd.Timestamp, pd.DatetimeIndex | list[datetime]]:
         """The validated look-back window of a request as (lookback, channels) values in the bundle's column order,
         its last timestamp and the future index (HTTPException naming the problem)."""
         fast = fast_window(b, req.window) if req.window is not None else None
         if fast is not None:
             values, last = fast
+            future = fast_future(b, last, req.horizon)
+            if future is not None:
+                return values, last, future
         else:
             if req.series_id is not None:
                 frame = s.storage.history(req.series_id, last=b.lookback)
@@ -416,7 +439,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
             raise HTTPException(422, f"{where}the forecast's timestamps cannot be represented ({e})") from None
         return values, last, future
 
-    def answer(s: Service, req: Any, last: pd.Timestamp, future: pd.DatetimeIndex, fc: Any, labels: list[str],
+    def answer(s: Service, req: Any, last: pd.Timestamp, future: pd.DatetimeIndex | list[datetime], fc: Any, labels: list[str],
                where: str) -> Any:
         """The response of one forecast; stores it when it came from a series."""
         if not (np.isfinite(fc.mean).all() and np.isfinite(fc.lower).all() and np.isfinite(fc.upper).all()):
@@ -426,13 +449,14 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
             s.storage.add_forecast(req.series_id, fc.version, last, future, fc.mean,
                                    {k: fc.lower[:, j] for j, k in enumerate(labels)},
                                    {k: fc.upper[:, j] for j, k in enumerate(labels)})
-        stamps = [S.format_timestamp(t) for t in future]
+        stamps = [t.isoformat() for t in future]  # pd.Timestamp or datetime: the same text as S.format_timestamp
+        mean, lower, upper = fc.mean.tolist(), fc.lower.tolist(), fc.upper.tolist()  # Python floats, one call each
         rows = []
         for i, t in enumerate(stamps):
-            row = {"timestamp": t, "mean": float(fc.mean[i])}
+            row = {"timestamp": t, "mean": mean[i]}
             for j, k in enumerate(labels):
-                row[f"lower_{k}"] = float(fc.lower[i, j])
-                row[f"upper_{k}"] = float(fc.upper[i, j])
+                row[f"lower_{k}"] = lower[i][j]
+                row[f"upper_{k}"] = upper[i][j]
             rows.append(row)
         return {"model_version": fc.version, "forecast": rows}
 
@@ -468,13 +492,13 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
               responses=_errors(400, 401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
     async def forecast(body: M.ForecastRequest, s: Svc) -> Any:  # type: ignore[valid-type]
         """Forecast `horizon` steps from a series' stored observations or from a window; the answering version."""
-        return (await forecasts(s, [body], batch=False))[0]
+        return json_response((await forecasts(s, [body], batch=False))[0])
 
     @app.post("/v1/forecast/batch", response_model=M.BatchResponse, dependencies=[Depends(authorised)],
               responses=_errors(400, 401, 413, 422, 503, _404="unknown series"), tags=["forecast"])
     async def forecast_batch(body: M.BatchRequest, s: Svc) -> Any:  # type: ignore[valid-type]
         """Several forecasts in one request (all validated first: one bad request refuses the batch, naming it)."""
-        return {"forecasts": await forecasts(s, list(body.requests), batch=True)}
+        return json_response({"forecasts": await forecasts(s, list(body.requests), batch=True)})
 
     # ------------------------------------------------------------ metrics
 
