@@ -10,7 +10,16 @@ client with as many connections), the script times
   concurrent ones into one model call);
 * batched requests: `POST /v1/forecast/batch` with `--batch` windows each,
 
-and prints forecasts per second (windows answered / wall time) and the p50/p99 latency of a request. It also times a
+and prints forecasts per second (windows answered / wall time), the p50/p99 latency of a request and the service
+process's CPU time per forecast (user + system from /proc, the server's own cost whatever the client costs). The load
+comes from one of two clients, or both in turn (`--client`, default: wrk when installed, then httpx):
+
+* `wrk` (Debian's package; C, one thread, a Lua script POSTing a fixed body over keep-alive connections, for
+  `--duration` seconds): a lean load generator that leaves the cores to the service;
+* `httpx` (asyncio tasks sharing one AsyncClient, `--requests` requests): a Python client, as a user's program would
+  be, whose own CPU (building, sending and parsing each request) competes with the service on the same cores.
+
+It also times a
 bare in-process `model(x)` call of the same network on one window, and prints the ratio of the service's single
 forecast time (p50 with one client) to it.
 
@@ -19,16 +28,21 @@ at a time (each a separate request) and records the ones acknowledged (200), the
 a random delay, and every acknowledged observation is looked up in the database after the restart. Target: 0 lost.
 Run from the repository root:
 
-    python benchmarks/serve.py [--config configs/etth2.yaml] [--units 64] [--requests 400] [--batch 32] [--kills 20]
+    python benchmarks/serve.py [--config configs/etth2.yaml] [--units 64] [--client wrk,httpx] [--duration 10]
+                               [--requests 400] [--batch 32] [--kills 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import re
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps-per-epoch", type=int, default=20, help="batches per epoch (default 20)")
     p.add_argument("--bundle", default="", help="use this bundle instead of training one")
     p.add_argument("--clients", default="1,10,50", help="concurrent client counts (default 1,10,50)")
+    p.add_argument("--client", default="", help="load generators, comma-separated: wrk, httpx (default: wrk,httpx "
+                   "when wrk is installed, else httpx)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of load per wrk run (default 10)")
     p.add_argument("--requests", type=int, default=400, help="single-window requests per client count (default 400)")
     p.add_argument("--batch", type=int, default=32, help="windows per batched request (default 32)")
     p.add_argument("--batch-requests", type=int, default=60, help="batched requests per client count (default 60)")
@@ -105,8 +122,10 @@ def bare_call_ms(bundle, window: np.ndarray, calls: int) -> tuple[float, float]:
     return out[0], out[1]
 
 
-async def load(url: str, key: str, body: dict, path: str, clients: int, total: int) -> tuple[np.ndarray, float]:
-    """Send `total` copies of a request from `clients` concurrent tasks; per-request milliseconds and the wall time."""
+async def load(url: str, key: str, body: dict, path: str, clients: int, total: int,
+               pid: int) -> tuple[np.ndarray, float, float]:
+    """Send `total` copies of a request from `clients` concurrent tasks (after as many as a warm-up); per-request
+    milliseconds, the wall time and the CPU seconds process `pid` (the service) used meanwhile."""
     import httpx
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -125,10 +144,53 @@ async def load(url: str, key: str, body: dict, path: str, clients: int, total: i
         await asyncio.gather(*[worker() for _ in range(min(clients, 3))])  # warm-up of the connections
         latencies.clear()
         remaining[0] = total
+        cpu0 = cpu_seconds(pid)
         t0 = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(clients)])
         wall = time.perf_counter() - t0
-    return np.array(latencies), wall
+        cpu = cpu_seconds(pid) - cpu0
+    return np.array(latencies), wall, cpu
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "%(key)s"
+local f = assert(io.open("%(body)s", "rb"))
+wrk.body = f:read("*a")
+f:close()
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK-JSON {\\"requests\\": %%d, \\"errors\\": %%d, \\"non2xx\\": %%d, \\"seconds\\": %%f, "
+    .. "\\"p50\\": %%f, \\"p90\\": %%f, \\"p99\\": %%f}\\n", summary.requests, e.connect + e.read + e.write + e.timeout,
+    e.status, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000))
+end
+"""
+
+
+def wrk_load(url: str, key: str, body: dict, path: str, clients: int, seconds: float, work: Path) -> dict:
+    """`clients` keep-alive connections from one wrk thread POSTing `body` for `seconds`: requests, wall seconds and
+    p50/p90/p99 ms (wrk's histogram); RuntimeError on any error or non-200 answer."""
+    body_file = work / f"body-{abs(hash(path))}.json"
+    body_file.write_text(json.dumps(body))
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT % {"key": key, "body": body_file})
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "120s", "-s", str(script), url + path]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    m = re.search(r"WRK-JSON (\{.*\})", out)
+    if m is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    res = json.loads(m.group(1))
+    if res["errors"] or res["non2xx"]:
+        raise RuntimeError(f"wrk: {res['errors']} socket errors, {res['non2xx']} non-2xx answers:\n{out}")
+    return res
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def kill_test(bundle_path: Path, frame, columns: list[str], kills: int, state: Path) -> dict:
@@ -192,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     from lstmkit.bundle import load_bundle
     from lstmkit.deployment import Service, latency_summary
 
+    load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="lstmkit-serve-bench-"))
     if args.bundle:
         bundle_path = Path(args.bundle)
@@ -210,23 +273,39 @@ def main(argv: list[str] | None = None) -> int:
                          "columns": {c: [float(v) for v in window[c]] for c in bundle.columns}},
               "horizon": bundle.horizon}
     batch = {"requests": [single] * args.batch}
+    clients_used = [c.strip() for c in args.client.split(",") if c.strip()] or (
+        ["wrk", "httpx"] if shutil.which("wrk") else ["httpx"])
+    if "wrk" in clients_used and not shutil.which("wrk"):
+        raise SystemExit("--client wrk: wrk is not installed (Debian: apt-get install wrk)")
     rows = []
     with Service(bundle_path, work / "service") as service:
-        for clients in [int(c) for c in args.clients.split(",")]:
-            for kind, body, path, total, per in (("single", single, "/v1/forecast", args.requests, 1),
-                                                 (f"batch of {args.batch}", batch, "/v1/forecast/batch",
-                                                  args.batch_requests, args.batch)):
-                ms, wall = asyncio.run(load(service.url, service.api_key, body, path, clients, total))
-                s = latency_summary(ms)
-                rows.append([kind, clients, total, f"{total * per / wall:.0f}", f"{s['p50']:.1f}", f"{s['p90']:.1f}",
-                             f"{s['p99']:.1f}"])
-                print(f"  {kind:>12} x {clients:>2} clients: {total * per / wall:.0f} forecasts/s, p50 {s['p50']:.1f} ms, "
-                      f"p99 {s['p99']:.1f} ms", file=sys.stderr)
+        pid = service.proc.pid
+        for client in clients_used:
+            for clients in [int(c) for c in args.clients.split(",")]:
+                for kind, body, path, total, per in (("single", single, "/v1/forecast", args.requests, 1),
+                                                     (f"batch of {args.batch}", batch, "/v1/forecast/batch",
+                                                      args.batch_requests, args.batch)):
+                    if client == "wrk":
+                        wrk_load(service.url, service.api_key, body, path, clients, 1, work)  # warm-up
+                        cpu0 = cpu_seconds(pid)
+                        r = wrk_load(service.url, service.api_key, body, path, clients, args.duration, work)
+                        cpu = cpu_seconds(pid) - cpu0
+                        total, wall, s = r["requests"], r["seconds"], r
+                    else:
+                        ms, wall, cpu = asyncio.run(load(service.url, service.api_key, body, path, clients, total, pid))
+                        s = latency_summary(ms)
+                    rate = total * per / wall
+                    cpu_ms = cpu * 1000 / (total * per)
+                    rows.append([client, kind, clients, total, f"{rate:.0f}", f"{s['p50']:.1f}", f"{s['p90']:.1f}",
+                                 f"{s['p99']:.1f}", f"{cpu_ms:.2f}"])
+                    print(f"  {client:>5} {kind:>12} x {clients:>2} clients: {rate:.0f} forecasts/s, p50 {s['p50']:.1f} "
+                          f"ms, p99 {s['p99']:.1f} ms, service CPU {cpu_ms:.2f} ms/forecast", file=sys.stderr)
     print(f"Bundle {bundle.version}: LSTM 1x{args.units}, look-back {bundle.lookback}, horizon {bundle.horizon}, "
           f"{len(bundle.columns)} channel(s); loopback, {os.cpu_count()} cores")
-    print(format_table([("request", "clients", "requests", "forecasts/s", "p50 ms", "p90 ms", "p99 ms"),
-                        *[tuple(map(str, r)) for r in rows]]))
-    single_p50 = float(rows[0][4])
+    print(f"load average before the run: {load_before}; after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(format_table([("client", "request", "clients", "requests", "forecasts/s", "p50 ms", "p90 ms", "p99 ms",
+                         "service CPU ms/forecast"), *[tuple(map(str, r)) for r in rows]]))
+    single_p50 = float(rows[0][5])
     print(f"bare in-process call on one window (median of {args.bare_calls}): model(x) eager {eager:.2f} ms, compiled "
           f"(tf.function) {compiled:.2f} ms; service single forecast p50 with 1 client: {single_p50:.1f} ms = "
           f"{single_p50 / eager:.2f}x the eager call, {single_p50 / compiled:.1f}x the compiled one")
