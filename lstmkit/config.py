@@ -274,7 +274,7 @@ class ServeConfig:
     max_body_bytes: int = _opt(4_000_000, "Largest request body accepted (bytes); larger ones are refused with 413 before they are read.")
     max_rows: int = _opt(100_000, "Most observations one request may append (or one window may hold).")
     batch_max: int = _opt(64, "Request batching: most forecast windows run through the model in one call.")
-    batch_wait_ms: float = _opt(2.0, "Request batching: how long the first waiting forecast waits for others to join its batch (ms).")
+    batch_wait_ms: float = _opt(2.0, "Request batching, under load only (the last model call ran several windows): how long the first waiting forecast waits for others to join its batch (ms); a forecast reaching an idle model runs at once.")
     metrics_window: int = _opt(168, "Scored forecasts (per horizon step 1) in the rolling error of `/v1/series/{id}/metrics` and of the drift trigger.")
     retrain_every: int = _opt(0, "Retrain trigger: start a retrain job after this many new observations of a series since the last one; 0 = off.")
     drift: bool = _opt(False, "Retrain trigger: start a retrain job when the rolling error of a series leaves its calibrated band (the `drift_level` quantile of the rolling error on the bundle's calibration windows).")
