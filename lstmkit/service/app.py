@@ -398,6 +398,8 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
     def fast_future(b: Any, last: pd.Timestamp, horizon: int) -> list[datetime] | None:
         """The `horizon` timestamps after `last` on a fixed step as datetimes (what `Bundle.future_index` gives, without
         building a pandas index per request); None when they leave pandas' range (future_index names the problem)."""
+        if last.nanosecond:  # a fraction finer than datetime's microseconds: pandas keeps it
+            return None
         step = timedelta(microseconds=b.offset.nanos // 1000)
         start = last.to_pydatetime()
         try:
