@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of test output
 
@@ -87,16 +88,23 @@ def fresh_postgres_database(base_url: str):
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    """SQLAlchemy URL of an empty database: a SQLite file in tmp_path, or a fresh PostgreSQL database (see above)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'lstmkit-test.db'}"
+@contextlib.contextmanager
+def empty_database(kind: str, folder: Path):
+    """SQLAlchemy URL of an empty database of `kind`: a SQLite file in `folder`, or a fresh PostgreSQL database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'lstmkit-test.db'}"
         return
     base = postgres_base_url()
     if base is None:
         pytest.skip(f"PostgreSQL tests need {POSTGRES_URL_ENV} (start a server with `.ci/postgres`)")
     with fresh_postgres_database(base) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """SQLAlchemy URL of an empty database: a SQLite file in tmp_path, or a fresh PostgreSQL database (see above)."""
+    with empty_database(request.param, tmp_path) as url:
         yield url
 
 

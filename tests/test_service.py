@@ -34,15 +34,9 @@ def bundle(tiny_bundle):
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def module_db(request, tmp_path_factory):
     """A database shared by the module's tests (they use distinct series): SQLite file or fresh PostgreSQL database."""
-    from tests.conftest import fresh_postgres_database, postgres_base_url
+    from tests.conftest import empty_database
 
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
-        return
-    base = postgres_base_url()
-    if base is None:
-        pytest.skip("PostgreSQL tests need LSTMKIT_TEST_POSTGRES_URL (start a server with `.ci/postgres`)")
-    with fresh_postgres_database(base) as url:
+    with empty_database(request.param, tmp_path_factory.mktemp("db")) as url:
         yield url
 
 
