@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 NORMALIZATIONS = ("none", "last", "revin")
-STRATEGIES = ("random", "grid", "bayesian", "hyperband", "optuna", "none")
+STRATEGIES = ("random", "grid", "bayesian", "hyperband", "optuna", "pbt", "asha", "none")
+RAY_STRATEGIES = ("pbt", "asha")  # run on Ray Tune (lstmkit.tuners_ray)
 FIT_ON = ("train", "train+val")
 ARCHITECTURES = ("lstm", "gru", "bilstm", "cnn_lstm", "attention_lstm", "tcn", "nbeats", "patchtst", "tft", "deepar")
 LIKELIHOODS = ("gaussian", "student_t")
@@ -189,13 +190,15 @@ class TrainingConfig:
 
 @dataclass
 class TuningConfig:
-    strategy: str = _opt("bayesian", "Search strategy: `random`, `grid`, `bayesian` (Gaussian process), `hyperband` (Keras Tuner), `optuna` (TPE sampler with a median pruner on per-epoch validation loss), or `none` to skip tuning.", STRATEGIES)
+    strategy: str = _opt("bayesian", "Search strategy: `random`, `grid`, `bayesian` (Gaussian process), `hyperband` (Keras Tuner), `optuna` (TPE sampler with a median pruner on per-epoch validation loss), `pbt` (Ray Tune's population-based training: `max_trials` trials train side by side; every `perturbation_interval` epochs the worst quarter copy the weights of the best quarter and perturb learning rate, dropout and batch size), `asha` (Ray Tune's asynchronous successive halving: poor trials are stopped early, at 1, 3, 9, ... epochs), or `none` to skip tuning.", STRATEGIES)
     max_trials: int = _opt(10, "Most configurations tried (all strategies except hyperband, whose budget is `epochs`); raising it resumes a finished search with more trials.")
     max_minutes: float = _opt(0, "Time budget of one tuning run in minutes (0 = none): no trial starts after it, the running ones finish, and at least one trial always runs.")
     epochs: int = _opt(20, "Most epochs per trial (hyperband: the largest budget).")
     patience: int = _opt(4, "Early-stopping patience inside each trial.")
     cv_folds: int = _opt(1, "Objective: 1 = the validation loss on the run's validation split (fast); k >= 2 = walk-forward cross-validation: k expanding folds over the training+validation rows, each validated on the next block of `split.val` rows with the scaler refitted on the fold's training rows; the objective is the mean validation loss over the folds.")
-    workers: int = _opt(0, "Parallel tuning with Keras Tuner's chief/worker mode: 0 = one process; N = a chief oracle and N worker processes on this machine (not with `optuna`).")
+    workers: int = _opt(0, "Parallel tuning with Keras Tuner's chief/worker mode: 0 = one process; N = a chief oracle and N worker processes on this machine (not with `optuna`). With `pbt` and `asha`: the most trials training at once (0 = one per CPU of the Ray cluster).")
+    ray_address: str = _opt("", "`pbt` and `asha`: the Ray cluster to run on, e.g. `127.0.0.1:6379` or `auto` (a cluster started with `ray start` on this machine); empty = a private Ray instance inside this process on this machine's cores.")
+    perturbation_interval: int = _opt(2, "`pbt`: epochs between two exploit/explore steps (copying a better trial's weights and perturbing its hyperparameters).")
     space: dict = _opt(DEFAULT_SPACE, "Search space, one entry per hyperparameter (`layers`, `units`, `dropout`, `learning_rate`, `batch_size`, `optimizer`, `normalization`, `lookback`, common to every architecture; `architecture`: a list of architectures to choose from, else fixed at `model.architecture`; and an architecture's own settings as `<architecture>.<setting>`, the fields of its `model.<architecture>` section, e.g. `tcn.kernel_size: [3, 5]` or `nbeats.width: {min: 128, max: 512, step: 128}`, sampled only in the trials of that architecture, which must be searched or fixed): a range `{min, max}` with an optional `step` or `log: true`, a list of `choices`, a single fixed value, or `null` to fix it at its `model.*`/`window.lookback` setting. Entries are laid over the default space, chosen on real series (README, Defaults and why): layers 1-2, units 32-128 step 32, dropout 0-0.3 step 0.1, learning rate 3e-4 to 1e-2 (log), batch size 32/64/128, optimizer adam/rmsprop, normalization last/revin. With `strategy: grid` the entries you leave out search the common grid instead: layers 1/2/3, units 50/100/150, dropout 0.2/0.3/0.4/0.5, learning rate 0.001/0.01/0.1, batch size 32/64/128 (324 points, `max_trials` of them run), the rest fixed.")
 
 
@@ -459,6 +462,13 @@ def _validate(cfg: Config) -> Config:
     if cfg.tuning.workers and cfg.tuning.strategy == "optuna":
         raise ConfigError("tuning.workers: distributed tuning uses Keras Tuner's chief/worker mode; "
                           "choose random, grid, bayesian or hyperband, or set tuning.workers to 0")
+    if cfg.tuning.strategy in RAY_STRATEGIES and cfg.tuning.cv_folds != 1:
+        raise ConfigError(f"tuning.cv_folds: {cfg.tuning.strategy} scores every trial epoch by epoch on the validation "
+                          f"split; set tuning.cv_folds to 1 (got {cfg.tuning.cv_folds})")
+    if cfg.tuning.perturbation_interval < 1:
+        raise ConfigError(f"tuning.perturbation_interval: must be at least 1 epoch, got {cfg.tuning.perturbation_interval}")
+    if cfg.tuning.strategy == "pbt" and cfg.tuning.max_trials < 2:
+        raise ConfigError(f"tuning.max_trials: pbt needs a population of at least 2 trials, got {cfg.tuning.max_trials}")
     _validate_uncertainty(cfg)
     _validate_deployment(cfg.deployment)
     for key in ("retrain_every", "holdout", "min_history"):  # retraining (lstmkit.service.retrain)
@@ -474,6 +484,9 @@ def _validate(cfg: Config) -> Config:
     space = parse_space(cfg.tuning.space, cfg)
     if cfg.tuning.strategy == "grid":
         space.grid_size()
+    if cfg.tuning.strategy == "pbt" and not space.mutable():
+        raise ConfigError("tuning.space: pbt perturbs learning_rate, dropout and batch_size while trials train, but the "
+                          "space fixes all three; give at least one of them a range or choices")
     if not 1 <= cfg.explain.horizon_step <= cfg.window.horizon:
         raise ConfigError(f"explain.horizon_step: must be between 1 and window.horizon ({cfg.window.horizon})")
     if not 1 <= cfg.evaluation.plot_step <= cfg.window.horizon:

@@ -61,6 +61,11 @@ class RunFolder:
     def trials_file(self) -> Path:
         return self.root / "tuning" / "trials.csv"
 
+    @property
+    def lineage_file(self) -> Path:
+        """Ray searches (pbt, asha): one row per trial and epoch, with its hyperparameters and whom it copied."""
+        return self.root / "tuning" / "lineage.csv"
+
     # --- 04 training
     @property
     def models_dir(self) -> Path:

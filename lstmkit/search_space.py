@@ -50,7 +50,8 @@ TUNABLES: dict[str, tuple[type, Any, str]] = {
     "lookback": (int, lambda v: v >= 1, "an integer of at least 1"),
     "architecture": (str, lambda v: v in ARCHITECTURES, "one of " + ", ".join(ARCHITECTURES)),
 }
-CATEGORICAL_FIRST = ("architecture",)  # declared before the others: the conditional parameters hang on it
+CATEGORICAL_FIRST = ("architecture",)
+MUTABLE = ("learning_rate", "dropout", "batch_size")  # what `pbt` perturbs (lstmkit.tuners_ray)  # declared before the others: the conditional parameters hang on it
 
 
 def architecture_sections() -> dict[str, type]:
@@ -166,6 +167,10 @@ class SearchSpace:
     def searches_architecture(self) -> bool:
         """True when trials choose between several architectures."""
         return "architecture" in self.names
+
+    def mutable(self) -> list[Param]:
+        """The tuned parameters population-based training perturbs while a trial trains (they change no weight shape)."""
+        return [p for p in self.params if p.name in MUTABLE]
 
     def params_for(self, architecture: str) -> list[Param]:
         """The tuned parameters active in a trial of `architecture`: the common ones and its own."""

@@ -49,6 +49,15 @@ def build_network(spec: ModelSpec, lookback: int, channels: int, horizon: int, t
     return compiler(module.build(spec, lookback, channels, heads.body_width(spec, horizon), target_index), spec)
 
 
+def carry_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy every weight of `source` into `target`, a network of the same architecture and shapes (e.g. another dropout
+    rate, learning rate or batch size: population-based training's exploit step and its replay)."""
+    old, new = source.get_weights(), target.get_weights()
+    if len(old) != len(new) or any(a.shape != b.shape for a, b in zip(old, new, strict=True)):
+        raise ForecasterError(f"cannot carry the weights of {source.name} into {target.name}: their shapes differ")
+    target.set_weights(old)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow so that a rerun repeats exactly."""
     keras.utils.set_random_seed(seed)
