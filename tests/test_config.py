@@ -167,7 +167,7 @@ def test_infinite_integer_is_a_config_error():
 @pytest.mark.parametrize("values,message", [
     ({"scaling": {"method": "robust"}}, "scaling.method: 'robust' is not one of standard, minmax"),
     ({"training": {"verbose": 3}}, "training.verbose: 3 is not one of 0, 1, 2"),
-    ({"tuning": {"strategy": "tpe"}}, "tuning.strategy: 'tpe' is not one of random, grid, bayesian, hyperband, optuna, none"),
+    ({"tuning": {"strategy": "tpe"}}, "tuning.strategy: 'tpe' is not one of random, grid, bayesian, hyperband, optuna, pbt, asha, none"),
     ({"training": {"fit_on": "all"}}, "training.fit_on: 'all' is not one of train, train+val"),
     ({"data": {"source": "parquet"}}, "data.source: 'parquet' is not one of synthetic, csv, etth1, etth2, ettm1, ettm2, jena_climate, electricity"),
 ])
