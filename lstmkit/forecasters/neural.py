@@ -2,7 +2,9 @@
 
 Training: early stopping on the validation windows with the best weights restored, learning-rate reduction on
 plateau, an optional best checkpoint, and live progress; `refit` retrains from scratch on training+validation windows
-for the best epoch count. Saving writes the network as `model.keras` (loads under Keras safe mode).
+for the best epoch count. With a `schedule` (a population-based-training winner's segments) training instead replays
+the schedule segment by segment, with neither early stopping nor learning-rate reduction. Saving writes the network as
+`model.keras` (loads under Keras safe mode).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lstmkit.forecasters.spec import ModelSpec
 from lstmkit.preprocessing import Prepared
 
 NETWORK_FILE = "model.keras"
+SCHEDULE_KEYS = ("epochs", "learning_rate", "dropout", "batch_size")  # the keys of one schedule segment
 
 
 def architecture(name: str) -> ModuleType:
@@ -76,6 +79,49 @@ def callbacks(patience: int, reduce_lr_patience: int, checkpoint: Path | None = 
     return cbs
 
 
+def check_schedule(schedule: list) -> list[dict]:
+    """A hyperparameter schedule checked and normalised: a non-empty list of segments, each a dict of `epochs` (int >= 1,
+    required) and optionally `learning_rate` (> 0), `dropout` (in [0, 1)) and `batch_size` (int >= 1); ForecasterError
+    naming the segment (1-based) and key otherwise. A segment's missing value is the spec's (see NeuralForecaster)."""
+    if not isinstance(schedule, (list, tuple)) or not schedule:
+        raise ForecasterError(f"schedule: expected a non-empty list of segments {{{', '.join(SCHEDULE_KEYS)}}}, "
+                              f"got {schedule!r}")
+    out = []
+    for i, segment in enumerate(schedule, start=1):
+        where = f"schedule segment {i}"
+        if not isinstance(segment, dict):
+            raise ForecasterError(f"{where}: expected a mapping of {', '.join(SCHEDULE_KEYS)}, got {segment!r}")
+        unknown = [k for k in segment if k not in SCHEDULE_KEYS]
+        if unknown:
+            raise ForecasterError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; a segment's keys are "
+                                  f"{', '.join(SCHEDULE_KEYS)}")
+        if "epochs" not in segment:
+            raise ForecasterError(f"{where}: `epochs` is missing (how many epochs the segment trains)")
+        checks = {"epochs": (int, lambda v: v >= 1, "an integer >= 1"),
+                  "batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
+                  "learning_rate": (float, lambda v: np.isfinite(v) and v > 0, "a positive number"),
+                  "dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)")}
+        clean = {}
+        for key, value in segment.items():
+            kind, ok, what = checks[key]
+            integral = isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
+                    kind is int and not integral) or not ok(kind(value)):
+                raise ForecasterError(f"{where}: `{key}` must be {what}, got {value!r}")
+            clean[key] = kind(value)
+        out.append(clean)
+    return out
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Writes the optimizer's learning rate in force during each epoch into the epoch's logs (`learning_rate`)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Record the learning rate the epoch trained with."""
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class ProgressCallback(keras.callbacks.Callback):
     """Reports each finished epoch and its losses to the command line's live progress (lstmkit.progress; else a no-op).
 
@@ -115,16 +161,24 @@ def steps_per_epoch(prepared: Prepared, batch_size: int, training: TrainingConfi
 
 
 class NeuralForecaster(Forecaster):
-    """A network of one architecture (ModelSpec), trained with the training settings and seed it is given."""
+    """A network of one architecture (ModelSpec), trained with the training settings and seed it is given.
+
+    `schedule`: optional list of segments {epochs, learning_rate, dropout, batch_size} (see `check_schedule`) that
+    training replays instead of `training.epochs` with early stopping: segment 1 trains a fresh seeded network of the
+    spec with the segment's values; each later segment builds a new network with its values, carries the previous
+    network's weights into it (`carry_weights`), compiles a fresh optimizer and trains its epochs with its batch size.
+    The spec holds the final values (those of the last segment).
+    """
 
     tags = {"neural": True}
 
     def __init__(self, spec: ModelSpec | dict, training: TrainingConfig | dict | None = None, seed: int = 42,
-                 name: str | None = None, checkpoint: str | None = None):
+                 name: str | None = None, checkpoint: str | None = None, schedule: list | None = None):
         self.spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
         training = training or TrainingConfig()
         self.training = training if isinstance(training, TrainingConfig) else TrainingConfig(**training)
         self.seed, self.checkpoint = int(seed), checkpoint
+        self.schedule = None if schedule is None else check_schedule(schedule)
         self.name = name or self.spec.architecture
         self.network: keras.Model | None = None
         self.history_: pd.DataFrame | None = None
@@ -169,8 +223,12 @@ class NeuralForecaster(Forecaster):
                              prepared.target_index)
 
     def _fit(self, prepared: Prepared) -> None:
-        """Train on the training windows with early stopping on the validation windows (best weights restored)."""
+        """Train on the training windows with early stopping on the validation windows (best weights restored); with a
+        schedule, replay it instead (`_replay`)."""
         prepared = prepared.with_lookback(self._lookback(prepared))
+        if self.schedule is not None:
+            self._replay(prepared, validate=True)
+            return
         self.network = self._build(prepared)
         t = self.training
         steps = steps_per_epoch(prepared, self.spec.batch_size, t)
@@ -194,6 +252,9 @@ class NeuralForecaster(Forecaster):
         Nothing is held out, so there is no early stopping and no learning-rate schedule.
         """
         prepared = prepared.with_lookback(self.lookback_)
+        if self.schedule is not None:  # the schedule is the plan: replayed as it was, on these windows
+            self._replay(prepared, validate=False)
+            return
         self.network = self._build(prepared)
         steps = steps_per_epoch(prepared, self.spec.batch_size, self.training)
         self.network.fit(prepared.dataset("train", self.spec.batch_size, shuffle=True, seed=self.seed,
@@ -201,6 +262,59 @@ class NeuralForecaster(Forecaster):
                          epochs=self.best_epoch_, steps_per_epoch=steps, verbose=self.training.verbose, shuffle=False,
                          callbacks=[keras.callbacks.TerminateOnNaN(),
                                     ProgressCallback(self.best_epoch_, f"refit {self.name} on training+validation")])
+
+    def segment_specs(self) -> list[tuple[ModelSpec, int]]:
+        """(spec with the segment's learning rate, dropout and batch size, epochs) of each schedule segment in order."""
+        fields = [k for k in SCHEDULE_KEYS if k != "epochs"]
+        return [(dataclasses.replace(self.spec, **{k: segment[k] for k in fields if k in segment}), segment["epochs"])
+                for segment in self.schedule]
+
+    def _replay(self, prepared: Prepared, validate: bool) -> None:
+        """Train through the schedule's segments on prepared's training windows (see the class docstring).
+
+        With `validate` (fit): the validation windows are evaluated after every epoch, the best checkpoint kept, and
+        `history_` (one row per epoch: loss, val_loss, learning_rate, ...), `best_epoch_` (argmin of val_loss, 1-based)
+        and `val_loss_` (its minimum) set; no early stopping and no learning-rate reduction. Without (refit on
+        training+validation): the same segments, nothing held out. The network is the one after the last epoch.
+        """
+        t = self.training
+        total = sum(epochs for _, epochs in self.segment_specs())
+        phase = (f"training {self.name} (seed {self.seed}, schedule replayed)" if validate
+                 else f"refit {self.name} on training+validation (schedule replayed)")
+        cbs = [keras.callbacks.TerminateOnNaN(), LearningRateLog(), ProgressCallback(total, phase)]
+        if validate and self.checkpoint:
+            Path(self.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+            cbs.append(keras.callbacks.ModelCheckpoint(self.checkpoint, monitor="val_loss", save_best_only=True))
+        keras.backend.clear_session()
+        network, done, histories = None, 0, []
+        for i, (spec, epochs) in enumerate(self.segment_specs()):
+            set_seed(self.seed + i)
+            new = build_network(spec, prepared.lookback, len(prepared.columns), prepared.horizon,
+                                prepared.target_index)
+            if network is not None:
+                carry_weights(network, new)
+            network = new
+            steps = steps_per_epoch(prepared, spec.batch_size, t)
+            train = prepared.dataset("train", spec.batch_size, shuffle=True, seed=self.seed + i,
+                                     repeat=steps is not None)
+            hist = network.fit(train, validation_data=prepared.dataset("val", 1024) if validate else None,
+                               initial_epoch=done, epochs=done + epochs, steps_per_epoch=steps, verbose=t.verbose,
+                               shuffle=False, callbacks=cbs)
+            frame = pd.DataFrame(hist.history)
+            frame["segment"] = i + 1
+            histories.append(frame)
+            done += epochs
+            if len(frame) < epochs:  # TerminateOnNaN stopped it: the rest of the plan cannot follow
+                break
+        self.network = network
+        if not validate:
+            return
+        history = pd.concat(histories, ignore_index=True)
+        history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
+        history["learning_rate"] = history["learning_rate"].astype(float)
+        self.history_ = history
+        self.best_epoch_ = int(np.nanargmin(history["val_loss"].to_numpy())) + 1
+        self.val_loss_ = float(np.nanmin(history["val_loss"].to_numpy()))
 
     def _predict(self, windows: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Forecasts batch by batch (predict_on_batch: no tf.data pipeline per call); a quantile head's median."""
@@ -240,15 +354,18 @@ class NeuralForecaster(Forecaster):
         return mc_dropout.sample(self.network, windows, n_samples, seed, output_index=median)
 
     def hyperparameters(self) -> dict:
+        """The spec, seed and look-back the network was built with (and the replayed schedule, when it had one)."""
         return self.spec.to_dict() | {"seed": self.seed, "lookback": self.lookback_ if hasattr(self, "lookback_")
-                                      else self.spec.lookback}
+                                      else self.spec.lookback} | ({} if self.schedule is None
+                                                                  else {"schedule": self.schedule})
 
     def parameter_count(self) -> int:
         return int(self.network.count_params())
 
     def _init_args(self) -> dict:
+        """Constructor arguments (JSON-ready); `schedule` only when there is one (older manifests load unchanged)."""
         return {"spec": self.spec.to_dict(), "training": dataclasses.asdict(self.training), "seed": self.seed,
-                "name": self.name}
+                "name": self.name} | ({} if self.schedule is None else {"schedule": self.schedule})
 
     def _save(self, path: Path) -> None:
         with atomic_path(path / NETWORK_FILE) as tmp:
