@@ -1,13 +1,17 @@
-"""Figures of the tuning chapter (03): trials, hyperparameter effects, folds, importance."""
+"""Figures of the tuning chapter (03): trials, hyperparameter effects, folds, importance, Ray lineage and rungs."""
 
 from __future__ import annotations
 
 import re
 
 import matplotlib as mpl
+import matplotlib.collections as mcollections
 import matplotlib.colors as mcolors
+import matplotlib.lines as mlines
+import matplotlib.patches as mpatches
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
+import matplotlib.transforms as mtransforms
 import numpy as np
 import pandas as pd
 
@@ -352,4 +356,241 @@ def importance(importances: pd.Series, path=None) -> plt.Figure:
     ax.set_title("Hyperparameter importance")
     ax.set_xlabel("importance (share of objective variance, fANOVA)")
     ax.set_ylabel("hyperparameter")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- Ray searches (pbt, asha): run.lineage_file
+
+LINEAGE_COLUMNS = ("trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size", "architecture",
+                   "copied_from", "seconds")
+EPOCH_LABEL = "epoch (training epochs of the weights, inherited ones included)"
+TRIAL_LABEL = "trial (Ray trial number)"
+
+
+def _lineage_rows(lineage: pd.DataFrame, required: tuple[str, ...], figure: str) -> pd.DataFrame:
+    """The lineage table (tuning/lineage.csv) checked for `required` columns, typed, one row per (trial, epoch).
+
+    Rows without a trial or epoch number are dropped; a repeated (trial, epoch) keeps its last row (a resumed
+    search may report an epoch twice); `copied_from` is a float donor number, NaN where the trial did not copy.
+    """
+    if not isinstance(lineage, pd.DataFrame):
+        raise ValueError(f"{figure} needs the lineage table (a DataFrame read from tuning/lineage.csv), "
+                         f"not {type(lineage).__name__}")
+    for column in required:
+        if column not in lineage.columns:
+            raise ValueError(f"{figure}: the lineage table (tuning/lineage.csv) has no column '{column}' (it needs "
+                             f"{', '.join(required)}; found: {', '.join(map(str, lineage.columns)) or 'none'})")
+    rows = lineage.reset_index(drop=True).copy()
+    for column in ("trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size", "copied_from"):
+        if column in rows:
+            rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    rows = rows.dropna(subset=["trial", "epoch"])
+    rows["trial"], rows["epoch"] = rows["trial"].astype(int), rows["epoch"].astype(int)
+    return rows.drop_duplicates(["trial", "epoch"], keep="last").sort_values(["trial", "epoch"], kind="stable")
+
+
+def _best_trial(rows: pd.DataFrame, best_trial: int | None) -> tuple[int | None, int | None]:
+    """The winning trial (given, else the lowest finite validation loss) and the epoch of its lowest loss (its
+    weights' epoch; its last epoch when it has no finite loss); (None, None) for an empty table."""
+    if best_trial is not None:
+        mine = rows[rows["trial"] == int(best_trial)]
+        if mine.empty:
+            raise ValueError(f"best trial {best_trial} has no row in the lineage table "
+                             f"(trials there: {', '.join(map(str, sorted(rows['trial'].unique()))) or 'none'})")
+    else:
+        finite = rows[np.isfinite(rows["val_loss"])] if "val_loss" in rows else rows.iloc[:0]
+        if finite.empty:
+            return None, None
+        mine = rows[rows["trial"] == int(finite.loc[finite["val_loss"].idxmin(), "trial"])]
+    loss = mine["val_loss"] if "val_loss" in mine else pd.Series(np.nan, index=mine.index)
+    epoch = mine.loc[loss.idxmin(), "epoch"] if loss.notna().any() else mine["epoch"].max()
+    return int(mine["trial"].iloc[0]), int(epoch)
+
+
+def _ancestry(rows: pd.DataFrame, trial: int, epoch: int) -> list[tuple[int, int, int, float]]:
+    """The trials whose weights the weights of `trial` after `epoch` descend from, oldest first: one
+    (trial, first epoch, last epoch, donor) per stretch; a stretch that began with a copy has its donor trial
+    number (its first epoch trained on the donor's weights after epoch first - 1), the oldest has NaN."""
+    chain, hi = [], epoch
+    while True:
+        mine = rows[(rows["trial"] == trial) & (rows["epoch"] <= hi)]
+        if mine.empty:
+            break
+        copies = mine[mine["copied_from"].notna()]
+        if copies.empty:
+            chain.append((trial, int(mine["epoch"].min()), hi, np.nan))
+            break
+        start = copies.iloc[-1]
+        chain.append((trial, int(start["epoch"]), hi, float(start["copied_from"])))
+        trial, hi = int(start["copied_from"]), int(start["epoch"]) - 1  # hi falls each step: the loop ends
+    return chain[::-1]
+
+
+def _log_norm(values: np.ndarray) -> mcolors.Normalize:
+    """A log colour scale over the positive finite values (a little room either side of a single value)."""
+    ok = values[np.isfinite(values) & (values > 0)]
+    if not len(ok):
+        return mcolors.LogNorm(1e-4, 1e-2)
+    lo, hi = float(ok.min()), float(ok.max())
+    return mcolors.LogNorm(lo, hi) if hi > lo * 1.0001 else mcolors.LogNorm(lo / 1.5, hi * 1.5)
+
+
+def lineage(lineage: pd.DataFrame, best_trial: int | None = None, path=None) -> plt.Figure:
+    """Population based training as a family tree: one track per trial over epochs, coloured by learning rate.
+
+    `lineage` is the table of tuning/lineage.csv (one row per trial and epoch). Each epoch is a segment of its
+    trial's track from epoch - 1 to epoch; an epoch trained right after a copy is drawn instead as an arrow from
+    the donor's track at epoch - 1 (the weights taken) to the trial's at epoch. The winner (`best_trial`, else
+    the trial with the lowest validation loss) is starred at its best epoch and its ancestry, the stretches of
+    tracks and copies its weights went through, is underlaid in bold.
+    """
+    rows = _lineage_rows(lineage, ("trial", "epoch", "val_loss", "learning_rate", "copied_from"), "lineage")
+    trials_ = np.sort(rows["trial"].unique())
+    fig, ax = plt.subplots(figsize=(11, max(3.6, 0.32 * len(trials_) + 2.4)))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.6")
+    norm = _log_norm(rows["learning_rate"].to_numpy(dtype=float))
+    lr_colour = lambda lr: cmap(norm(lr)) if np.isfinite(lr) and lr > 0 else "0.6"
+    best, best_epoch = _best_trial(rows, best_trial)
+    chain = _ancestry(rows, best, best_epoch) if best is not None else []
+    bold_copies = {(t, first) for t, first, _, donor in chain if np.isfinite(donor)}
+    fresh = rows[rows["copied_from"].isna()]
+    segments = [[(e - 1, t), (e, t)] for t, e in zip(fresh["trial"], fresh["epoch"])]
+    lr = fresh["learning_rate"].to_numpy(dtype=float)
+    tracks = mcollections.LineCollection(segments, cmap=cmap, norm=norm, linewidths=3.0, zorder=3, gid="tracks",
+                                         capstyle="butt")
+    tracks.set_array(np.ma.masked_invalid(np.where(lr > 0, lr, np.nan)))
+    ax.add_collection(tracks)
+    for t, e, donor, rate in rows.loc[rows["copied_from"].notna(), ["trial", "epoch", "copied_from", "learning_rate"]].itertuples(index=False):
+        bold = (t, e) in bold_copies
+        ax.add_patch(mpatches.FancyArrowPatch((e - 1, donor), (e, t), arrowstyle="-|>", mutation_scale=12,
+                                              color=lr_colour(rate), lw=2.6 if bold else 1.3, zorder=4 if bold else 3,
+                                              shrinkA=0, shrinkB=0, gid="copy"))
+    handles = [mlines.Line2D([], [], color=cmap(0.5), lw=3, label="epoch trained (colour: learning rate)"),
+               mlines.Line2D([], [], color="0.3", lw=1.3, marker=">", markevery=[1],
+                             label=f"copy: took the donor's weights, new hyperparameters ({len(rows) - len(fresh)})")]
+    if chain:
+        xs, ys = [], []
+        for t, first, last, donor in chain:  # a copied stretch starts where the arrow lands, the oldest one at its start
+            xs += [first - (0 if np.isfinite(donor) else 1), last]
+            ys += [t, t]
+        names = " ← ".join(str(t) for t, *_ in chain[::-1])
+        ax.plot(xs, ys, color="tab:red", lw=9, alpha=0.3, zorder=2, solid_capstyle="round", gid="ancestry",
+                label=f"winner's ancestry (trial {names})")
+        loss = rows.loc[(rows["trial"] == best) & (rows["epoch"] == best_epoch), "val_loss"].iloc[0]
+        ax.scatter([best_epoch], [best], marker="*", s=260, color="red", edgecolor="k", zorder=5, gid="winner",
+                   label=f"winner: trial {best}, epoch {best_epoch}, validation MSE {loss:.3g}")
+        handles = [*handles, *ax.get_legend_handles_labels()[0]]
+    if rows.empty:
+        _no_data(ax, "no epoch in the lineage table")
+    else:
+        ax.set_xlim(min(0, rows["epoch"].min() - 1) - 0.3, rows["epoch"].max() + 0.3)
+        ax.set_ylim(trials_.min() - 0.7, trials_.max() + 0.7)
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        if len(trials_) <= 30:
+            ax.set_yticks(trials_)
+        ax.invert_yaxis()  # trial 0 at the top
+    ax.set_title("Population based training: who copied whom, and the learning rate of every epoch")
+    ax.set_xlabel(EPOCH_LABEL)
+    ax.set_ylabel(TRIAL_LABEL)
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="learning rate")
+    below = ax.transAxes + mtransforms.ScaledTranslation(0, -0.5, fig.dpi_scale_trans)  # under the x label
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below, ncol=2,
+              frameon=False, fontsize=9)
+    return _save(fig, path)
+
+
+def schedule(lineage: pd.DataFrame, trial: int | None = None, path=None) -> plt.Figure:
+    """The hyperparameters in force at every epoch of a trial's weights, along its ancestry (donors' epochs before
+    each copy), one panel each for learning rate, dropout and batch size; `trial` defaults to the best one."""
+    rows = _lineage_rows(lineage, ("trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size",
+                                   "copied_from"), "schedule")
+    best, best_epoch = _best_trial(rows, trial)
+    if best is None and not rows.empty:  # no finite loss anywhere: the trial with most epochs
+        best, best_epoch = _best_trial(rows, int(rows["trial"].value_counts().idxmax()))
+    chain = _ancestry(rows, best, best_epoch) if best is not None else []
+    path_rows = pd.concat([rows[(rows["trial"] == t) & rows["epoch"].between(first, last)] for t, first, last, _ in chain]
+                          or [rows.iloc[:0]])
+    fig, axes = plt.subplots(3, 1, figsize=(9, 6.4), sharex=True)
+    panels = (("learning_rate", "learning rate\n(per update, log)", "tab:blue"),
+              ("dropout", "dropout\n(fraction of units)", "tab:green"),
+              ("batch_size", "batch size\n(windows)", "tab:purple"))
+    edges = np.append(path_rows["epoch"].to_numpy() - 1, path_rows["epoch"].to_numpy()[-1:])
+    for ax, (column, label, colour) in zip(axes, panels):
+        values = path_rows[column].to_numpy(dtype=float)
+        if len(values):
+            ax.stairs(values, edges, color=colour, lw=2.2, baseline=None)
+            for t, first, _, donor in chain:
+                if np.isfinite(donor):
+                    ax.axvline(first - 1, color="0.4", ls=":", lw=1.2, zorder=1,
+                               label=f"copied trial {int(donor)} → {t}" if ax is axes[0] else None)
+        else:
+            _no_data(ax, "no epoch of this trial in the lineage table")
+        if column == "learning_rate" and (values > 0).any():
+            ax.set_yscale("log")
+        elif column == "batch_size":  # the sizes used (often powers of two), else whole numbers
+            used = np.unique(values[np.isfinite(values)])
+            ax.yaxis.set_major_locator(mticker.FixedLocator(used) if 0 < len(used) <= 6
+                                       else mticker.MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+    for t, first, _, donor in chain:  # which trial trained each stretch, above the top panel
+        axes[0].annotate(f"trial {t}", xy=(first - (0 if np.isfinite(donor) else 1), 1), xycoords=("data", "axes fraction"),
+                         xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
+    if len(path_rows):
+        axes[-1].xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        axes[-1].set_xlim(edges[0], edges[-1])
+    axes[0].set_title(f"Hyperparameter schedule of trial {best}'s weights (epochs 1-{best_epoch}, along its ancestry)"
+                      if best is not None else "Hyperparameter schedule (empty lineage table)")
+    axes[-1].set_xlabel(EPOCH_LABEL)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def rungs(lineage: pd.DataFrame, best_trial: int | None = None, path=None) -> plt.Figure:
+    """ASHA (or PBT) trials' validation loss by epoch, one line per trial: a trial stopped early ends with a cross
+    before the last epoch; the best trial (`best_trial`, else the lowest validation loss) is drawn bold, in red."""
+    rows = _lineage_rows(lineage, ("trial", "epoch", "val_loss"), "rungs")
+    rows = rows.assign(val_loss=rows["val_loss"].where(rows["val_loss"] > 0))  # nothing at or below 0 on a log axis
+    best, best_epoch = _best_trial(rows, best_trial)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    last_epoch = rows["epoch"].max() if len(rows) else 0
+    stops = []
+    for t, mine in rows.groupby("trial", sort=True):
+        is_best = t == best
+        ax.plot(mine["epoch"], mine["val_loss"], color="tab:red" if is_best else "tab:blue", lw=2.6 if is_best else 0.9,
+                alpha=1.0 if is_best else 0.55, marker="." if len(mine) < 40 else None, zorder=4 if is_best else 2,
+                gid=f"trial {t}", label=None)
+        if mine["epoch"].max() < last_epoch and mine["val_loss"].notna().any():
+            end = mine[mine["val_loss"].notna()].iloc[-1]
+            stops.append((end["epoch"], end["val_loss"]))
+    handles = []
+    if len(rows):
+        handles.append(mlines.Line2D([], [], color="tab:blue", lw=0.9, alpha=0.55,
+                                     label=f"trial ({rows['trial'].nunique()})"))
+    if stops:
+        xs, ys = zip(*stops)
+        ax.scatter(xs, ys, marker="x", s=40, color="k", zorder=5, gid="stopped",
+                   label=f"stopped early ({len(stops)})")
+        for epoch in sorted(set(xs)):  # the rungs: epochs after which the scheduler stopped some trial
+            ax.axvline(epoch, color="0.75", ls=":", lw=1, zorder=1)
+        handles.append(ax.collections[-1])
+        handles.append(mlines.Line2D([], [], color="0.75", ls=":", label="rung (a trial stopped there)"))
+    if best is not None:
+        loss = rows.loc[(rows["trial"] == best) & (rows["epoch"] == best_epoch), "val_loss"].iloc[0]
+        best_line = next(line for line in ax.lines if line.get_gid() == f"trial {best}")
+        best_line.set_label(f"best trial ({best}: validation MSE {loss:.3g} at epoch {best_epoch})")
+        handles.append(best_line)
+    loss = rows["val_loss"].to_numpy(dtype=float)
+    finite = loss[np.isfinite(loss)]
+    log = len(finite) > 1 and finite.max() > 3 * finite.min()  # a log axis when losses span a factor above 3
+    if log:
+        ax.set_yscale("log")
+    if not len(finite):
+        _no_data(ax, "no finite validation loss in the lineage table")
+    ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+    ax.set_title("Validation loss of every trial by epoch (trials stopped early end before the last epoch)")
+    ax.set_xlabel(EPOCH_LABEL)
+    ax.set_ylabel(LOSS_LABEL if log else "validation MSE (scaled)")
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     return _save(fig, path)
