@@ -210,3 +210,131 @@ def test_importance_of_a_conditional_search_leaves_out_settings_some_trials_lack
     tcn_only = table[table["architecture"] == "tcn"]
     assert "tcn.kernel_size" in param_importance(tcn_only, CONDITIONAL).index  # all completed trials have it
     check(plots.importance(shares, path=tmp_path / "importance.png"), tmp_path / "importance.png")
+
+
+# ------------------------------------------------------------------ Ray searches: tuning/lineage.csv (pbt, asha)
+
+def lineage_table(copies: bool = True) -> pd.DataFrame:
+    """4 trials x 6 epochs; with `copies`, trial 3 takes trial 0's weights after epoch 2 and trial 1 takes trial 3's
+    after epoch 4, each with new hyperparameters, and trial 1 wins at epoch 6 (ancestry 0 -> 3 -> 1)."""
+    rate = {0: 1e-3, 1: 3e-4, 2: 1e-2, 3: 3e-3}
+    rows = [{"trial": t, "epoch": e, "val_loss": 0.5 / e + 0.1 * t, "learning_rate": rate[t], "dropout": 0.1 * t,
+             "batch_size": 32 * (t + 1), "architecture": "lstm", "copied_from": np.nan, "seconds": e + 0.5 * t}
+            for t in range(4) for e in range(1, 7)]
+    table = pd.DataFrame(rows).set_index(["trial", "epoch"], drop=False)
+    if copies:
+        table.loc[(3, 3), "copied_from"] = 0
+        table.loc[[(3, e) for e in (3, 4)], ["learning_rate", "dropout"]] = [1.2e-3, 0.05]
+        table.loc[(1, 5), "copied_from"] = 3
+        table.loc[[(1, e) for e in (5, 6)], ["learning_rate", "batch_size"]] = [8e-4, 64]
+        table.loc[(1, 6), "val_loss"] = 0.01
+    return table.reset_index(drop=True)
+
+
+def lineage_csv(table: pd.DataFrame, tmp_path) -> pd.DataFrame:
+    """The table as chapter 03 reads it back from tuning/lineage.csv (copied_from empty where no copy)."""
+    table.to_csv(tmp_path / "lineage.csv", index=False)
+    return pd.read_csv(tmp_path / "lineage.csv")
+
+
+def copy_arrows(ax: plt.Axes) -> list:
+    return [p for p in ax.patches if p.get_gid() == "copy"]
+
+
+def test_lineage_draws_a_track_per_trial_an_arrow_per_copy_and_the_winners_ancestry(tmp_path):
+    table = lineage_csv(lineage_table(), tmp_path)
+    fig = plots.lineage(table, path=tmp_path / "lineage.png")
+    check(fig, tmp_path / "lineage.png")
+    ax, bar = fig.axes
+    assert bar.get_ylabel() == "learning rate" and bar.get_yscale() == "log"
+    assert ax.get_xlabel().startswith("epoch") and ax.get_ylabel().startswith("trial") and ax.get_title()
+    tracks, = [c for c in ax.collections if c.get_gid() == "tracks"]
+    segments = tracks.get_segments()
+    assert len(segments) == 4 * 6 - 2  # every epoch but the two trained right after a copy
+    assert sorted({s[0, 1] for s in segments}) == [0, 1, 2, 3] and list(ax.get_yticks()) == [0, 1, 2, 3]
+    assert all(s[1, 0] - s[0, 0] == 1 and s[0, 1] == s[1, 1] for s in segments)  # one epoch long, horizontal
+    colours = np.asarray(tracks.get_array())  # each segment coloured by its epoch's learning rate
+    assert list(colours[np.array([s[0, 1] == 2 for s in segments])]) == pytest.approx([1e-2] * 6)
+    assert list(colours[np.array([s[0, 1] == 1 for s in segments])]) == pytest.approx([3e-4] * 4 + [8e-4])
+    arrows = copy_arrows(ax)  # (matplotlib keeps an arrow's two ends in data units in _posA_posB)
+    assert sorted((a._posA_posB[0], a._posA_posB[1]) for a in arrows) == [((2, 0), (3, 3)), ((4, 3), (5, 1))]
+    ancestry, = [line for line in ax.lines if line.get_gid() == "ancestry"]
+    assert list(zip(ancestry.get_xdata(), ancestry.get_ydata())) == [(0, 0), (2, 0), (3, 3), (4, 3), (5, 1), (6, 1)]
+    assert ancestry.get_linewidth() > 2 * tracks.get_linewidths()[0]
+    assert "1 ← 3 ← 0" in ancestry.get_label()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("winner's ancestry" in t for t in legend) and any("copy" in t for t in legend)
+    winner, = [c for c in ax.collections if c.get_gid() == "winner"]
+    assert tuple(winner.get_offsets()[0]) == (6, 1)
+
+
+def test_lineage_highlights_only_the_copies_on_the_winners_ancestry(tmp_path):
+    table = lineage_table()
+    table.loc[(table["trial"] == 2) & (table["epoch"] == 6), "val_loss"] = 0.001  # trial 2 (never copied) wins
+    ax = plots.lineage(table).axes[0]
+    assert {a.get_linewidth() for a in copy_arrows(ax)} == {1.3}  # neither copy leads to trial 2
+    ancestry, = [line for line in ax.lines if line.get_gid() == "ancestry"]
+    assert set(ancestry.get_ydata()) == {2} and "(trial 2)" in ancestry.get_label()
+    ax = plots.lineage(table, best_trial=1).axes[0]  # the winner named by best_hyperparameters.json
+    assert sorted(a.get_linewidth() for a in copy_arrows(ax)) == [2.6, 2.6]
+    arrows = plots.lineage(table, best_trial=3).axes[0]  # trial 3's ancestry uses the first copy only
+    assert sorted(a.get_linewidth() for a in copy_arrows(arrows)) == [1.3, 2.6]
+    with pytest.raises(ValueError, match="best trial 7"):
+        plots.lineage(table, best_trial=7)
+
+
+def test_lineage_and_rungs_of_an_asha_search_without_copies(tmp_path):
+    table = lineage_table(copies=False)
+    table = table[~((table["trial"] == 3) & (table["epoch"] > 2)) & ~((table["trial"] == 2) & (table["epoch"] > 4))]
+    table = lineage_csv(table, tmp_path)  # copied_from: an empty column, read back as all NaN
+    assert table["copied_from"].isna().all()
+    ax = plots.lineage(table, path=tmp_path / "lineage.png").axes[0]
+    assert copy_arrows(ax) == []
+    fig = plots.rungs(table, path=tmp_path / "rungs.png")
+    check(fig, tmp_path / "rungs.png")
+    ax, = fig.axes
+    lines = [line for line in ax.lines if str(line.get_gid()).startswith("trial ")]
+    assert len(lines) == 4 and sorted(len(line.get_xdata()) for line in lines) == [2, 4, 6, 6]
+    best = max(lines, key=lambda line: line.get_linewidth())
+    assert best.get_gid() == "trial 0" and best.get_ydata()[-1] == pytest.approx(table["val_loss"].min())
+    assert "best trial (0" in best.get_label()
+    stopped, = [c for c in ax.collections if c.get_gid() == "stopped"]
+    assert sorted(stopped.get_offsets()[:, 0]) == [2, 4]  # the two trials stopped before the last epoch
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "validation MSE (scaled, log scale)"
+    flat = plots.rungs(table.assign(val_loss=0.5 + 0.01 * table["epoch"])).axes[0]
+    assert flat.get_yscale() == "linear" and flat.get_ylabel() == "validation MSE (scaled)"
+
+
+def test_schedule_follows_the_winners_weights_through_its_donors(tmp_path):
+    fig = plots.schedule(lineage_csv(lineage_table(), tmp_path), path=tmp_path / "schedule.png")
+    check(fig, tmp_path / "schedule.png")
+    rate, dropout, batch = fig.axes
+    assert "trial 1" in rate.get_title() and rate.get_yscale() == "log"
+    assert [ax.get_ylabel().split("\n")[0] for ax in fig.axes] == ["learning rate", "dropout", "batch size"]
+    steps = {ax: next(p for p in ax.patches) for ax in fig.axes}  # matplotlib's StepPatch of ax.stairs
+    values = {ax: list(step.get_data().values) for ax, step in steps.items()}
+    assert values[rate] == pytest.approx([1e-3, 1e-3, 1.2e-3, 1.2e-3, 8e-4, 8e-4])  # trial 0, then 3, then 1
+    assert values[dropout] == pytest.approx([0, 0, 0.05, 0.05, 0.1, 0.1])
+    assert values[batch] == pytest.approx([32, 32, 128, 128, 64, 64])
+    assert list(steps[rate].get_data().edges) == [0, 1, 2, 3, 4, 5, 6]
+    assert sorted(line.get_xdata()[0] for line in rate.lines) == [2, 4]  # a dotted line at each copy
+
+
+@pytest.mark.parametrize("figure", ["lineage", "rungs", "schedule"])
+@pytest.mark.parametrize("column", ["trial", "epoch", "val_loss", "learning_rate", "dropout", "copied_from"])
+def test_a_missing_lineage_column_is_named(figure, column):
+    needs = {"lineage": {"trial", "epoch", "val_loss", "learning_rate", "copied_from"}, "rungs": {"trial", "epoch", "val_loss"},
+             "schedule": {"trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size", "copied_from"}}[figure]
+    table = lineage_table().drop(columns=column)
+    if column in needs:
+        with pytest.raises(ValueError, match=f"{figure}: the lineage table .* no column '{column}'"):
+            getattr(plots, figure)(table)
+    else:
+        getattr(plots, figure)(table)  # a column it does not need: drawn anyway
+
+
+def test_an_empty_lineage_table_draws_empty_figures():
+    empty = lineage_table().iloc[:0]
+    for figure in (plots.lineage, plots.rungs, plots.schedule):
+        fig = figure(empty)
+        assert any(text.get_text().startswith("no ") for ax in fig.axes for text in ax.texts)
