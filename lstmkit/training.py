@@ -6,6 +6,10 @@ The models are `compare.architectures` (empty: the one `model.architecture`), ea
 architecture with the best validation loss (mean over its seeds) and, of it, the seed with the best validation loss.
 The test split plays no part in the choice. A model folder that is complete and matches its hyperparameters and the
 configuration is loaded instead of trained again, so an interrupted stage resumes where it stopped.
+
+When the tuning stage's best configuration carries a `schedule` (population-based training: the winner's learning
+rate, dropout and batch size changed along its training), the model of that architecture replays the schedule segment
+by segment instead of training with the final values and early stopping (`schedule_for_run`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from lstmkit.atomic import atomic_write_json, read_json
-from lstmkit.config import Config
+from lstmkit.config import Config, ConfigError
 from lstmkit.forecasters import ModelSpec, load
-from lstmkit.forecasters.base import MANIFEST
+from lstmkit.forecasters.base import MANIFEST, ForecasterError
 from lstmkit.preprocessing import Prepared
 from lstmkit.runfolder import RunFolder
 
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 STAGE = "training (04_training)"
 CHECKPOINT = "checkpoint.keras"  # in a model folder: its best weights so far while it trains
 FIT_FILE = "fit.json"  # beside a model's forecaster.json: what it was trained from (spec, settings, data)
+REPLAYED = "tuning (PBT schedule replayed)"  # the hyperparameters' source of a model that replays a PBT schedule
 
 
 def tuned_best(run: RunFolder, cfg: Config) -> dict | None:
@@ -54,6 +59,35 @@ def spec_for_run(run: RunFolder, cfg: Config, architecture: str | None = None) -
     return ModelSpec.from_config(cfg, arch), "config"
 
 
+def schedule_for_run(run: RunFolder, cfg: Config, architecture: str | None = None) -> list[dict] | None:
+    """The tuned hyperparameter schedule (population-based training's winner) to replay for `architecture` (default:
+    `model_names`' first), or None: when training uses the tuned result, it is of this architecture and it has a
+    `schedule`. ConfigError naming the file when the schedule is malformed, its epochs do not add up to the file's
+    `best_epoch`, or its last segment's values differ from the file's final (top-level) ones."""
+    arch = architecture or model_names(cfg, run)[0]
+    tuned = tuned_best(run, cfg)
+    if tuned is None or tuned.get("schedule") is None or tuned.get("architecture", cfg.model.architecture) != arch:
+        return None
+    from lstmkit.forecasters.neural import check_schedule
+
+    where = run.best_hyperparameters_file
+    try:
+        schedule = check_schedule(tuned["schedule"])
+    except ForecasterError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    total = sum(segment["epochs"] for segment in schedule)
+    if tuned.get("best_epoch") is not None and total != int(tuned["best_epoch"]):
+        raise ConfigError(f"{where}: the schedule's epochs add up to {total} ("
+                          f"{' + '.join(str(s['epochs']) for s in schedule)}), but best_epoch is {tuned['best_epoch']}")
+    last = schedule[-1]
+    differ = [k for k in last if k != "epochs" and tuned.get(k) is not None and not np.isclose(last[k], tuned[k])]
+    if differ:
+        raise ConfigError(f"{where}: the schedule's last segment has " + ", ".join(
+            f"{k} = {last[k]}" for k in differ) + ", but the final values are " + ", ".join(
+            f"{k} = {tuned[k]}" for k in differ) + " (the last segment must hold the final values)")
+    return schedule
+
+
 def model_names(cfg: Config, run: RunFolder | None = None) -> list[str]:
     """The architectures compared in this run: `compare.architectures`, else the architecture the tuner chose (when it
     searched `tuning.space.architecture` and training uses its result), else `model.architecture`."""
@@ -69,12 +103,13 @@ def model_seeds(cfg: Config) -> list[int]:
 
 
 def fit_forecaster(prepared: Prepared, spec: ModelSpec, cfg: Config, seed: int | None = None, name: str | None = None,
-                   checkpoint=None) -> NeuralForecaster:
-    """Train one forecaster (early stopping on validation; refitted on training+validation when training.fit_on says)."""
+                   checkpoint=None, schedule: list[dict] | None = None) -> NeuralForecaster:
+    """Train one forecaster (early stopping on validation, or replaying `schedule` when given; refitted on
+    training+validation when training.fit_on says, with the same schedule)."""
     from lstmkit.forecasters.neural import NeuralForecaster
 
     forecaster = NeuralForecaster(spec, cfg.training, cfg.seed if seed is None else seed, name=name,
-                                  checkpoint=None if checkpoint is None else str(checkpoint))
+                                  checkpoint=None if checkpoint is None else str(checkpoint), schedule=schedule)
     forecaster.fit(prepared)
     if cfg.training.fit_on == "train+val":
         forecaster.refit(prepared.train_val())
@@ -98,8 +133,9 @@ def select_model(val_losses: dict[str, dict[int, float]]) -> tuple[str, int]:
     return name, min(seeds, key=lambda s: finite(seeds[s]))
 
 
-def fit_record(spec: ModelSpec, cfg: Config, seed: int, prepared: Prepared) -> dict:
-    """What a model folder was trained from (JSON-ready): its spec, seed, training settings and the data's windows.
+def fit_record(spec: ModelSpec, cfg: Config, seed: int, prepared: Prepared, schedule: list[dict] | None = None) -> dict:
+    """What a model folder was trained from (JSON-ready): its spec, seed, training settings, the data's windows and,
+    when it replays one, its hyperparameter schedule.
 
     A saved model whose record equals this one is reused on resume instead of trained again.
     """
@@ -107,8 +143,9 @@ def fit_record(spec: ModelSpec, cfg: Config, seed: int, prepared: Prepared) -> d
     data = {section: dataclasses.asdict(getattr(cfg, section)) for section in ("data", "split", "scaling", "window")}
     shape = {"rows": len(prepared.scaled), "channels": list(prepared.columns), "target": prepared.target,
              "horizon": prepared.horizon, "bounds": prepared.bounds.to_dict()}
+    replay = {} if schedule is None else {"schedule": schedule}
     return json.loads(json.dumps({"spec": spec.to_dict(), "seed": int(seed), "training": training, "data": data,
-                                  "series": shape}, default=str))
+                                  "series": shape} | replay, default=str))
 
 
 def reusable(folder, record: dict) -> bool:
@@ -126,7 +163,7 @@ class TrainedModel:
     name: str
     seed: int
     forecaster: NeuralForecaster
-    source: str           # where its hyperparameters came from: `tuning` or `config`
+    source: str           # where its hyperparameters came from: `tuning`, `config` or REPLAYED (a PBT schedule)
     path: str             # its folder, relative to the run folder
     resumed: bool         # loaded from an earlier run of the stage instead of trained
 
@@ -171,15 +208,18 @@ def train_run(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) -> Tra
     models = []
     for name in model_names(cfg, run):
         spec, source = spec_for_run(run, cfg, name)
+        schedule = schedule_for_run(run, cfg, name)
+        source = REPLAYED if schedule is not None else source
         for seed in model_seeds(cfg):
             folder = run.model_dir(name, seed)
-            record = fit_record(spec, cfg, seed, prepared)
+            record = fit_record(spec, cfg, seed, prepared, schedule)
             resumed = reusable(folder, record)
             if resumed:
                 forecaster = load(folder)
             else:
                 (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until save() writes the manifest last
-                forecaster = fit_forecaster(prepared, spec, cfg, seed, name, checkpoint=run.model_dir(name, seed) / CHECKPOINT)
+                forecaster = fit_forecaster(prepared, spec, cfg, seed, name, checkpoint=run.model_dir(name, seed) / CHECKPOINT,
+                                            schedule=schedule)
                 atomic_write_json(folder / FIT_FILE, record)
                 forecaster.save(folder)
             models.append(TrainedModel(name, seed, forecaster, source, str(folder.relative_to(run.root)), resumed))
@@ -194,19 +234,27 @@ def train_run(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) -> Tra
 
 
 def write_selected(run: RunFolder, cfg: Config, models: list[TrainedModel], selected: TrainedModel) -> None:
-    """Write training/selected.json: the selected model (as before) and the list of every trained model."""
+    """Write training/selected.json: the selected model (as before) and the list of every trained model; a model that
+    replayed a PBT schedule carries it (`schedule`), in its entry and, when selected, at the top."""
     f = selected.forecaster
     means = {}
     for m in models:
         means.setdefault(m.name, []).append(m.forecaster.val_loss_)
+
+    def replayed(m: TrainedModel) -> dict:
+        """{"schedule": [...]} for a model that replayed one, else {} (the entry is then as before)."""
+        schedule = getattr(m.forecaster, "schedule", None)
+        return {} if schedule is None else {"schedule": schedule}
+
     atomic_write_json(run.selected_file, {
         "model": selected.name, "seed": selected.seed, "path": selected.path, "source": selected.source,
         "fit_on": cfg.training.fit_on, "best_epoch": f.best_epoch_, "val_loss": f.val_loss_,
         "criterion": "lowest validation loss (mean over seeds), then the seed with the lowest validation loss",
         "val_loss_mean": {n: float(np.mean(v)) for n, v in means.items()},
         "models": [{"model": m.name, "seed": m.seed, "path": m.path, "source": m.source,
-                    "val_loss": m.forecaster.val_loss_, "best_epoch": m.forecaster.best_epoch_} for m in models],
-    })
+                    "val_loss": m.forecaster.val_loss_, "best_epoch": m.forecaster.best_epoch_} | replayed(m)
+                   for m in models],
+    } | replayed(selected))
 
 
 def read_selected(run: RunFolder) -> dict:
