@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from lstmkit.config import ConfigError, describe_keys, from_dict, load_config, parse_override
+from lstmkit.config import RAY_STRATEGIES, ConfigError, describe_keys, from_dict, load_config, parse_override
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
@@ -64,10 +64,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     folder = RunFolder(Path(args.run_dir or _latest_run_dir()).resolve())
     # a chief or worker process of a distributed search works for the command that holds the lock: it does not lock
     with contextlib.nullcontext() if role else folder.lock("lstmkit tune"):
-        run, cfg = open_run(folder.root, _overrides(args.set))
+        overrides = _overrides(args.set) | ({} if args.ray_address is None else {"tuning.ray_address": args.ray_address})
+        run, cfg = open_run(folder.root, overrides)
         prepared = preprocessing.load_prepared(run)
         workers = 0 if role else (cfg.tuning.workers if args.workers is None else args.workers)
         where = f"as {os.environ['KERASTUNER_TUNER_ID']} of a distributed search" if role else \
+            (f"on the Ray cluster at {cfg.tuning.ray_address}" if cfg.tuning.ray_address else "on a local Ray instance")\
+            if cfg.tuning.strategy in RAY_STRATEGIES else \
             f"with a chief and {workers} workers" if workers else "in one process"
         print(f"lstmkit tune -> {run.root}: {cfg.tuning.strategy} search {where}", flush=True)
         # here: a live progress line (the chief, if any, reports to it); in a chief or worker: Keras Tuner's log
@@ -217,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
                                    "process is the chief (TUNER_ID=chief) or a worker of a distributed Keras Tuner search.")
     t.add_argument("--run-dir", help="run folder (default: the most recent one under runs/)")
     t.add_argument("--workers", type=int, help="start a chief and this many worker processes here (default: tuning.workers)")
+    t.add_argument("--ray-address", metavar="ADDR", help="pbt/asha: join the Ray cluster at ADDR (host:port or `auto`; "
+                   "default: tuning.ray_address, empty = a local Ray instance)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (recorded in the run folder)")
     t.set_defaults(func=cmd_tune)
 

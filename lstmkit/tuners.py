@@ -1,4 +1,5 @@
-"""Search strategies behind one interface: Keras Tuner (random, grid, bayesian, hyperband) and Optuna (TPE + median pruner).
+"""Search strategies behind one interface: Keras Tuner (random, grid, bayesian, hyperband), Optuna (TPE + median pruner)
+and Ray Tune (pbt, asha: `lstmkit.tuners_ray`).
 
 Each `search` runs or resumes a search stored under the run's tuning/ folder and returns the trials table:
 one row per trial in start order, with its `architecture` and sampled hyperparameters (an architecture's own
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from lstmkit.atomic import atomic_write_json
-from lstmkit.config import Config
+from lstmkit.config import RAY_STRATEGIES, Config
 from lstmkit.preprocessing import Prepared
 from lstmkit.progress import SearchProgress
 from lstmkit.runfolder import RunFolder
@@ -31,6 +32,10 @@ def search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, 
         return keras_search(prepared, cfg, run, space, deadline, verbose)
     if cfg.tuning.strategy == "optuna":
         return optuna_search(prepared, cfg, run, space, deadline)
+    if cfg.tuning.strategy in RAY_STRATEGIES:
+        from lstmkit.tuners_ray import ray_search
+
+        return ray_search(prepared, cfg, run, space, deadline, verbose)
     raise ValueError(f"tuning.strategy {cfg.tuning.strategy!r} has no search")
 
 

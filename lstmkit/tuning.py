@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.model_selection import TimeSeriesSplit
 
 from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
-from lstmkit.config import Config, ConfigError
+from lstmkit.config import RAY_STRATEGIES, Config, ConfigError
 from lstmkit.forecasters.neural import build_network, set_seed
 from lstmkit.forecasters.spec import COMMON, ModelSpec
 from lstmkit.preprocessing import Prepared, SplitBounds
@@ -159,11 +159,18 @@ def save_results(run: RunFolder, cfg: Config, table: pd.DataFrame) -> ModelSpec:
         raise TuningError(f"no trial of the {cfg.tuning.strategy} search in {run.tuning_dir} completed{detail}")
     best = done["val_loss"].astype(float).idxmin()
     spec = spec_from_values(row_values(done.loc[best], search_space(cfg)), cfg)
+    schedule = {}
+    if "schedule" in table:  # pbt: the winner's hyperparameter schedule, for the training stage to replay
+        from lstmkit.tuners_ray import best_schedule
+
+        schedule = best_schedule(table, best)
+        final = {k: v for k, v in schedule["schedule"][-1].items() if k != "epochs"}  # in force at the best epoch
+        spec = spec_from_values(row_values(done.loc[best], search_space(cfg)) | final, cfg)
     atomic_write_json(run.best_hyperparameters_file, {
         **spec.to_dict(), "val_loss": float(done.loc[best, "val_loss"]), "trial": int(best),
         "best_epoch": int(done.loc[best, "best_epoch"]), "strategy": cfg.tuning.strategy,
-        "cv_folds": cfg.tuning.cv_folds, "trials": int(len(done)), "search": project_name(cfg)})
-    atomic_write_text(run.trials_file, table.drop(columns="message", errors="ignore").to_csv())
+        "cv_folds": cfg.tuning.cv_folds, "trials": int(len(done)), "search": project_name(cfg), **schedule})
+    atomic_write_text(run.trials_file, table.drop(columns=["message", "schedule"], errors="ignore").to_csv())
     return spec
 
 
@@ -218,6 +225,11 @@ def tune(prepared: Prepared, cfg: Config, run: RunFolder, workers: int | None = 
     check_space_fits(prepared.bounds, prepared.horizon, cfg)
     cv_folds(prepared, cfg.tuning.cv_folds)  # fails early when the folds do not fit
     workers = cfg.tuning.workers if workers is None else workers
+    if cfg.tuning.strategy in RAY_STRATEGIES:  # Ray schedules its own workers (tuning.workers: trials at once)
+        from lstmkit.tuners_ray import check_ray
+
+        check_ray()
+        workers = 0
     if workers and distributed.role() is None:
         distributed.run_local(run, cfg, workers)
         return spec_from_values(read_best(run), cfg), read_trials(run)

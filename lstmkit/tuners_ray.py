@@ -1,0 +1,415 @@
+"""Ray Tune strategies: population-based training (`pbt`) and asynchronous successive halving (`asha`).
+
+Both run the search space of `lstmkit.search_space` (conditional architecture settings included) with trials that train
+epoch by epoch, report the validation loss after each epoch and checkpoint their weights and optimizer state:
+
+- `asha` stops poor trials early (rungs at 1, 3, 9, ... epochs, reduction factor 3);
+- `pbt` trains `tuning.max_trials` trials in step; every `tuning.perturbation_interval` epochs the worst quarter copy
+  the weights of the best quarter and perturb learning rate, dropout and batch size. A trial's checkpoint carries the
+  hyperparameter *schedule* its weights were trained with (segments of epochs, see `Segment`), so the winner's
+  schedule can be replayed by the training stage.
+
+Ray runs inside this process on this machine's cores unless `tuning.ray_address` names a cluster. The experiment's
+state lives under the run's tuning/ folder (`project_name`); rerunning resumes it, finished trials are kept, and a
+trial whose node died is retried from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lstmkit.atomic import atomic_write_json, read_json
+from lstmkit.config import Config
+from lstmkit.preprocessing import Prepared
+from lstmkit.progress import SearchProgress
+from lstmkit.runfolder import RunFolder
+from lstmkit.search_space import MUTABLE, Param, SearchSpace
+from lstmkit.tuning import TuningError, project_name, spec_from_values
+
+ASHA_REDUCTION = 3  # ASHA's reduction factor: a third of the trials at each rung go on
+PBT_QUANTILE = 0.25  # PBT: the bottom quarter copies the top quarter
+CHECKPOINTS_KEPT = 4  # per trial (PBT copies the latest one)
+MAX_FAILURES = 3  # retries of a trial from its last checkpoint (a dead node, a killed worker)
+STATE_FILE, WEIGHTS_FILE, OPTIMIZER_FILE = "state.json", "model.weights.h5", "optimizer.npz"
+LINEAGE_COLUMNS = ["trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size", "architecture",
+                   "copied_from", "seconds"]
+
+
+# ---------------------------------------------------------------- the search space in Ray's terms
+
+
+def domain(p: Param):
+    """Ray Tune's distribution of one parameter (same range, step, scale or choices as the other strategies)."""
+    from ray import tune
+
+    if not p.is_range:
+        return tune.choice(list(p.choices))
+    if p.type is int:
+        return tune.lograndint(int(p.min), int(p.max) + 1) if p.log else tune.qrandint(int(p.min), int(p.max), int(p.step or 1))
+    if p.log:
+        return tune.loguniform(p.min, p.max)
+    return tune.quniform(p.min, p.max, p.step) if p.step else tune.uniform(p.min, p.max)
+
+
+def initial_configs(space: SearchSpace, n: int, seed: int) -> list[dict]:
+    """`n` seeded random configurations: the architecture first (when searched), then the parameters active in it;
+    inactive ones (another architecture's settings) are None."""
+    rng = np.random.default_rng(seed)
+    by_name = {p.name: p for p in space.params}
+    out = []
+    for _ in range(n):
+        values = {name: None for name in space.names}
+        arch = space.architectures[0]
+        if space.searches_architecture:
+            arch = values["architecture"] = _draw(by_name["architecture"], rng)
+        for p in space.params_for(arch):
+            if p.name != "architecture":
+                values[p.name] = _draw(p, rng)
+        out.append(values)
+    return out
+
+
+def _draw(p: Param, rng: np.random.Generator):
+    """One value of a parameter, drawn with numpy's generator (reproducible for a seed)."""
+    grid = p.grid()
+    if grid is not None:
+        return _plain(grid[int(rng.integers(len(grid)))])
+    if p.log:
+        value = float(np.exp(rng.uniform(np.log(p.min), np.log(p.max))))
+    else:
+        value = float(rng.uniform(p.min, p.max))
+    return int(round(value)) if p.type is int else value
+
+
+def _plain(value):
+    """A numpy scalar as the plain Python value (JSON- and Keras-friendly)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def mutations(space: SearchSpace) -> dict:
+    """PBT's `hyperparam_mutations`: each tuned parameter of MUTABLE as its grid (neighbours are one step apart)
+    or, when continuous, its distribution (perturbed by x0.8 / x1.2, or resampled)."""
+    return {p.name: (p.grid() if p.grid() is not None else domain(p)) for p in space.mutable()}
+
+
+def explore(space: SearchSpace):
+    """PBT's `custom_explore_fn`: keep a perturbed value inside its declared range, on its step, in its type."""
+    params = {p.name: p for p in space.mutable()}
+
+    def clip(config: dict) -> dict:
+        for name, p in params.items():
+            if p.is_range and config.get(name) is not None:
+                v = min(max(float(config[name]), p.min), p.max)
+                if p.step:
+                    v = p.min + round((v - p.min) / p.step) * p.step
+                config[name] = int(round(v)) if p.type is int else round(float(v), 12)
+        return config
+
+    return clip
+
+
+# ---------------------------------------------------------------- one trial
+
+
+def trial_number(trial_id: str) -> int:
+    """The trial's number in creation order (Ray's trial ids end in `_00003`)."""
+    return int(str(trial_id).rsplit("_", 1)[-1])
+
+
+def _segment(spec) -> dict:
+    """The hyperparameters PBT may change, as a schedule segment of no epochs yet."""
+    return {"epochs": 0, "learning_rate": float(spec.learning_rate), "dropout": float(spec.dropout),
+            "batch_size": int(spec.batch_size)}
+
+
+def _same_values(a: dict, b: dict) -> bool:
+    """Whether two segments train with the same hyperparameters."""
+    return all(a[k] == b[k] for k in MUTABLE)
+
+
+def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float) -> None:
+    """Ray Tune function trainable: train one configuration epoch by epoch, reporting and checkpointing each epoch.
+
+    Restored from a checkpoint with the same hyperparameters (a paused or retried trial) it continues as it was,
+    optimizer state included. Restored from another trial's checkpoint with perturbed ones (PBT's exploit step), a new
+    network of the new values takes the checkpoint's weights, the optimizer starts afresh and a schedule segment begins.
+    """
+    import keras
+    from ray import tune
+
+    from lstmkit.forecasters.neural import build_network, carry_weights, set_seed
+
+    _limit_threads()
+    number = trial_number(tune.get_context().get_trial_id())
+    values = {k: v for k, v in config.items() if v is not None}
+    spec = spec_from_values(values, cfg)
+    data = prepared.with_lookback(spec.lookback)
+    keras.backend.clear_session()
+    set_seed(cfg.seed)
+    model = build_network(spec, data.lookback, len(data.columns), data.horizon, data.target_index)
+    state = {"epoch": 0, "owner": number, "schedule": [_segment(spec) | {"trial": number}], "best": math.inf}
+    copied_from = -1
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = read_json(Path(folder) / STATE_FILE)
+            saved = build_network(spec, data.lookback, len(data.columns), data.horizon, data.target_index)
+            saved.load_weights(Path(folder) / WEIGHTS_FILE)
+            if _same_values(state["schedule"][-1], _segment(spec)):
+                model = saved
+                _load_optimizer(model, Path(folder) / OPTIMIZER_FILE)
+            else:
+                carry_weights(saved, model)
+                state["schedule"].append(_segment(spec) | {"trial": number})
+        if state["owner"] != number:
+            copied_from = int(state["owner"])
+            state["owner"] = number
+    train = data.dataset("train", spec.batch_size, shuffle=True, seed=cfg.seed + state["epoch"])
+    val = data.dataset("val", 1024)
+    while state["epoch"] < cfg.tuning.epochs:
+        hist = model.fit(train, validation_data=val, epochs=1, verbose=0, shuffle=False)
+        state["epoch"] += 1
+        state["schedule"][-1]["epochs"] += 1
+        val_loss = float(hist.history["val_loss"][-1])
+        if not np.isfinite(val_loss):
+            raise TuningError(f"trial {number}: the validation loss became {val_loss} at epoch {state['epoch']} (diverged)")
+        state["best"] = min(state["best"], val_loss)
+        metrics = {"val_loss": val_loss, "loss": float(hist.history["loss"][-1]), "epoch": state["epoch"],
+                   **{k: state["schedule"][-1][k] for k in MUTABLE}, "architecture": spec.architecture,
+                   "copied_from": copied_from, "seconds": time.time() - origin,
+                   "schedule": json.dumps(state["schedule"])}
+        copied_from = -1
+        with _checkpoint_folder() as folder:
+            model.save_weights(folder / WEIGHTS_FILE)
+            _save_optimizer(model, folder / OPTIMIZER_FILE)
+            atomic_write_json(folder / STATE_FILE, state)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+
+
+@contextlib.contextmanager
+def _checkpoint_folder():
+    """A fresh temporary folder for one checkpoint (Ray copies it into the experiment's storage)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lstmkit-ckpt-") as folder:
+        yield Path(folder)
+
+
+def _save_optimizer(model, path: Path) -> None:
+    """The optimizer's variables (step count, moments) as arrays in an .npz file."""
+    np.savez(path, *[np.asarray(v.numpy()) for v in model.optimizer.variables])
+
+
+def _load_optimizer(model, path: Path) -> None:
+    """Restore the optimizer's variables saved by `_save_optimizer` (built first; skipped if the layout differs)."""
+    model.optimizer.build(model.trainable_variables)
+    saved = np.load(path)
+    arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = model.optimizer.variables
+    if len(arrays) == len(variables) and all(a.shape == tuple(v.shape) for a, v in zip(arrays, variables, strict=True)):
+        for a, v in zip(arrays, variables, strict=True):
+            v.assign(a)
+
+
+def _limit_threads() -> None:
+    """Let TensorFlow use only the CPUs Ray gave this trial (trials share the machine's cores)."""
+    import tensorflow as tf
+    from ray import get_runtime_context
+
+    cpus = max(1, int(get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    with contextlib.suppress(RuntimeError):  # already initialised: a reused worker
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(cpus)
+
+
+# ---------------------------------------------------------------- the search
+
+
+@contextlib.contextmanager
+def ray_session(address: str, verbose: bool = False):
+    """Ray connected for the search: the cluster at `address`, or a private instance on this machine (shut down after).
+
+    A Ray already initialised in this process (e.g. by a notebook) is used as it is.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}}
+    try:
+        if address:
+            ray.init(address=address, runtime_env=env, log_to_driver=verbose, logging_level="ERROR")
+        else:
+            ray.init(include_dashboard=False, runtime_env=env, log_to_driver=verbose, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = f"the Ray cluster at tuning.ray_address {address!r}" if address else "a local Ray instance"
+        raise TuningError(f"could not connect to {where}: {str(err).strip().splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _scheduler(cfg: Config, space: SearchSpace):
+    """PBT (synchronous, so that a seeded search repeats) or ASHA over epochs (`training_iteration`)."""
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    if cfg.tuning.strategy == "pbt":
+        return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=cfg.tuning.perturbation_interval,
+                                       hyperparam_mutations=mutations(space), custom_explore_fn=explore(space),
+                                       quantile_fraction=PBT_QUANTILE, synch=True, log_config=False)
+    return ASHAScheduler(time_attr="training_iteration", max_t=cfg.tuning.epochs, grace_period=1,
+                         reduction_factor=ASHA_REDUCTION)
+
+
+def _progress_callback(cfg: Config):
+    """A Ray Tune callback feeding lstmkit's live progress line (trials ended, running, best validation loss)."""
+    from ray.tune import Callback
+
+    live = SearchProgress(cfg.tuning.max_trials, cfg.tuning.max_minutes)
+
+    class Progress(Callback):
+        def __init__(self):
+            self.best, self.ended, self.running = None, set(), set()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            loss = result.get("val_loss")
+            if loss is not None and np.isfinite(loss):
+                self.best = loss if self.best is None else min(self.best, loss)
+            self.running.add(trial.trial_id)
+            live.update(len(self.ended), len(self.running - self.ended), self.best)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.ended.add(trial.trial_id)
+            live.update(len(self.ended), len(self.running - self.ended), self.best)
+
+        on_trial_error = on_trial_complete
+
+    return Progress()
+
+
+def experiment_dir(cfg: Config, run: RunFolder) -> Path:
+    """Where Ray keeps this search's experiment state, trial results and checkpoints."""
+    return run.tuning_dir.resolve() / project_name(cfg)
+
+
+def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, deadline: float | None = None,
+               verbose: bool = False) -> pd.DataFrame:
+    """Run or resume a pbt/asha search on Ray Tune; write `run.lineage_file` and return the trials table."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    path = experiment_dir(cfg, run)
+    origin_file = run.tuning_dir / f"{project_name(cfg)}.started.json"
+    if not origin_file.exists():
+        run.tuning_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(origin_file, {"started": time.time()})
+    origin = float(read_json(origin_file)["started"])
+    t = cfg.tuning
+    budget = None if deadline is None else max(1.0, deadline - time.monotonic())
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    with ray_session(t.ray_address, verbose):
+        trainable = tune.with_resources(tune.with_parameters(train_ray_trial, prepared=prepared, cfg=cfg, origin=origin),
+                                        {"cpu": 1})
+        if tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            configs = initial_configs(space, t.max_trials, cfg.seed)
+            tuner = tune.Tuner(
+                trainable, param_space=dict.fromkeys(space.names),
+                tune_config=tune.TuneConfig(
+                    metric="val_loss", mode="min", num_samples=t.max_trials, scheduler=_scheduler(cfg, space),
+                    search_alg=BasicVariantGenerator(points_to_evaluate=configs),
+                    max_concurrent_trials=t.workers or None, time_budget_s=budget, reuse_actors=False),
+                run_config=tune.RunConfig(
+                    name=project_name(cfg), storage_path=str(run.tuning_dir.resolve()), verbose=1 if verbose else 0,
+                    callbacks=[_progress_callback(cfg)],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+                    failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)))
+        tuner.fit()
+    table, lineage = read_experiment(path, cfg, space)
+    from lstmkit.atomic import atomic_write_text
+
+    atomic_write_text(run.lineage_file, lineage.to_csv(index=False))
+    return table
+
+
+# ---------------------------------------------------------------- results
+
+
+def read_experiment(path: Path, cfg: Config, space: SearchSpace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials table (the other strategies' columns, plus `schedule` for pbt) and the lineage table of a Ray
+    experiment folder, from its saved state: usable while it runs, after a kill, or long after."""
+    from ray.tune import ExperimentAnalysis
+
+    from lstmkit.tuners import _hyperparameters, _table
+
+    analysis = ExperimentAnalysis(str(path))
+    frames = analysis.trial_dataframes
+    rows, lineage = [], []
+    for trial in analysis.trials:
+        number = trial_number(trial.trial_id)
+        df = frames.get(trial.trial_id)
+        config = {k: v for k, v in trial.config.items() if v is not None}
+        row = _hyperparameters(number, config, space)
+        status = {"ERROR": "FAILED", "TERMINATED": "COMPLETED"}.get(trial.status, "RUNNING")
+        if df is not None and len(df) and "val_loss" in df:
+            df = df.sort_values("training_iteration")
+            last = df.iloc[-1]
+            for k in MUTABLE:  # PBT: the values the trial ended with
+                if k in row and k in df and pd.notna(last[k]):
+                    row[k] = _plain(last[k])
+            best = int(np.nanargmin(df["val_loss"].to_numpy(dtype=float)))
+            row |= {"val_loss": float(df["val_loss"].iloc[best]), "best_epoch": int(df["epoch"].iloc[best]),
+                    "seconds": float(last.get("time_total_s", math.nan))}
+            if cfg.tuning.strategy == "pbt":
+                row["schedule"] = df["schedule"].iloc[best]
+            if status == "COMPLETED" and cfg.tuning.strategy == "asha" and int(last["epoch"]) < cfg.tuning.epochs:
+                status = "PRUNED"
+            for _, r in df.iterrows():
+                lineage.append({"trial": number, "epoch": int(r["epoch"]), "val_loss": float(r["val_loss"]),
+                                **{k: _plain(r[k]) for k in MUTABLE}, "architecture": r["architecture"],
+                                "copied_from": int(r["copied_from"]) if r["copied_from"] >= 0 else None,
+                                "seconds": float(r["seconds"])})
+        else:
+            row |= {"val_loss": math.nan, "best_epoch": None, "seconds": None}
+        message = None
+        error = Path(trial.path) / (trial.run_metadata.error_filename or "error.txt")
+        if status == "FAILED" and error.is_file():
+            message = error.read_text(errors="replace")
+        rows.append(row | {"status": status, "message": message})
+    lineage_table = pd.DataFrame(lineage, columns=LINEAGE_COLUMNS)
+    if len(lineage_table):
+        lineage_table = lineage_table.sort_values(["trial", "epoch"], kind="stable").reset_index(drop=True)
+    return _table(rows), lineage_table
+
+
+def best_schedule(table: pd.DataFrame, best: int) -> dict:
+    """The pbt winner's schedule (segments of epochs with their learning rate, dropout and batch size) and the trials
+    its weights descend from, for best_hyperparameters.json; empty for other strategies."""
+    if "schedule" not in table or pd.isna(table.loc[best, "schedule"]):
+        return {}
+    segments = json.loads(table.loc[best, "schedule"])
+    lineage = []
+    for s in segments:
+        if not lineage or lineage[-1] != s["trial"]:
+            lineage.append(int(s["trial"]))
+    return {"schedule": [{k: s[k] for k in ("epochs", *MUTABLE)} for s in segments], "lineage": lineage}
+
+
+def check_ray() -> None:
+    """Fail early, with the fix, when Ray Tune is not installed."""
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError as err:
+        raise TuningError(f"tuning.strategy pbt/asha needs Ray Tune: pip install 'ray[tune]' ({err})") from None
