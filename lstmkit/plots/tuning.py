@@ -445,7 +445,8 @@ def lineage(lineage: pd.DataFrame, best_trial: int | None = None, path=None) -> 
     tracks and copies its weights went through, is underlaid in bold.
     """
     rows = _lineage_rows(lineage, ("trial", "epoch", "val_loss", "learning_rate", "copied_from"), "lineage")
-    trials_ = np.sort(rows["trial"].unique())
+    donors = rows["copied_from"].dropna().astype(int)
+    trials_ = np.union1d(rows["trial"].unique(), donors.unique())  # a donor without rows of its own still has a track
     fig, ax = plt.subplots(figsize=(11, max(3.6, 0.32 * len(trials_) + 2.4)))
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.6")
     norm = _log_norm(rows["learning_rate"].to_numpy(dtype=float))
@@ -589,7 +590,7 @@ def rungs(lineage: pd.DataFrame, best_trial: int | None = None, path=None) -> pl
         _no_data(ax, "no finite validation loss in the lineage table")
     ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
     ax.set_title("Validation loss of every trial by epoch (trials stopped early end before the last epoch)")
-    ax.set_xlabel(EPOCH_LABEL)
+    ax.set_xlabel("epoch (epochs trained so far)")
     ax.set_ylabel(LOSS_LABEL if log else "validation MSE (scaled)")
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
