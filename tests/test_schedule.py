@@ -57,12 +57,13 @@ class Recorder(neural.LearningRateLog):
         self.segments.append({
             "dropout": [layer.rate for layer in self.model.layers if isinstance(layer, keras.layers.Dropout)],
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            "steps": self.params["steps"], "epochs": 0, "start": self.model.get_weights(),
+            "steps": self.params["steps"], "epochs": 0, "start": self.model.get_weights(), "after_epoch": [],
             "optimizer_iterations": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))})
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         self.segments[-1]["epochs"] += 1
+        self.segments[-1]["after_epoch"].append(self.model.get_weights())
 
     def on_train_end(self, logs=None):
         self.segments[-1]["end"] = self.model.get_weights()
@@ -134,7 +135,14 @@ def test_weights_are_carried_across_segment_boundaries(replay, prepared, spec):
     for before, after in zip(segments, segments[1:]):
         assert weights_equal(after["start"], before["end"])  # segment k + 1 starts where segment k ended
         assert not weights_equal(after["start"], after["end"])  # and trains on
-    assert weights_equal(segments[-1]["end"], forecaster.network.get_weights())  # the last epoch's weights are kept
+    # the network keeps the weights of the epoch with the lowest validation loss, whose loss val_loss_ reports
+    after_epoch = [w for s in segments for w in s["after_epoch"]]
+    assert len(after_epoch) == 5
+    assert weights_equal(after_epoch[forecaster.best_epoch_ - 1], forecaster.network.get_weights())
+    if forecaster.best_epoch_ < 5:
+        assert not weights_equal(after_epoch[-1], forecaster.network.get_weights())
+    kept = forecaster.network.evaluate(prepared.dataset("val", 1024), verbose=0, return_dict=True)["loss"]
+    assert kept == pytest.approx(forecaster.val_loss_, rel=1e-5)
     # a fresh network (any seed) is far from where segment 2 starts: its first epoch continues segment 1's descent
     history = forecaster.history_
     fresh = NeuralForecaster(spec, tiny_config().training, 5)._build(prepared.with_lookback(8)).get_weights()
@@ -172,7 +180,7 @@ def test_train_val_refit_replays_the_schedule_on_training_and_validation_windows
     n_merged = prepared.train_val().n_windows("train")
     assert [s["steps"] for s in refit] == [math.ceil(n_merged / s["batch_size"]) for s in SCHEDULE]
     assert [s["learning_rate"] for s in refit] == pytest.approx([s["learning_rate"] for s in SCHEDULE], rel=1e-6)
-    assert weights_equal(refit[-1]["end"], forecaster.network.get_weights())
+    assert weights_equal(refit[-1]["end"], forecaster.network.get_weights())  # a refit keeps its last epoch's
     assert not weights_equal(refit[-1]["end"], fit[-1]["end"])
     assert len(forecaster.history_) == 5  # the validated replay's history
 

@@ -122,6 +122,21 @@ class LearningRateLog(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+class BestWeights(keras.callbacks.Callback):
+    """Keeps a copy of the weights of the epoch with the lowest validation loss so far, across every `fit` call it is
+    passed to (a replayed schedule's segments: networks of one architecture and the same weight shapes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.best, self.weights = np.inf, None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Copy the weights when this epoch's val_loss is the lowest yet."""
+        loss = (logs or {}).get("val_loss")
+        if loss is not None and float(loss) < self.best:
+            self.best, self.weights = float(loss), self.model.get_weights()
+
+
 class ProgressCallback(keras.callbacks.Callback):
     """Reports each finished epoch and its losses to the command line's live progress (lstmkit.progress; else a no-op).
 
@@ -167,7 +182,8 @@ class NeuralForecaster(Forecaster):
     training replays instead of `training.epochs` with early stopping: segment 1 trains a fresh seeded network of the
     spec with the segment's values; each later segment builds a new network with its values, carries the previous
     network's weights into it (`carry_weights`), compiles a fresh optimizer and trains its epochs with its batch size.
-    The spec holds the final values (those of the last segment).
+    The fitted network keeps the weights of the epoch with the lowest validation loss. The spec holds the final values
+    (those of the last segment).
     """
 
     tags = {"neural": True}
@@ -275,13 +291,17 @@ class NeuralForecaster(Forecaster):
         With `validate` (fit): the validation windows are evaluated after every epoch, the best checkpoint kept, and
         `history_` (one row per epoch: loss, val_loss, learning_rate, ...), `best_epoch_` (argmin of val_loss, 1-based)
         and `val_loss_` (its minimum) set; no early stopping and no learning-rate reduction. Without (refit on
-        training+validation): the same segments, nothing held out. The network is the one after the last epoch.
+        training+validation): the same segments, nothing held out. After a fit the network holds the weights of the epoch
+        with the lowest validation loss (as early stopping's restored best weights would: `val_loss_` is theirs); after
+        a refit, those after the last epoch.
         """
         t = self.training
         total = sum(epochs for _, epochs in self.segment_specs())
         phase = (f"training {self.name} (seed {self.seed}, schedule replayed)" if validate
                  else f"refit {self.name} on training+validation (schedule replayed)")
-        cbs = [keras.callbacks.TerminateOnNaN(), LearningRateLog(), ProgressCallback(total, phase)]
+        best = BestWeights()
+        cbs = [keras.callbacks.TerminateOnNaN(), LearningRateLog(), ProgressCallback(total, phase)] + (
+            [best] if validate else [])
         if validate and self.checkpoint:
             Path(self.checkpoint).parent.mkdir(parents=True, exist_ok=True)
             cbs.append(keras.callbacks.ModelCheckpoint(self.checkpoint, monitor="val_loss", save_best_only=True))
@@ -309,6 +329,8 @@ class NeuralForecaster(Forecaster):
         self.network = network
         if not validate:
             return
+        if best.weights is not None:
+            network.set_weights(best.weights)
         history = pd.concat(histories, ignore_index=True)
         history.index = pd.RangeIndex(1, len(history) + 1, name="epoch")
         history["learning_rate"] = history["learning_rate"].astype(float)
