@@ -13,37 +13,77 @@ first warms this process up (imports, first model build), so in-process searches
    part 1) vs on k walk-forward folds (tuning.cv_folds = k). Run from the repository root:
 
     python benchmarks/tuning.py [--trials 6] [--epochs 3] [--workers 2] [--folds 3] [--config configs/default.yaml]
+
+Two more comparisons, each chosen by its flag, on ETTh2 (configs/etth2.yaml: mode S, horizon 96; look-back
+``--lookback``, default 96) with small defaults (units 16/32, 4 epochs per trial):
+
+3. ``--compare-strategies``: random, bayesian, hyperband (Keras Tuner), optuna (Optuna) and asha, pbt (Ray Tune),
+   each with the same wall-time budget (``tuning.max_minutes`` = ``--minutes``) over the same space, each in a fresh
+   run folder. Every epoch's validation loss is timed from the search's start: for the in-process strategies by
+   wrapping ``lstmkit.tuners.train_trial`` (its per-epoch ``report`` hook), for the Ray ones from the run's
+   ``tuning/lineage.csv`` (``seconds`` since the search started, shifted by the time from this script's clock start
+   to the search's recorded start). It prints per strategy the trials finished, the epochs trained, the wall seconds,
+   the best validation loss reached within the budget and when it was first reached, and writes the best-so-far
+   curves as CSV and PNG (``--out``).
+
+       python benchmarks/tuning.py --compare-strategies [--minutes 2] [--strategies random ... pbt] [--population 4]
+
+4. ``--ray-nodes``: trials per minute of an ASHA search on a private local Ray limited to one trial at a time (the
+   head's one CPU) against the same search on a Ray cluster of a head and a second node on the loopback, started
+   here with ``ray start --head --port P --num-cpus 1`` and ``ray start --address 127.0.0.1:P --num-cpus 1`` and
+   joined with ``tuning.ray_address=127.0.0.1:P``. The two ``ray start`` processes run with ``--block`` in their own
+   process sessions and are stopped by signalling them (not ``ray stop``, which would stop every Ray instance on the
+   machine, other users' included).
+
+       python benchmarks/tuning.py --ray-nodes [--trials 8] [--epochs 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from common import base_parser, format_table, import_tensorflow  # noqa: E402 (benchmarks/ is on sys.path)
+from common import REPO, base_parser, format_table, import_tensorflow  # noqa: E402 (benchmarks/ is on sys.path)
 
 import_tensorflow()
 
-from lstmkit.config import Config, ConfigError, from_dict, load_config  # noqa: E402
+from lstmkit.config import RAY_STRATEGIES, Config, ConfigError, from_dict, load_config  # noqa: E402
 from lstmkit.data import load_series, save_series  # noqa: E402
 from lstmkit.preprocessing import prepare, save_prepared  # noqa: E402
 from lstmkit.runfolder import start_run  # noqa: E402
 from lstmkit.search_space import search_space  # noqa: E402
-from lstmkit.tuning import cv_folds, tune  # noqa: E402
+from lstmkit.tuning import TuningError, cv_folds, tune  # noqa: E402
+
+STRATEGIES = ("random", "bayesian", "hyperband", "optuna", "asha", "pbt")
+ETTH2 = REPO / "configs" / "etth2.yaml"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = base_parser(__doc__.split("\n\n")[0])
-    next(a for a in p._actions if a.dest == "units").help = "the space's units choices are units/2 and units (default: 64)"
-    p.add_argument("--trials", type=int, default=8, help="trials per search (default: 8)")
-    p.add_argument("--epochs", type=int, default=10, help="most epochs per trial (default: 10)")
+    p.set_defaults(config=None, units=None)
+    next(a for a in p._actions if a.dest == "config").help = ("YAML profile giving the data and windows (default: "
+                                                             "configs/default.yaml; with --compare-strategies or "
+                                                             "--ray-nodes configs/etth2.yaml)")
+    next(a for a in p._actions if a.dest == "units").help = ("the space's units choices are units/2 and units (default: "
+                                                            "64; with --compare-strategies or --ray-nodes 32)")
+    p.add_argument("--trials", type=int, default=None, help="trials per search (default: 8; --compare-strategies: "
+                   "100, the budget ends the search first; --ray-nodes: 8)")
+    p.add_argument("--epochs", type=int, default=None, help="most epochs per trial (default: 10; --compare-strategies "
+                   "and --ray-nodes: 4)")
     p.add_argument("--workers", type=int, default=2, help="worker processes beside the chief (default: 2)")
     p.add_argument("--folds", type=int, default=3, help="walk-forward folds of the cross-validated objective (default: 3)")
     p.add_argument("--strategy", default="random", choices=("random", "bayesian"), help="search strategy (default: random)")
@@ -53,7 +93,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, nargs=2, default=(1e-4, 1e-2), metavar=("MIN", "MAX"),
                    help="learning-rate range, log scale (default: 1e-4 1e-2)")
     p.add_argument("--max-dropout", type=float, default=0.2, help="dropout searched from 0 to this, step 0.1 (default: 0.2)")
+    g = p.add_argument_group("strategies on a wall-time budget (--compare-strategies) and Ray nodes (--ray-nodes)")
+    g.add_argument("--compare-strategies", action="store_true", help="best validation loss against wall time per "
+                   "strategy, the same budget each")
+    g.add_argument("--ray-nodes", action="store_true", help="trials per minute of Ray local vs a head and a second "
+                   "node on 127.0.0.1")
+    g.add_argument("--minutes", type=float, default=2.0, help="wall-time budget of each strategy (tuning.max_minutes; "
+                   "default: 2)")
+    g.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
+                   help="strategies compared (default: all six)")
+    g.add_argument("--population", type=int, default=4, help="pbt: trials in the population (default: 4)")
+    g.add_argument("--pbt-epochs", type=int, default=None, help="pbt: epochs per trial (default: twice --epochs: a "
+                   "population trains longer instead of trying more configurations)")
+    g.add_argument("--lookback", type=int, default=96, help="look-back steps, fixed (default: 96; 336 is the ETT "
+                   "protocol's)")
+    g.add_argument("--ray-workers", type=int, default=0, help="asha/pbt: most trials at once (tuning.workers; "
+                   "default 0: one per CPU)")
+    g.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder of the best-so-far CSV and "
+                   "figure (default: benchmarks/results)")
     args = p.parse_args(argv)
+    small = args.compare_strategies or args.ray_nodes
+    if args.compare_strategies and args.ray_nodes:
+        p.error("--compare-strategies and --ray-nodes are separate benchmarks: give one")
+    for name, usual, other in (("config", "configs/default.yaml", str(ETTH2)), ("units", 64, 32), ("epochs", 10, 4),
+                               ("trials", 8, 100 if args.compare_strategies else 8)):
+        if getattr(args, name) is None:
+            setattr(args, name, other if small else usual)
+    if args.pbt_epochs is None:
+        args.pbt_epochs = 2 * args.epochs
+    if small and (args.minutes <= 0 or args.population < 2 or args.pbt_epochs < 1 or args.lookback < 1):
+        p.error("--minutes must be positive, --population at least 2, --pbt-epochs and --lookback at least 1")
     if min(args.trials, args.epochs, args.workers, args.folds - 1, args.layers, args.units // 2, args.batch_size) < 1:
         p.error("--trials, --epochs, --workers, --layers and --batch-size must be at least 1, --folds at least 2, "
                 "--units at least 2 (its choices are units/2 and units)")
@@ -114,8 +183,21 @@ def with_tuning(cfg: Config, **values) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the four searches and print the two tables with a sentence each."""
+    """Run the benchmark chosen by the flags (by default the four searches of parts 1 and 2)."""
     args = parse_args(argv)
+    try:
+        if args.compare_strategies:
+            return compare_strategies(args)
+        if args.ray_nodes:
+            return ray_nodes(args)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return speed(args)
+
+
+def speed(args: argparse.Namespace) -> int:
+    """Run the four searches of parts 1 and 2 and print the two tables with a sentence each."""
     try:
         cfg = bench_config(args)
         frame = load_series(cfg).frame
@@ -158,6 +240,290 @@ def main(argv: list[str] | None = None) -> int:
     per_trial = (folded.trained / len(folded.table)) / (single.trained / len(single.table))
     print(f"\n{args.folds}-fold walk-forward objective: {folded.wall / single.wall:.2f}x the wall time of the single "
           f"split ({per_trial:.2f}x per trial: {args.folds} models per trial, the earlier ones trained on fewer rows).")
+    return 0
+
+
+# ---------------------------------------------------------------- 3. strategies on the same wall-time budget
+
+
+def small_config(args: argparse.Namespace, strategy: str, **tuning) -> Config:
+    """The ETTh2 profile with the small search of parts 3 and 4 (fixed look-back, units u/2 and u, log learning rate,
+    dropout, one batch size and optimizer, last-value normalisation) and the given tuning.* values."""
+    space = {"architecture": "lstm", "layers": args.layers, "units": [args.units // 2, args.units],
+             "batch_size": args.batch_size, "optimizer": args.optimizer, "normalization": "last",
+             "learning_rate": {"min": args.lr[0], "max": args.lr[1], "log": True},
+             "dropout": {"min": 0.0, "max": args.max_dropout, "step": 0.1}, "lookback": None}
+    ray = strategy in RAY_STRATEGIES
+    values = {"strategy": strategy, "max_trials": args.trials, "epochs": args.epochs, "max_minutes": args.minutes,
+              "cv_folds": 1, "workers": args.ray_workers if ray else 0, "space": space} | tuning
+    if strategy == "pbt":
+        values |= {"max_trials": args.population, "epochs": args.pbt_epochs,
+                   "perturbation_interval": max(1, min(2, args.pbt_epochs // 4))}
+    return load_config(args.config, {"window.lookback": args.lookback, "training.verbose": 0}
+                       | {f"tuning.{k}": v for k, v in values.items()})
+
+
+@dataclass
+class Curve:
+    """One strategy's search: (seconds since its start, validation loss) of every epoch, its wall time and trials."""
+
+    strategy: str
+    wall: float
+    budget: float  # seconds (inf: none)
+    points: list[tuple[float, float]] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    error: str = ""
+
+    def within(self) -> list[tuple[float, float]]:
+        """The finite points reached within the budget, in time order."""
+        return sorted((t, v) for t, v in self.points if t <= self.budget and np.isfinite(v))
+
+    @property
+    def best(self) -> tuple[float, float]:
+        """(best validation loss within the budget, seconds when it was first reached); NaNs when none."""
+        pts = self.within()
+        if not pts:
+            return float("nan"), float("nan")
+        best = min(v for _, v in pts)
+        return best, next(t for t, v in pts if v == best)
+
+    @property
+    def finished(self) -> int | None:
+        """Trials that ended (completed or stopped early by the scheduler/pruner), if the table is known."""
+        if self.table is None:
+            return None
+        return int(self.table["status"].isin(["COMPLETED", "PRUNED"]).sum())
+
+
+@contextlib.contextmanager
+def epoch_clock(points: list[tuple[float, float]], t0: float) -> Iterator[None]:
+    """While inside, every epoch of a trial trained in this process (Keras Tuner, Optuna) appends (seconds since t0,
+    validation loss) to `points`, through lstmkit.tuners.train_trial's per-epoch `report` hook."""
+    from lstmkit import tuners
+
+    original = tuners.train_trial
+
+    def timed(values, prepared, cfg, epochs, report=None):
+        def both(step: int, val_loss: float) -> None:
+            points.append((time.perf_counter() - t0, val_loss))
+            if report is not None:
+                report(step, val_loss)  # may raise optuna.TrialPruned: the epoch is recorded first
+
+        return original(values, prepared, cfg, epochs, report=both)
+
+    tuners.train_trial = timed
+    try:
+        yield
+    finally:
+        tuners.train_trial = original
+
+
+def ray_points(run, cfg: Config, epoch0: float) -> list[tuple[float, float]]:
+    """(seconds since epoch0, validation loss) of every epoch in the run's lineage.csv (Ray strategies): its seconds
+    count from the search's recorded start (tuning/<project>.started.json), which this shifts to epoch0."""
+    from lstmkit.tuning import project_name
+
+    if not run.lineage_file.exists():
+        return []
+    lineage = pd.read_csv(run.lineage_file)
+    started = run.tuning_dir / f"{project_name(cfg)}.started.json"
+    shift = json.loads(started.read_text())["started"] - epoch0 if started.exists() else 0.0
+    return [(shift + float(t), float(v)) for t, v in zip(lineage["seconds"], lineage["val_loss"], strict=True)]
+
+
+def budget_search(frame: pd.DataFrame, cfg: Config) -> Curve:
+    """One strategy's search on a fresh run folder, every epoch's validation loss timed from the search's start."""
+    curve = Curve(cfg.tuning.strategy, 0.0, 60 * cfg.tuning.max_minutes if cfg.tuning.max_minutes else np.inf)
+    with tempfile.TemporaryDirectory(prefix="lstmkit-bench-strategies-") as tmp:
+        run = start_run(tmp, cfg)
+        save_series(frame, run.series_file)
+        prepared = prepare(frame, cfg)
+        save_prepared(prepared, run)
+        t0, epoch0 = time.perf_counter(), time.time()
+        try:
+            with epoch_clock(curve.points, t0):
+                _, curve.table = tune(prepared, cfg, run)
+        except (TuningError, ConfigError) as e:
+            curve.error = str(e).strip().splitlines()[0][:200]
+        curve.wall = time.perf_counter() - t0
+        if cfg.tuning.strategy in RAY_STRATEGIES:
+            curve.points = ray_points(run, cfg, epoch0)
+    return curve
+
+
+def best_so_far(curves: list[Curve]) -> pd.DataFrame:
+    """Long table strategy, seconds, val_loss, best_so_far: every timed epoch of every search (beyond the budget too)."""
+    rows = []
+    for c in curves:
+        best = np.inf
+        for t, v in sorted(c.points):
+            best = min(best, v) if np.isfinite(v) else best
+            rows.append({"strategy": c.strategy, "seconds": round(t, 3), "val_loss": v, "best_so_far": best})
+    return pd.DataFrame(rows, columns=["strategy", "seconds", "val_loss", "best_so_far"])
+
+
+def save_curves(table: pd.DataFrame, budget: float, out: Path, title: str) -> list[Path]:
+    """Write the best-so-far table as CSV and a step plot as PNG into `out`; the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lstmkit.atomic import atomic_path, atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    csv, png = out / "tuning_strategies.csv", out / "tuning_strategies.png"
+    atomic_write_text(csv, table.to_csv(index=False))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, part in table.groupby("strategy", sort=False):
+        part = part[np.isfinite(part["best_so_far"])]
+        if len(part):
+            ax.step(part["seconds"], part["best_so_far"], where="post", label=name, marker=".")
+    ax.axvline(budget, color="grey", linestyle="--", linewidth=1, label="budget")
+    ax.set(title=title, xlabel="wall time since the search started (s)",
+           ylabel="best validation loss so far (scaled MSE)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return [csv, png]
+
+
+def compare_strategies(args: argparse.Namespace) -> int:
+    """Part 3: every strategy on the same wall-time budget; the table, a sentence, the CSV and the figure."""
+    cfg0 = small_config(args, "random")
+    frame = load_series(cfg0).frame
+    prepared = prepare(frame, cfg0)
+    print(f"config {Path(args.config).name}: {prepared.n_windows('train')} training windows (lookback "
+          f"{cfg0.window.lookback}, horizon {cfg0.window.horizon}, {len(prepared.columns)} channel(s)); budget "
+          f"{args.minutes:g} min per strategy; space: layers {args.layers}, units {args.units // 2}/{args.units}, "
+          f"lr {args.lr[0]:g}-{args.lr[1]:g} log, dropout 0-{args.max_dropout:g}, batch {args.batch_size}; "
+          f"{args.epochs} epochs per trial (pbt: population {args.population} x {args.pbt_epochs} epochs); "
+          f"ray trials at once: {args.ray_workers or 'one per CPU'}; {os.cpu_count()} CPU cores", flush=True)
+    timed_search(frame, with_tuning(small_config(args, "random"), max_trials=1, epochs=1, max_minutes=0))  # warm-up
+    curves = []
+    for strategy in args.strategies:
+        curve = budget_search(frame, small_config(args, strategy))
+        curves.append(curve)
+        best, when = curve.best
+        print(f"  {strategy}: {curve.wall:.0f} s, best {best:.4f} at {when:.0f} s {curve.error}", flush=True)
+
+    rows = [("strategy", "trials finished", "epochs trained", "wall s", "best val_loss", "reached at s")]
+    for c in curves:
+        best, when = c.best
+        rows.append((c.strategy, "?" if c.finished is None else str(c.finished), str(len(c.within())),
+                     f"{c.wall:.1f}", "-" if np.isnan(best) else f"{best:.4f}",
+                     "-" if np.isnan(when) else f"{when:.1f}"))
+    print("\nBest validation loss (scaled MSE) reached within the budget of " f"{args.minutes:g} min, "
+          "epochs counted within it\n")
+    print(format_table(rows))
+    for c in curves:
+        if c.error:
+            print(f"{c.strategy}: {c.error}")
+    scores = {c.strategy: c.best[0] for c in curves if np.isfinite(c.best[0])}
+    keras_side = {k: v for k, v in scores.items() if k not in RAY_STRATEGIES}
+    ray_side = {k: v for k, v in scores.items() if k in RAY_STRATEGIES}
+    if keras_side and ray_side:
+        kt, kv = min(keras_side.items(), key=lambda kv: kv[1])
+        rt, rv = min(ray_side.items(), key=lambda kv: kv[1])
+        print(f"\nbest Ray strategy {rt} {rv:.4f} vs best Keras Tuner/Optuna strategy {kt} {kv:.4f}: the target "
+              f"(PBT or ASHA at least as good on the same budget) is {'MET' if rv <= kv else 'NOT met'}.")
+    paths = save_curves(best_so_far(curves), 60 * args.minutes, Path(args.out),
+                        f"Tuning strategies on {Path(args.config).stem}, {args.minutes:g} min each")
+    print("best-so-far curves: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+# ---------------------------------------------------------------- 4. Ray local vs two nodes on the loopback
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a `ray start --block` process and what it started: SIGTERM to its own process group, SIGKILL if needed."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait)
+            return
+
+
+@contextlib.contextmanager
+def loopback_cluster(nodes: int = 2, cpus: int = 1, timeout: float = 120) -> Iterator[str]:
+    """A Ray head and nodes-1 more nodes of `cpus` CPUs each on 127.0.0.1, in their own process sessions; yields the
+    address, stops them on exit. Waits until every node is alive."""
+    import ray
+
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    port, temp = free_port(), tempfile.mkdtemp(prefix="rb-", dir="/tmp")  # short: Ray's socket paths are limited
+    address = f"127.0.0.1:{port}"
+    common = [f"--num-cpus={cpus}", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--block", "--disable-usage-stats"]
+    head_cmd = [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common]
+    procs = []
+    logs = Path(temp) / "start-logs"
+    logs.mkdir()
+    try:
+        procs.append(subprocess.Popen(head_cmd, start_new_session=True, stdout=open(logs / "head.log", "w"),  # noqa: SIM115
+                                      stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + timeout
+        while True:  # the head accepts connections once its GCS is up
+            try:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+                break
+            except (ConnectionError, RuntimeError, ValueError):
+                if time.monotonic() > deadline or procs[0].poll() is not None:
+                    raise RuntimeError(f"the Ray head did not start: see {logs / 'head.log'}") from None
+                time.sleep(1)
+        for i in range(1, nodes):
+            procs.append(subprocess.Popen([ray_bin, "start", f"--address={address}", *common], start_new_session=True,
+                                          stdout=open(logs / f"node{i}.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
+        while sum(n["Alive"] for n in ray.nodes()) < nodes:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"only {sum(n['Alive'] for n in ray.nodes())} of {nodes} Ray nodes came up: see {logs}")
+            time.sleep(1)
+        ray.shutdown()  # the search connects by itself (tuning.ray_address)
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for proc in reversed(procs):
+            stop_process(proc)
+
+
+def ray_nodes(args: argparse.Namespace) -> int:
+    """Part 4: the same ASHA search on a local Ray one trial at a time vs on a head plus a second node (1 CPU each)."""
+    args.minutes = 0
+    local_cfg = small_config(args, "asha", workers=1, max_minutes=0)
+    frame = load_series(local_cfg).frame
+    print(f"config {Path(args.config).name}, lookback {args.lookback}: asha search of {args.trials} trials x at most "
+          f"{args.epochs} epochs (units {args.units // 2}/{args.units}); {os.cpu_count()} CPU cores", flush=True)
+    local = budget_search(frame, local_cfg)
+    print(f"  local, 1 trial at a time: {local.wall:.0f} s {local.error}", flush=True)
+    with loopback_cluster(nodes=2, cpus=1) as address:
+        cluster = budget_search(frame, small_config(args, "asha", workers=0, max_minutes=0, ray_address=address))
+    print(f"  head + 1 node at {address}: {cluster.wall:.0f} s {cluster.error}", flush=True)
+
+    rows = [("Ray", "nodes x CPUs", "wall s", "trials finished", "trials/min", "epochs", "epochs/min", "speed-up")]
+    rate = {}
+    for name, nodes, c in (("local (1 trial at a time)", "1 x 1", local), ("head + node, 127.0.0.1", "2 x 1", cluster)):
+        epochs = len(c.points)
+        rate[name] = 60 * (c.finished or 0) / c.wall
+        rows.append((name, nodes, f"{c.wall:.1f}", "?" if c.finished is None else str(c.finished),
+                     f"{rate[name]:.2f}", str(epochs), f"{60 * epochs / c.wall:.2f}",
+                     f"{rate[name] / next(iter(rate.values())):.2f}x" if next(iter(rate.values())) else "-"))
+    print("\n" + format_table(rows))
+    for c in (local, cluster):
+        if c.error:
+            print(f"{c.strategy}: {c.error}")
+    print("\nASHA stops poor trials at its rungs, so the two searches need not train the same epochs: epochs/min is "
+          "the fairer throughput figure.")
     return 0
 
 
