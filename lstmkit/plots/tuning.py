@@ -9,6 +9,7 @@ import matplotlib.collections as mcollections
 import matplotlib.colors as mcolors
 import matplotlib.lines as mlines
 import matplotlib.patches as mpatches
+import matplotlib.patheffects as mpatheffects
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import matplotlib.transforms as mtransforms
@@ -465,7 +466,9 @@ def lineage(lineage: pd.DataFrame, best_trial: int | None = None, path=None) -> 
         bold = (t, e) in bold_copies
         ax.add_patch(mpatches.FancyArrowPatch((e - 1, donor), (e, t), arrowstyle="-|>", mutation_scale=12,
                                               color=lr_colour(rate), lw=2.6 if bold else 1.3, zorder=4 if bold else 3,
-                                              shrinkA=0, shrinkB=0, gid="copy"))
+                                              shrinkA=0, shrinkB=0, gid="copy",  # a dark rim: pale colours show too
+                                              path_effects=[mpatheffects.Stroke(linewidth=(2.6 if bold else 1.3) + 1.6,
+                                                                                foreground="0.2"), mpatheffects.Normal()]))
     handles = [mlines.Line2D([], [], color=cmap(0.5), lw=3, label="epoch trained (colour: learning rate)"),
                mlines.Line2D([], [], color="0.3", lw=1.3, marker=">", markevery=[1],
                              label=f"copy: took the donor's weights, new hyperparameters ({len(rows) - len(fresh)})")]
@@ -512,7 +515,7 @@ def schedule(lineage: pd.DataFrame, trial: int | None = None, path=None) -> plt.
     path_rows = pd.concat([rows[(rows["trial"] == t) & rows["epoch"].between(first, last)] for t, first, last, _ in chain]
                           or [rows.iloc[:0]])
     fig, axes = plt.subplots(3, 1, figsize=(9, 6.4), sharex=True)
-    panels = (("learning_rate", "learning rate\n(per update, log)", "tab:blue"),
+    panels = (("learning_rate", "learning rate\n(per update)", "tab:blue"),
               ("dropout", "dropout\n(fraction of units)", "tab:green"),
               ("batch_size", "batch size\n(windows)", "tab:purple"))
     edges = np.append(path_rows["epoch"].to_numpy() - 1, path_rows["epoch"].to_numpy()[-1:])
@@ -526,15 +529,18 @@ def schedule(lineage: pd.DataFrame, trial: int | None = None, path=None) -> plt.
                                label=f"copied trial {int(donor)} → {t}" if ax is axes[0] else None)
         else:
             _no_data(ax, "no epoch of this trial in the lineage table")
-        if column == "learning_rate" and (values > 0).any():
+        positive = values[np.isfinite(values) & (values > 0)]
+        if column == "learning_rate" and len(positive) and positive.max() > 3 * positive.min():  # log: a wide range
             ax.set_yscale("log")
+            ax.set_ylabel("learning rate\n(per update, log scale)")
         elif column == "batch_size":  # the sizes used (often powers of two), else whole numbers
             used = np.unique(values[np.isfinite(values)])
             ax.yaxis.set_major_locator(mticker.FixedLocator(used) if 0 < len(used) <= 6
                                        else mticker.MaxNLocator(integer=True))
-        ax.set_ylabel(label)
-    for t, first, _, donor in chain:  # which trial trained each stretch, above the top panel
-        axes[0].annotate(f"trial {t}", xy=(first - (0 if np.isfinite(donor) else 1), 1), xycoords=("data", "axes fraction"),
+        if not ax.get_ylabel():
+            ax.set_ylabel(label)
+    for t, first, _, _ in chain:  # which trial trained each stretch, at its start in the top panel
+        axes[0].annotate(f"trial {t}", xy=(first - 1, 1), xycoords=("data", "axes fraction"),
                          xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
     if len(path_rows):
         axes[-1].xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
