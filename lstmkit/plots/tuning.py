@@ -362,8 +362,6 @@ def importance(importances: pd.Series, path=None) -> plt.Figure:
 
 # ---------------------------------------------------------------- Ray searches (pbt, asha): run.lineage_file
 
-LINEAGE_COLUMNS = ("trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size", "architecture",
-                   "copied_from", "seconds")
 EPOCH_LABEL = "epoch (training epochs of the weights, inherited ones included)"
 TRIAL_LABEL = "trial (Ray trial number)"
 
