@@ -289,10 +289,12 @@ class Curve:
 
     @property
     def finished(self) -> int | None:
-        """Trials that ended (completed or stopped early by the scheduler/pruner), if the table is known."""
+        """Trials that ended with a validation loss (completed, or stopped early by the scheduler/pruner), if the table
+        is known (trials a time budget stopped before their first epoch have none)."""
         if self.table is None:
             return None
-        return int(self.table["status"].isin(["COMPLETED", "PRUNED"]).sum())
+        ended = self.table["status"].isin(["COMPLETED", "PRUNED"]) & np.isfinite(self.table["val_loss"].astype(float))
+        return int(ended.sum())
 
 
 @contextlib.contextmanager
