@@ -143,11 +143,13 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
     network of the new values takes the checkpoint's weights, the optimizer starts afresh and a schedule segment begins.
     """
     import keras
+    import ray
     from ray import tune
 
-    from lstmkit.forecasters.neural import build_network, carry_weights, set_seed
+    from lstmkit.forecasters.neural import build_network, set_seed
 
     _limit_threads()
+    node = ray.get_runtime_context().get_node_id()
     number = trial_number(tune.get_context().get_trial_id())
     values = {k: v for k, v in config.items() if v is not None}
     spec = spec_from_values(values, cfg)
@@ -158,16 +160,13 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
     state = {"epoch": 0, "owner": number, "schedule": [_segment(spec) | {"trial": number}], "best": math.inf}
     copied_from = -1
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is not None:  # the weights fit this network: PBT never perturbs a setting that changes a shape
         with checkpoint.as_directory() as folder:
             state = read_json(Path(folder) / STATE_FILE)
-            saved = build_network(spec, data.lookback, len(data.columns), data.horizon, data.target_index)
-            saved.load_weights(Path(folder) / WEIGHTS_FILE)
-            if _same_values(state["schedule"][-1], _segment(spec)):
-                model = saved
+            model.load_weights(Path(folder) / WEIGHTS_FILE)
+            if _same_values(state["schedule"][-1], _segment(spec)):  # the same segment goes on, optimizer and all
                 _load_optimizer(model, Path(folder) / OPTIMIZER_FILE)
-            else:
-                carry_weights(saved, model)
+            else:  # perturbed: a new segment with a fresh optimizer
                 state["schedule"].append(_segment(spec) | {"trial": number})
         if state["owner"] != number:
             copied_from = int(state["owner"])
@@ -184,7 +183,7 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
         state["best"] = min(state["best"], val_loss)
         metrics = {"val_loss": val_loss, "loss": float(hist.history["loss"][-1]), "epoch": state["epoch"],
                    **{k: state["schedule"][-1][k] for k in MUTABLE}, "architecture": spec.architecture,
-                   "copied_from": copied_from, "seconds": time.time() - origin,
+                   "copied_from": copied_from, "seconds": time.time() - origin, "node": node,
                    "schedule": json.dumps(state["schedule"])}
         copied_from = -1
         with _checkpoint_folder() as folder:
@@ -271,17 +270,26 @@ def _scheduler(cfg: Config, space: SearchSpace):
                          reduction_factor=ASHA_REDUCTION)
 
 
-def _progress_callback(cfg: Config):
-    """A Ray Tune callback feeding lstmkit's live progress line (trials ended, running, best validation loss)."""
+REPORTED = ("val_loss", "epoch", *MUTABLE, "architecture", "copied_from", "seconds", "schedule", "time_total_s", "node")
+
+
+def _results_callback(cfg: Config, log: Path):
+    """A Ray Tune callback on the driver: appends every trial's every epoch to `log` (one JSON line each, flushed to
+    disk: the lineage and the trials table are read from it) and feeds lstmkit's live progress line."""
     from ray.tune import Callback
 
     live = SearchProgress(cfg.tuning.max_trials, cfg.tuning.max_minutes)
 
-    class Progress(Callback):
+    class Results(Callback):
         def __init__(self):
             self.best, self.ended, self.running = None, set(), set()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            record = {"trial": trial_number(trial.trial_id)} | {k: result.get(k) for k in REPORTED}
+            with open(log, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
             loss = result.get("val_loss")
             if loss is not None and np.isfinite(loss):
                 self.best = loss if self.best is None else min(self.best, loss)
@@ -294,12 +302,31 @@ def _progress_callback(cfg: Config):
 
         on_trial_error = on_trial_complete
 
-    return Progress()
+    return Results()
+
+
+def read_results(log: Path) -> pd.DataFrame:
+    """Every reported epoch of a search's results log, the latest report of each (trial, epoch) (an epoch run again
+    after a kill replaces the earlier one); a line cut short by a kill is skipped."""
+    records = []
+    if log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    table = pd.DataFrame(records, columns=["trial", *REPORTED])
+    return table.drop_duplicates(["trial", "epoch"], keep="last").sort_values(["trial", "epoch"], kind="stable")
 
 
 def experiment_dir(cfg: Config, run: RunFolder) -> Path:
     """Where Ray keeps this search's experiment state, trial results and checkpoints."""
     return run.tuning_dir.resolve() / project_name(cfg)
+
+
+def results_log(cfg: Config, run: RunFolder) -> Path:
+    """This search's log of every trial's every epoch, written by the driver (`_results_callback`)."""
+    return run.tuning_dir.resolve() / f"{project_name(cfg)}.results.jsonl"
 
 
 def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpace, deadline: float | None = None,
@@ -330,14 +357,14 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
                 tune_config=tune.TuneConfig(
                     metric="val_loss", mode="min", num_samples=t.max_trials, scheduler=_scheduler(cfg, space),
                     search_alg=BasicVariantGenerator(points_to_evaluate=configs),
-                    max_concurrent_trials=t.workers or None, time_budget_s=budget, reuse_actors=False),
+                    max_concurrent_trials=t.workers or None, time_budget_s=budget, reuse_actors=True),
                 run_config=tune.RunConfig(
                     name=project_name(cfg), storage_path=str(run.tuning_dir.resolve()), verbose=1 if verbose else 0,
-                    callbacks=[_progress_callback(cfg)],
+                    callbacks=[_results_callback(cfg, results_log(cfg, run))],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                     failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)))
         tuner.fit()
-    table, lineage = read_experiment(path, cfg, space)
+    table, lineage = read_experiment(path, results_log(cfg, run), cfg, space)
     from lstmkit.atomic import atomic_write_text
 
     atomic_write_text(run.lineage_file, lineage.to_csv(index=False))
@@ -347,51 +374,40 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
 # ---------------------------------------------------------------- results
 
 
-def read_experiment(path: Path, cfg: Config, space: SearchSpace) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The trials table (the other strategies' columns, plus `schedule` for pbt) and the lineage table of a Ray
-    experiment folder, from its saved state: usable while it runs, after a kill, or long after."""
+def read_experiment(path: Path, log: Path, cfg: Config, space: SearchSpace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials table (the other strategies' columns, plus `schedule` for pbt) and the lineage table of a Ray search:
+    trial states from the experiment folder `path`, epochs from the results log `log`; usable after a kill too."""
     from ray.tune import ExperimentAnalysis
 
     from lstmkit.tuners import _hyperparameters, _table
 
-    analysis = ExperimentAnalysis(str(path))
-    frames = analysis.trial_dataframes
-    rows, lineage = [], []
-    for trial in analysis.trials:
+    results = read_results(log)
+    rows = []
+    for trial in ExperimentAnalysis(str(path)).trials:
         number = trial_number(trial.trial_id)
-        df = frames.get(trial.trial_id)
-        config = {k: v for k, v in trial.config.items() if v is not None}
-        row = _hyperparameters(number, config, space)
+        row = _hyperparameters(number, {k: v for k, v in trial.config.items() if v is not None}, space)
         status = {"ERROR": "FAILED", "TERMINATED": "COMPLETED"}.get(trial.status, "RUNNING")
-        if df is not None and len(df) and "val_loss" in df:
-            df = df.sort_values("training_iteration")
-            last = df.iloc[-1]
+        mine = results[results["trial"] == number]
+        if len(mine):
+            last = mine.iloc[-1]
             for k in MUTABLE:  # PBT: the values the trial ended with
-                if k in row and k in df and pd.notna(last[k]):
+                if k in row:
                     row[k] = _plain(last[k])
-            best = int(np.nanargmin(df["val_loss"].to_numpy(dtype=float)))
-            row |= {"val_loss": float(df["val_loss"].iloc[best]), "best_epoch": int(df["epoch"].iloc[best]),
-                    "seconds": float(last.get("time_total_s", math.nan))}
+            best = mine.iloc[int(np.nanargmin(mine["val_loss"].to_numpy(dtype=float)))]
+            row |= {"val_loss": float(best["val_loss"]), "best_epoch": int(best["epoch"]),
+                    "seconds": float(last["time_total_s"])}
             if cfg.tuning.strategy == "pbt":
-                row["schedule"] = df["schedule"].iloc[best]
+                row["schedule"] = best["schedule"]
             if status == "COMPLETED" and cfg.tuning.strategy == "asha" and int(last["epoch"]) < cfg.tuning.epochs:
                 status = "PRUNED"
-            for _, r in df.iterrows():
-                lineage.append({"trial": number, "epoch": int(r["epoch"]), "val_loss": float(r["val_loss"]),
-                                **{k: _plain(r[k]) for k in MUTABLE}, "architecture": r["architecture"],
-                                "copied_from": int(r["copied_from"]) if r["copied_from"] >= 0 else None,
-                                "seconds": float(r["seconds"])})
         else:
             row |= {"val_loss": math.nan, "best_epoch": None, "seconds": None}
-        message = None
         error = Path(trial.path) / (trial.run_metadata.error_filename or "error.txt")
-        if status == "FAILED" and error.is_file():
-            message = error.read_text(errors="replace")
+        message = error.read_text(errors="replace") if status == "FAILED" and error.is_file() else None
         rows.append(row | {"status": status, "message": message})
-    lineage_table = pd.DataFrame(lineage, columns=LINEAGE_COLUMNS)
-    if len(lineage_table):
-        lineage_table = lineage_table.sort_values(["trial", "epoch"], kind="stable").reset_index(drop=True)
-    return _table(rows), lineage_table
+    lineage = results[LINEAGE_COLUMNS].copy()
+    lineage["copied_from"] = lineage["copied_from"].where(lineage["copied_from"] >= 0).astype("Int64")
+    return _table(rows), lineage.reset_index(drop=True)
 
 
 def best_schedule(table: pd.DataFrame, best: int) -> dict:
