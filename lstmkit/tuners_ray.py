@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstmkit.atomic import atomic_write_json, read_json
+from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
 from lstmkit.config import Config
 from lstmkit.preprocessing import Prepared
 from lstmkit.progress import SearchProgress
@@ -345,6 +345,10 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
     budget = None if deadline is None else max(1.0, deadline - time.monotonic())
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    if _finished(path, t.max_trials):  # nothing left to run: no Ray needed to read it
+        table, lineage = read_experiment(path, results_log(cfg, run), cfg, space)
+        atomic_write_text(run.lineage_file, lineage.to_csv(index=False))
+        return table
     with ray_session(t.ray_address, verbose):
         trainable = tune.with_resources(tune.with_parameters(train_ray_trial, prepared=prepared, cfg=cfg, origin=origin),
                                         {"cpu": 1})
@@ -365,10 +369,18 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
                     failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)))
         tuner.fit()
     table, lineage = read_experiment(path, results_log(cfg, run), cfg, space)
-    from lstmkit.atomic import atomic_write_text
-
     atomic_write_text(run.lineage_file, lineage.to_csv(index=False))
     return table
+
+
+def _finished(path: Path, trials: int) -> bool:
+    """Whether the experiment at `path` has all its trials and every one of them ended (terminated or failed)."""
+    if not path.is_dir() or not any(path.glob("experiment_state-*.json")):
+        return False
+    from ray.tune import ExperimentAnalysis
+
+    ended = [t for t in ExperimentAnalysis(str(path)).trials if t.status in ("TERMINATED", "ERROR")]
+    return len(ended) >= trials
 
 
 # ---------------------------------------------------------------- results
