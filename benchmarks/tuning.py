@@ -457,77 +457,104 @@ def stop_process(proc: subprocess.Popen) -> None:
             return
 
 
-@contextlib.contextmanager
-def loopback_cluster(nodes: int = 2, cpus: int = 1, timeout: float = 120) -> Iterator[str]:
-    """A Ray head and nodes-1 more nodes of `cpus` CPUs each on 127.0.0.1, in their own process sessions; yields the
-    address, stops them on exit. Waits until every node is alive."""
-    import ray
+class LoopbackCluster:
+    """A Ray cluster on 127.0.0.1 started with `ray start --block` (head first, then `add_node`), each node of `cpus`
+    CPUs in its own process session, so that `close` stops exactly these processes."""
 
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    port, temp = free_port(), tempfile.mkdtemp(prefix="rb-", dir="/tmp")  # short: Ray's socket paths are limited
-    address = f"127.0.0.1:{port}"
-    common = [f"--num-cpus={cpus}", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--block", "--disable-usage-stats"]
-    head_cmd = [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common]
-    procs = []
-    logs = Path(temp) / "start-logs"
-    logs.mkdir()
-    try:
-        procs.append(subprocess.Popen(head_cmd, start_new_session=True, stdout=open(logs / "head.log", "w"),  # noqa: SIM115
-                                      stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + timeout
-        while True:  # the head accepts connections once its GCS is up
-            try:
-                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-                break
-            except (ConnectionError, RuntimeError, ValueError):
-                if time.monotonic() > deadline or procs[0].poll() is not None:
-                    raise RuntimeError(f"the Ray head did not start: see {logs / 'head.log'}") from None
+    def __init__(self, cpus: int = 1, timeout: float = 120) -> None:
+        self.cpus, self.timeout, self.procs = cpus, timeout, []
+        self.ray_bin = str(Path(sys.executable).with_name("ray"))
+        self.address = f"127.0.0.1:{free_port()}"
+        self.temp = tempfile.mkdtemp(prefix="rb-", dir="/tmp")  # short: Ray's socket paths are limited in length
+        self.logs = Path(self.temp) / "start-logs"
+        self.logs.mkdir()
+        self.common = [f"--num-cpus={cpus}", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--block",
+                       "--disable-usage-stats"]
+
+    def _start(self, args: list[str], name: str) -> None:
+        """Start one `ray start --block` process, its output in logs/<name>.log."""
+        with open(self.logs / f"{name}.log", "w") as log:
+            self.procs.append(subprocess.Popen([self.ray_bin, "start", *args, *self.common], start_new_session=True,
+                                               stdout=log, stderr=subprocess.STDOUT))
+
+    def _wait(self, nodes: int) -> None:
+        """Connect, wait until `nodes` nodes are alive, disconnect (the search connects by itself)."""
+        import ray
+
+        deadline = time.monotonic() + self.timeout
+        try:
+            while True:
+                try:
+                    if not ray.is_initialized():
+                        ray.init(address=self.address, logging_level="ERROR", log_to_driver=False)
+                    if sum(n["Alive"] for n in ray.nodes()) >= nodes:
+                        return
+                except (ConnectionError, RuntimeError, ValueError):
+                    pass
+                if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                    raise RuntimeError(f"the Ray cluster at {self.address} did not reach {nodes} node(s): see {self.logs}")
                 time.sleep(1)
-        for i in range(1, nodes):
-            procs.append(subprocess.Popen([ray_bin, "start", f"--address={address}", *common], start_new_session=True,
-                                          stdout=open(logs / f"node{i}.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
-        while sum(n["Alive"] for n in ray.nodes()) < nodes:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError(f"only {sum(n['Alive'] for n in ray.nodes())} of {nodes} Ray nodes came up: see {logs}")
-            time.sleep(1)
-        ray.shutdown()  # the search connects by itself (tuning.ray_address)
-        yield address
-    finally:
-        if ray.is_initialized():
+        finally:
             ray.shutdown()
-        for proc in reversed(procs):
+
+    def start_head(self) -> None:
+        """Start the head (`ray start --head --port P --num-cpus N --include-dashboard=false`) and wait for it."""
+        port = self.address.rsplit(":", 1)[1]
+        self._start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={self.temp}"], "head")
+        self._wait(1)
+
+    def add_node(self) -> None:
+        """Start one more node (`ray start --address 127.0.0.1:P --num-cpus N`) and wait until it is alive."""
+        self._start([f"--address={self.address}"], f"node{len(self.procs)}")
+        self._wait(len(self.procs))
+
+    def close(self) -> None:
+        """Stop every process started here, newest first."""
+        for proc in reversed(self.procs):
             stop_process(proc)
+        self.procs.clear()
 
 
 def ray_nodes(args: argparse.Namespace) -> int:
-    """Part 4: the same ASHA search on a local Ray one trial at a time vs on a head plus a second node (1 CPU each)."""
+    """Part 4: the same ASHA search on a private local Ray one trial at a time, on a loopback cluster's head alone
+    (1 CPU), and on the head plus a second node (1 CPU each)."""
     args.minutes = 0
     local_cfg = small_config(args, "asha", workers=1, max_minutes=0)
     frame = load_series(local_cfg).frame
     print(f"config {Path(args.config).name}, lookback {args.lookback}: asha search of {args.trials} trials x at most "
           f"{args.epochs} epochs (units {args.units // 2}/{args.units}); {os.cpu_count()} CPU cores", flush=True)
-    local = budget_search(frame, local_cfg)
-    print(f"  local, 1 trial at a time: {local.wall:.0f} s {local.error}", flush=True)
-    with loopback_cluster(nodes=2, cpus=1) as address:
-        cluster = budget_search(frame, small_config(args, "asha", workers=0, max_minutes=0, ray_address=address))
-    print(f"  head + 1 node at {address}: {cluster.wall:.0f} s {cluster.error}", flush=True)
+    searches = [("local Ray (private, 1 trial at a time)", "1 x 1", budget_search(frame, local_cfg))]
+    print(f"  {searches[-1][0]}: {searches[-1][2].wall:.0f} s {searches[-1][2].error}", flush=True)
+    cluster = LoopbackCluster(cpus=1)
+    try:
+        cluster.start_head()
+        on_cluster = small_config(args, "asha", workers=0, max_minutes=0, ray_address=cluster.address)
+        searches.append((f"head alone ({cluster.address})", "1 x 1", budget_search(frame, on_cluster)))
+        print(f"  {searches[-1][0]}: {searches[-1][2].wall:.0f} s {searches[-1][2].error}", flush=True)
+        cluster.add_node()
+        searches.append(("head + second node on 127.0.0.1", "2 x 1", budget_search(frame, on_cluster)))
+        print(f"  {searches[-1][0]}: {searches[-1][2].wall:.0f} s {searches[-1][2].error}", flush=True)
+    finally:
+        cluster.close()
 
-    rows = [("Ray", "nodes x CPUs", "wall s", "trials finished", "trials/min", "epochs", "epochs/min", "speed-up")]
-    rate = {}
-    for name, nodes, c in (("local (1 trial at a time)", "1 x 1", local), ("head + node, 127.0.0.1", "2 x 1", cluster)):
-        epochs = len(c.points)
-        rate[name] = 60 * (c.finished or 0) / c.wall
-        rows.append((name, nodes, f"{c.wall:.1f}", "?" if c.finished is None else str(c.finished),
-                     f"{rate[name]:.2f}", str(epochs), f"{60 * epochs / c.wall:.2f}",
-                     f"{rate[name] / next(iter(rate.values())):.2f}x" if next(iter(rate.values())) else "-"))
+    rows = [("Ray", "nodes x CPUs", "wall s", "first epoch at s", "trials finished", "trials/min", "epochs",
+             "epochs/min", "epochs/min vs local")]
+    base = None
+    for name, nodes, c in searches:
+        epochs, first = len(c.points), min((t for t, _ in c.points), default=float("nan"))
+        per_min = 60 * epochs / c.wall
+        base = per_min if base is None else base
+        rows.append((name, nodes, f"{c.wall:.1f}", f"{first:.1f}", "?" if c.finished is None else str(c.finished),
+                     f"{60 * (c.finished or 0) / c.wall:.2f}", str(epochs), f"{per_min:.2f}",
+                     f"{per_min / base:.2f}x" if base else "-"))
     print("\n" + format_table(rows))
-    for c in (local, cluster):
+    for name, _, c in searches:
         if c.error:
-            print(f"{c.strategy}: {c.error}")
-    print("\nASHA stops poor trials at its rungs, so the two searches need not train the same epochs: epochs/min is "
-          "the fairer throughput figure.")
+            print(f"{name}: {c.error}")
+    print("\nWall time counts from the tune() call: the private local Ray starts inside it (see 'first epoch at'), the "
+          "cluster was started before. ASHA stops poor trials at its rungs, so the searches need not train the same "
+          "number of epochs: epochs/min is the fairer throughput figure.")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import time
 from pathlib import Path
 
@@ -367,6 +368,8 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
                     callbacks=[_results_callback(cfg, results_log(cfg, run))],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                     failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)))
+        random.seed(cfg.seed)  # PBT's perturbations draw from these in this process
+        np.random.seed(cfg.seed)
         tuner.fit()
     table, lineage = read_experiment(path, results_log(cfg, run), cfg, space)
     atomic_write_text(run.lineage_file, lineage.to_csv(index=False))
