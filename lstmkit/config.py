@@ -198,6 +198,7 @@ class TuningConfig:
     cv_folds: int = _opt(1, "Objective: 1 = the validation loss on the run's validation split (fast); k >= 2 = walk-forward cross-validation: k expanding folds over the training+validation rows, each validated on the next block of `split.val` rows with the scaler refitted on the fold's training rows; the objective is the mean validation loss over the folds.")
     workers: int = _opt(0, "Parallel tuning with Keras Tuner's chief/worker mode: 0 = one process; N = a chief oracle and N worker processes on this machine (not with `optuna`). With `pbt` and `asha`: the most trials training at once (0 = one per CPU of the Ray cluster).")
     ray_address: str = _opt("", "`pbt` and `asha`: the Ray cluster to run on, e.g. `127.0.0.1:6379` or `auto` (a cluster started with `ray start` on this machine); empty = a private Ray instance inside this process on this machine's cores.")
+    gpus_per_trial: float = _opt(0, "`pbt` and `asha`: GPUs each trial reserves on the Ray cluster (0 = CPU only; 0.25 = four trials share one GPU).")
     perturbation_interval: int = _opt(2, "`pbt`: epochs between two exploit/explore steps (copying a better trial's weights and perturbing its hyperparameters).")
     space: dict = _opt(DEFAULT_SPACE, "Search space, one entry per hyperparameter (`layers`, `units`, `dropout`, `learning_rate`, `batch_size`, `optimizer`, `normalization`, `lookback`, common to every architecture; `architecture`: a list of architectures to choose from, else fixed at `model.architecture`; and an architecture's own settings as `<architecture>.<setting>`, the fields of its `model.<architecture>` section, e.g. `tcn.kernel_size: [3, 5]` or `nbeats.width: {min: 128, max: 512, step: 128}`, sampled only in the trials of that architecture, which must be searched or fixed): a range `{min, max}` with an optional `step` or `log: true`, a list of `choices`, a single fixed value, or `null` to fix it at its `model.*`/`window.lookback` setting. Entries are laid over the default space, chosen on real series (README, Defaults and why): layers 1-2, units 32-128 step 32, dropout 0-0.3 step 0.1, learning rate 3e-4 to 1e-2 (log), batch size 32/64/128, optimizer adam/rmsprop, normalization last/revin. With `strategy: grid` the entries you leave out search the common grid instead: layers 1/2/3, units 50/100/150, dropout 0.2/0.3/0.4/0.5, learning rate 0.001/0.01/0.1, batch size 32/64/128 (324 points, `max_trials` of them run), the rest fixed.")
 
@@ -465,6 +466,8 @@ def _validate(cfg: Config) -> Config:
     if cfg.tuning.strategy in RAY_STRATEGIES and cfg.tuning.cv_folds != 1:
         raise ConfigError(f"tuning.cv_folds: {cfg.tuning.strategy} scores every trial epoch by epoch on the validation "
                           f"split; set tuning.cv_folds to 1 (got {cfg.tuning.cv_folds})")
+    if cfg.tuning.gpus_per_trial < 0:
+        raise ConfigError(f"tuning.gpus_per_trial: must be 0 (CPU only) or positive, got {cfg.tuning.gpus_per_trial}")
     if cfg.tuning.perturbation_interval < 1:
         raise ConfigError(f"tuning.perturbation_interval: must be at least 1 epoch, got {cfg.tuning.perturbation_interval}")
     if cfg.tuning.strategy == "pbt" and cfg.tuning.max_trials < 2:

@@ -352,7 +352,7 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
         return table
     with ray_session(t.ray_address, verbose):
         trainable = tune.with_resources(tune.with_parameters(train_ray_trial, prepared=prepared, cfg=cfg, origin=origin),
-                                        {"cpu": 1})
+                                        {"cpu": 1, "gpu": t.gpus_per_trial})
         if tune.Tuner.can_restore(str(path)):
             tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
         else:

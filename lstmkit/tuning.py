@@ -134,7 +134,7 @@ def search_fingerprint(cfg: Config) -> str:
     if architectures != ("lstm",):
         relevant["model"]["architecture"] = list(architectures)
         relevant["model"] |= {a: values["model"][a] for a in architectures if a in values["model"]}
-    relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ("max_trials", "max_minutes", "workers", "ray_address")}
+    relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ("max_trials", "max_minutes", "workers", "ray_address", "gpus_per_trial")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 
