@@ -28,10 +28,10 @@ Two more comparisons, each chosen by its flag, on ETTh2 (configs/etth2.yaml: mod
 
        python benchmarks/tuning.py --compare-strategies [--minutes 2] [--strategies random ... pbt] [--population 4]
 
-4. ``--ray-nodes``: trials per minute of an ASHA search on a private local Ray limited to one trial at a time (the
-   head's one CPU) against the same search on a Ray cluster of a head and a second node on the loopback, started
-   here with ``ray start --head --port P --num-cpus 1`` and ``ray start --address 127.0.0.1:P --num-cpus 1`` and
-   joined with ``tuning.ray_address=127.0.0.1:P``. The two ``ray start`` processes run with ``--block`` in their own
+4. ``--ray-nodes``: trials (and epochs) per minute of an ASHA search on a private local Ray limited to one trial at a
+   time (one CPU, like the head), then of the same search on a Ray cluster on the loopback: its head alone (started
+   here with ``ray start --head --port P --num-cpus 1``), then the head and a second node (``ray start --address
+   127.0.0.1:P --num-cpus 1``), joined with ``tuning.ray_address=127.0.0.1:P``. The two ``ray start`` processes run with ``--block`` in their own
    process sessions and are stopped by signalling them (not ``ray stop``, which would stop every Ray instance on the
    machine, other users' included).
 
@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -513,6 +514,7 @@ class LoopbackCluster:
         for proc in reversed(self.procs):
             stop_process(proc)
         self.procs.clear()
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 def ray_nodes(args: argparse.Namespace) -> int:
