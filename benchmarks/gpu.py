@@ -22,7 +22,8 @@ and its op types (the function library included) are searched for ``CudnnRNN*`` 
 them and the ``cuDNN off`` one must not, and the timing ratio of the two says what the fused kernel is worth.
 
 Then a population-based training search (``lstmkit.tuning.tune`` with ``tuning.strategy: pbt``, Ray Tune) on the GPU
-with one trial per GPU fraction (``--gpu-fraction``, default 0.25: four trials share the GPU), sampling
+with one trial per GPU fraction (``tuning.gpus_per_trial`` = ``--gpu-fraction``, default 0.25: four trials share the
+GPU; at most 1/fraction trials at once), sampling
 ``nvidia-smi`` once a second to count the trial processes on the GPU at once. Run from the repository root:
 
     python benchmarks/gpu.py [--quick] [--config configs/etth2.yaml] [--architectures lstm gru tft] [--units 64]
@@ -90,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.cpu_steps = max(2, args.steps // 5)
     if args.cpu_check:
         args.steps, args.cpu_steps, args.units, args.batch_size, args.lookback = 2, 2, 8, 32, 24
+        args.pbt_trials, args.pbt_epochs = 2, 2
     if min(args.units, args.batch_size, args.steps, args.epochs, args.cpu_steps, args.pbt_trials, args.pbt_epochs) < 1 \
             or args.warmup < 0 or not 0 < args.gpu_fraction <= 1:
         p.error("--units, --batch-size, --steps, --epochs, --cpu-steps, --pbt-trials and --pbt-epochs must be at least 1, "
@@ -279,23 +281,16 @@ def pbt_search(args: argparse.Namespace) -> str:
     from lstmkit.tuning import tune
 
     per_gpu = int(round(1 / args.gpu_fraction))
-    space = {"architecture": ["lstm", "gru"], "layers": 1, "units": [args.units // 2, args.units],
+    space = {"architecture": "lstm", "layers": 1, "units": [args.units // 2, args.units],
              "learning_rate": {"min": 3e-4, "max": 1e-2, "log": True}, "dropout": {"min": 0.0, "max": 0.2, "step": 0.1},
              "batch_size": [64, 128, 256], "optimizer": "adam", "normalization": "last"}
     overrides = {"tuning.strategy": "pbt", "tuning.max_trials": args.pbt_trials, "tuning.epochs": args.pbt_epochs,
                  "tuning.perturbation_interval": 1 if args.pbt_epochs < 4 else 2, "tuning.cv_folds": 1,
                  "tuning.max_minutes": 0, "tuning.workers": per_gpu, "tuning.space": space, "training.verbose": 0}
-    # TODO(lead): the GPU share of one Ray trial. Replace the key below with the name lstmkit/tuners_ray.py reads for
-    # trial resources (Ray's {"cpu": 1, "gpu": fraction} per trial) once it exists; until then the search runs with
-    # Ray's default resources and the sampler below shows how many trials actually shared the GPU.
-    gpu_key = "tuning.gpus_per_trial"
     if args.lookback:
         overrides["window.lookback"] = args.lookback
-    try:
-        cfg = load_config(args.config, overrides | {gpu_key: 0.0 if args.cpu_check else args.gpu_fraction})
-    except Exception:  # the key is not in lstmkit.config yet
-        cfg = load_config(args.config, overrides)
-        gpu_key = ""
+    fraction = 0.0 if args.cpu_check else args.gpu_fraction
+    cfg = load_config(args.config, overrides | {"tuning.gpus_per_trial": fraction})
     frame = load_series(cfg).frame
     with tempfile.TemporaryDirectory(prefix="lstmkit-bench-gpu-pbt-") as tmp, GpuSampler() as sampler:
         run = start_run(tmp, cfg)
@@ -306,11 +301,10 @@ def pbt_search(args: argparse.Namespace) -> str:
         spec, table = tune(prepared, cfg, run)
         wall = time.perf_counter() - t0
     done = table[table["status"] == "COMPLETED"]
-    shared = (f"at most {sampler.most} processes on the GPU at once ({sampler.samples} nvidia-smi samples)"
+    shared = (f"at most {sampler.most} processes on the GPU at once, this script's own included ({sampler.samples} nvidia-smi samples)"
               if sampler.available else "nvidia-smi not found: processes on the GPU not counted")
-    fraction = (f"{gpu_key} = {args.gpu_fraction}" if gpu_key else
-                "GPU fraction NOT passed (no trial-resource setting in lstmkit.config yet: Ray's default resources)")
-    return (f"PBT on the GPU: {len(table)} trials ({len(done)} completed) x {args.pbt_epochs} epochs, {fraction}, "
+    return (f"PBT on the GPU: {len(table)} trials ({len(done)} completed) x {args.pbt_epochs} epochs, "
+            f"tuning.gpus_per_trial = {fraction}, "
             f"most {per_gpu} at once: {wall:.1f} s wall, {60 * len(done) / wall:.2f} trials/min, best val_loss "
             f"{done['val_loss'].astype(float).min():.4f} ({spec.architecture} {spec.units} units, lr "
             f"{spec.learning_rate:.2g}); {shared}.")
