@@ -10,7 +10,8 @@ and reports training windows per second for these variants:
 * ``gpu``: float32 on the GPU, the layers as lstmkit builds them (cuDNN-eligible: default activations, no recurrent
   dropout);
 * ``gpu, cuDNN off``: the same network with ``use_cudnn=False`` on every ``keras.layers.LSTM``/``GRU`` (the generic
-  while-loop kernel), to measure what cuDNN brings;
+  while-loop kernel), to measure what cuDNN brings; Keras compiles it with XLA when every layer allows it
+  (``jit_compile="auto"``), which a cuDNN layer does not: the table's XLA column says which step was compiled;
 * ``gpu, mixed_float16``: ``keras.mixed_precision.set_global_policy("mixed_float16")`` while the network is built
   (Keras wraps the optimizer in a loss-scale optimizer);
 * ``cpu``: float32 in a child process that sees no GPU (``CUDA_VISIBLE_DEVICES=-1``). A ``tf.device("/CPU:0")`` scope
@@ -109,6 +110,7 @@ class Measurement:
     windows: int = 0  # windows per timed epoch
     cudnn_ops: list[str] = field(default_factory=list)
     loop_ops: bool = False  # a While loop (the generic recurrent kernel) in the step
+    xla: bool = False  # model.fit compiled the step with XLA (Keras' jit_compile="auto")
     error: str = ""
 
     @property
@@ -195,6 +197,7 @@ def measure(prepared, cfg, architecture: str, variant: str, args: argparse.Names
             model = build_network(spec, prepared.lookback, len(prepared.columns), prepared.horizon, prepared.target_index)
         data = prepared.dataset("train", args.batch_size, shuffle=True, seed=cfg.seed, repeat=True)
         x, _ = next(iter(data))
+        out.xla = bool(getattr(model, "jit_compile", False))
         types = step_op_types(model, x)
         out.cudnn_ops = sorted(t for t in types if t.startswith("CudnnRNN"))
         out.loop_ops = any(t in ("While", "StatelessWhile") for t in types)
@@ -320,7 +323,7 @@ def ratio(m: Measurement, other: Measurement | None) -> str:
 
 def report(results: list[Measurement]) -> str:
     """The table (architecture, variant, windows/s, against the CPU and against cuDNN off, cuDNN ops) and a verdict per architecture."""
-    rows = [("architecture", "variant", "windows/s", "vs cpu", "vs cuDNN off", "cuDNN ops in the step", "note")]
+    rows = [("architecture", "variant", "windows/s", "vs cpu", "vs cuDNN off", "cuDNN ops in the step", "XLA", "note")]
     by = {(m.architecture, m.variant): m for m in results}
     lines = []
     for arch in dict.fromkeys(m.architecture for m in results):
@@ -331,7 +334,7 @@ def report(results: list[Measurement]) -> str:
                 continue
             ops = ", ".join(m.cudnn_ops) or ("none (while loop)" if m.loop_ops else "none")
             rows.append((arch, variant, f"{m.rate:,.0f}" if m.seconds else "failed", ratio(m, cpu), ratio(m, off), ops,
-                         m.error))
+                         "yes" if m.xla else "no", m.error))
         gpu = by.get((arch, "gpu"))
         if gpu and not gpu.error:
             used = bool(gpu.cudnn_ops) and off is not None and not off.cudnn_ops
