@@ -306,6 +306,8 @@ def pbt_search(args: argparse.Namespace) -> str:
     done = table[table["status"] == "COMPLETED"]
     shared = (f"at most {sampler.most} processes on the GPU at once, this script's own included ({sampler.samples} nvidia-smi samples)"
               if sampler.available else "nvidia-smi not found: processes on the GPU not counted")
+    if sampler.available and sampler.samples and not sampler.most:
+        shared += " (0: nvidia-smi lists no processes here, as in some containers, so the sharing is not shown)"
     return (f"PBT on the GPU: {len(table)} trials ({len(done)} completed) x {args.pbt_epochs} epochs, "
             f"tuning.gpus_per_trial = {fraction}, "
             f"most {per_gpu} at once: {wall:.1f} s wall, {60 * len(done) / wall:.2f} trials/min, best val_loss "
