@@ -244,7 +244,8 @@ def ray_session(address: str, verbose: bool = False):
     if ray.is_initialized():
         yield
         return
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}}
+    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore",
+                        "TF_FORCE_GPU_ALLOW_GROWTH": "true"}}  # trials sharing a GPU take memory as they need it
     try:
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=verbose, logging_level="ERROR")
@@ -415,6 +416,8 @@ def read_experiment(path: Path, log: Path, cfg: Config, space: SearchSpace) -> t
                 row["schedule"] = best["schedule"]
             if status == "COMPLETED" and cfg.tuning.strategy == "asha" and int(last["epoch"]) < cfg.tuning.epochs:
                 status = "PRUNED"
+        elif status != "FAILED":  # never started (the time budget ended the search first): not a trial of it
+            continue
         else:
             row |= {"val_loss": math.nan, "best_epoch": None, "seconds": None}
         error = Path(trial.path) / (trial.run_metadata.error_filename or "error.txt")
