@@ -160,14 +160,18 @@ def test_deployment_chapter_replays_the_test_span_against_the_service(quick_run:
 
 
 ZOO = list(ARCHITECTURES)  # the quick profile runs with every architecture, side by side
+# tuned by a tiny population-based training search (3 trials, 2 epochs, exploit/explore after each): the report shows
+# its lineage and the lstm replays the winner's schedule
+PBT = ["--set", "tuning.strategy=pbt", "--set", "tuning.cv_folds=1", "--set", "tuning.max_trials=3",
+       "--set", "tuning.epochs=2", "--set", "tuning.perturbation_interval=1"]
 COMPARE = ["--set", f"compare.architectures=[{','.join(ZOO)}]", "--set", "compare.seeds=2", "--set", "training.epochs=1",
-           "--set", "tuning.strategy=none", "--set", "explain.windows=4", "--set", "explain.steps=8"]
+           *PBT, "--set", "explain.windows=4", "--set", "explain.steps=8"]
 
 
 @pytest.fixture(scope="module")
 def compare_run(tmp_path_factory) -> Path:
-    """The quick profile comparing every architecture over two seeds each (tiny epochs), its report built strictly
-    (in a project copy of its own, so that the quick run's report stays as built)."""
+    """The quick profile tuned by a tiny PBT search, comparing every architecture over two seeds each (tiny epochs),
+    its report built strictly (in a project copy of its own, so that the quick run's report stays as built)."""
     project = copy_project(tmp_path_factory.mktemp("compare"))
     lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/compare", *COMPARE)
     lstmkit(project, "report", "--run-dir", "runs/compare")
@@ -214,6 +218,30 @@ def test_comparison_report_shows_the_comparison_table(compare_run: Path):
     assert "training seconds" in training and len(re.findall(r"<img", training)) == 2
 
 
+def test_comparison_run_tuned_by_pbt_shows_its_lineage_and_replays_its_schedule(compare_run: Path):
+    from lstmkit.training import REPLAYED
+
+    best = json.loads((compare_run / "tuning" / "best_hyperparameters.json").read_text())
+    assert best["strategy"] == "pbt" and best["architecture"] == "lstm"
+    assert sum(s["epochs"] for s in best["schedule"]) == best["best_epoch"]
+    lineage = (compare_run / "tuning" / "lineage.csv").read_text().splitlines()
+    assert lineage[0].startswith("trial,epoch,val_loss,") and len(lineage) == 1 + 3 * 2  # 3 trials x 2 epochs
+    assert (compare_run / "figures" / "pbt_lineage.png").is_file()
+    html = compare_run.parent.parent / "_build" / "html" / "book"
+    tuning = (html / "03_tuning.html").read_text()
+    after = tuning.split("horizontal track is one trial", 1)  # the lineage figure's caption, then the figure
+    assert len(after) == 2 and "<img" in after[1].split("The winner (trial", 1)[0]
+    for text in ("until epoch", "learning_rate", "dropout", "batch_size", "replays it"):  # the winner's schedule table
+        assert text in after[1], text
+    training = (html / "04_training.html").read_text()
+    assert f"<strong>lstm</strong>, hyperparameters from {REPLAYED}" in training
+    selected = json.loads((compare_run / "training" / "selected.json").read_text())
+    for m in selected["models"]:
+        assert ("schedule" in m) == (m["model"] == "lstm"), m["model"]
+        if m["model"] == "lstm":
+            assert m["schedule"] == best["schedule"] and m["source"] == REPLAYED
+
+
 def test_resuming_training_reuses_the_trained_models(compare_run: Path):
     project = compare_run.parent.parent
     stamps = {p: p.stat().st_mtime_ns for p in (compare_run / "training" / "models").glob("*/seed-*/model.keras")}
@@ -224,6 +252,36 @@ def test_resuming_training_reuses_the_trained_models(compare_run: Path):
     assert executed.count("loaded (already trained)") == 2 * len(ZOO)
     after = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
     assert after["models"]["gru"]["scaled"] == before["models"]["gru"]["scaled"]
+
+
+def test_quick_profile_tunes_with_asha_from_the_command_line(project: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from lstmkit.plots import tuning as tuning_plots
+
+    lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/asha", "--to", "preprocessing")
+    proc = lstmkit(project, "tune", "--run-dir", "runs/asha", "--set", "tuning.strategy=asha", "--set", "tuning.cv_folds=1")
+    assert "asha search on a local Ray instance" in proc.stdout and "3 trials; best val_loss" in proc.stdout
+    run = project / "runs" / "asha"
+    trials = pd.read_csv(run / "tuning" / "trials.csv", index_col="trial")
+    assert list(trials.index) == [0, 1, 2]
+    assert list(trials.columns[-4:]) == ["val_loss", "best_epoch", "seconds", "status"] and "architecture" in trials
+    assert set(trials["status"]) <= {"COMPLETED", "PRUNED"} and (trials["status"] == "COMPLETED").any()
+    best = json.loads((run / "tuning" / "best_hyperparameters.json").read_text())
+    assert best["strategy"] == "asha" and "schedule" not in best
+    assert best["val_loss"] == pytest.approx(trials.loc[trials["status"] == "COMPLETED", "val_loss"].min())
+    lineage = pd.read_csv(run / "tuning" / "lineage.csv")  # the rungs figure's data: every trial's loss by epoch
+    assert set(lineage["trial"]) == set(trials.index) and lineage["copied_from"].isna().all()  # ASHA never copies
+    epochs = lineage.groupby("trial")["epoch"].max()
+    assert (epochs[trials["status"] == "COMPLETED"] == 2).all() and (epochs[trials["status"] == "PRUNED"] < 2).all()
+    for trial, rows in lineage.groupby("trial"):
+        assert rows["epoch"].tolist() == list(range(1, len(rows) + 1))
+        assert rows["val_loss"].min() == pytest.approx(trials.loc[trial, "val_loss"])
+    fig = tuning_plots.rungs(lineage, best_trial=best["trial"])
+    assert len(fig.axes[0].get_lines()) >= len(trials)  # one line per trial
 
 
 def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
