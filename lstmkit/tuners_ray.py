@@ -438,6 +438,8 @@ def best_schedule(table: pd.DataFrame, best: int) -> dict:
     for s in segments:
         if not lineage or lineage[-1] != s["trial"]:
             lineage.append(int(s["trial"]))
+    if not lineage or lineage[-1] != int(best):  # it copied without a change of values: no segment of its own
+        lineage.append(int(best))
     return {"schedule": [{k: s[k] for k in ("epochs", *MUTABLE)} for s in segments], "lineage": lineage}
 
 
