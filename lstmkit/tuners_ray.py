@@ -346,7 +346,8 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
     t = cfg.tuning
     budget = None if deadline is None else max(1.0, deadline - time.monotonic())
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # save the experiment state at every change (default:
+    # at most every 10 s, so a trial finished just before a kill would be trained again on resume)
     if _finished(path, t.max_trials):  # nothing left to run: no Ray needed to read it
         table, lineage = read_experiment(path, results_log(cfg, run), cfg, space)
         atomic_write_text(run.lineage_file, lineage.to_csv(index=False))

@@ -134,7 +134,10 @@ def search_fingerprint(cfg: Config) -> str:
     if architectures != ("lstm",):
         relevant["model"]["architecture"] = list(architectures)
         relevant["model"] |= {a: values["model"][a] for a in architectures if a in values["model"]}
-    relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ("max_trials", "max_minutes", "workers", "ray_address", "gpus_per_trial")}
+    ignored = ("max_trials", "max_minutes", "workers", "ray_address", "gpus_per_trial")  # where and how long, not what
+    if cfg.tuning.strategy != "pbt":
+        ignored += ("perturbation_interval",)  # so that searches from before it existed still resume
+    relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ignored}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 
