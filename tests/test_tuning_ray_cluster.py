@@ -230,13 +230,21 @@ def test_two_nodes_on_the_loopback_share_the_trials(cluster, run, tmp_path):
     assert (run / "tuning" / "best_hyperparameters.json").is_file()
 
 
-def test_a_node_killed_mid_trial_loses_no_trial(cluster, run, tmp_path):
-    """SIGKILL of the worker node while it trains an ASHA trial: the trial is retried from its last checkpoint on the
-    head (FailureConfig), no trial fails, and the killed trial's later epochs are trained."""
-    epochs = 3
+PBT_NODE_DEATH_HANGS = (
+    "bug in lstmkit/tuners_ray.py with Ray 2.60 (synchronous PBT, reuse_actors, FailureConfig(max_failures=3)): when "
+    "the worker node dies, Tune logs 'Trial task failed' twice for the trial it ran, the trial stays ERROR with "
+    "num_failures 2 (never retried) and the other trials stay PAUSED at the perturbation epoch: `lstmkit tune` hangs "
+    "(reproduced twice, no progress for 240 s); the same kill with asha passes")
+
+
+@pytest.mark.parametrize("strategy", ["asha", pytest.param("pbt", marks=pytest.mark.skip(reason=PBT_NODE_DEATH_HANGS))])
+def test_a_node_killed_mid_trial_loses_no_trial(strategy, cluster, run, tmp_path):
+    """SIGKILL of the worker node while it trains a trial: the trial is retried from its last checkpoint on the head
+    (FailureConfig), no trial fails, and the killed trial's later epochs are trained."""
+    epochs = 3 if strategy == "asha" else 4  # asha: rung at epoch 1; pbt: exploit/explore after epoch 2
     log = tmp_path / "tune.log"
-    proc = start_tune([*tune_args(run, "tuning.strategy=asha", "tuning.max_trials=4", f"tuning.epochs={epochs}",
-                                  SLOW_EPOCHS), "--ray-address", cluster.address], log)
+    proc = start_tune([*tune_args(run, f"tuning.strategy={strategy}", "tuning.max_trials=4", f"tuning.epochs={epochs}",
+                                  "tuning.perturbation_interval=2", SLOW_EPOCHS), "--ray-address", cluster.address], log)
     worker, head = cluster.node("worker"), cluster.node("head")
     killed = False
     deadline = time.monotonic() + 180
@@ -254,7 +262,10 @@ def test_a_node_killed_mid_trial_loses_no_trial(cluster, run, tmp_path):
         if not killed:
             kill_session(proc)
     finish(proc, log, 240)
-    all_finished(trials(run), 4)
+    table = trials(run)
+    all_finished(table, 4)
+    if strategy == "pbt":  # PBT stops no trial early
+        assert (table["status"] == "COMPLETED").all(), table
     # the trials Ray saw die with the node (Tune's error line names the trial: train_ray_trial_<id>_0000N)
     victims = {int(line.rsplit("_", 1)[-1]) for line in log.read_text().splitlines()
                if "Trial task failed for trial" in line}
@@ -268,10 +279,6 @@ def test_a_node_killed_mid_trial_loses_no_trial(cluster, run, tmp_path):
         assert sorted(mine["epoch"]) == list(range(1, int(mine["epoch"].max()) + 1)), mine  # no epoch trained twice
 
 
-@pytest.mark.skip(reason="bug in lstmkit/tuners_ray.py (ray_search): Ray Tune saves the experiment state at most every "
-                  "10 s (TUNE_GLOBAL_CHECKPOINT_S=auto), so a trial that finished less than 10 s before a SIGKILL is "
-                  "trained again from scratch on resume (trial 1: epochs [1, 1, 2, 2, 3, 3] in the results log); "
-                  "passes with os.environ.setdefault('TUNE_GLOBAL_CHECKPOINT_S', '0') set before the Tuner is made")
 def test_a_search_killed_with_sigkill_resumes_without_retraining_finished_trials(run, ray_temp, tmp_path):
     """SIGKILL of `lstmkit tune` (local Ray) once a trial has finished and another has started; the rerun of the same
     command finishes the search, and the trials finished before the kill are not trained again."""
