@@ -231,10 +231,11 @@ def test_two_nodes_on_the_loopback_share_the_trials(cluster, run, tmp_path):
 
 
 PBT_NODE_DEATH_HANGS = (
-    "bug in lstmkit/tuners_ray.py with Ray 2.60 (synchronous PBT, reuse_actors, FailureConfig(max_failures=3)): when "
-    "the worker node dies, Tune logs 'Trial task failed' twice for the trial it ran, the trial stays ERROR with "
-    "num_failures 2 (never retried) and the other trials stay PAUSED at the perturbation epoch: `lstmkit tune` hangs "
-    "(reproduced twice, no progress for 240 s); the same kill with asha passes")
+    "bug in lstmkit/tuners_ray.py with Ray 2.60 (synchronous PBT + reuse_actors=True): when the worker node dies, Tune "
+    "gets two failure events for the trial it ran ('Trial task failed' twice); the first starts a retry (PENDING), the "
+    "second marks the PENDING trial ERROR (num_failures 2, never retried), and synchronous PBT waits for ERROR trials "
+    "(TuneController.get_live_trials keeps them), so the others stay PAUSED and `lstmkit tune` hangs (twice, no "
+    "progress for 240 s); with reuse_actors=False the same kill passes (one event, retried on the head, 4 COMPLETED)")
 
 
 @pytest.mark.parametrize("strategy", ["asha", pytest.param("pbt", marks=pytest.mark.skip(reason=PBT_NODE_DEATH_HANGS))])
