@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from ray.tune.schedulers import PopulationBasedTraining
 
 from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
 from lstmkit.config import Config
@@ -179,8 +180,8 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
         state["epoch"] += 1
         state["schedule"][-1]["epochs"] += 1
         val_loss = float(hist.history["val_loss"][-1])
-        if not np.isfinite(val_loss):
-            raise TuningError(f"trial {number}: the validation loss became {val_loss} at epoch {state['epoch']} (diverged)")
+        diverged = not np.isfinite(val_loss)  # reported as the worst score (PBT replaces it, ASHA stops it), then ended
+        val_loss = math.inf if diverged else val_loss
         state["best"] = min(state["best"], val_loss)
         metrics = {"val_loss": val_loss, "loss": float(hist.history["loss"][-1]), "epoch": state["epoch"],
                    **{k: state["schedule"][-1][k] for k in MUTABLE}, "architecture": spec.architecture,
@@ -192,6 +193,8 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
             _save_optimizer(model, folder / OPTIMIZER_FILE)
             atomic_write_json(folder / STATE_FILE, state)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+        if diverged:
+            return
 
 
 @contextlib.contextmanager
@@ -260,12 +263,34 @@ def ray_session(address: str, verbose: bool = False):
         ray.shutdown()
 
 
+class _WithoutFailed:
+    """Ray's trial controller as PBT sees it, less the trials that failed for good (their retries spent)."""
+
+    def __init__(self, controller):
+        self._controller = controller
+
+    def __getattr__(self, name):
+        return getattr(self._controller, name)
+
+    def get_live_trials(self) -> set:
+        """The trials not terminated and not failed."""
+        return {t for t in self._controller.get_live_trials() if t.status != "ERROR"}
+
+
+class SynchronousPBT(PopulationBasedTraining):
+    """Ray's PopulationBasedTraining in synchronous mode, which does not wait for a trial that failed for good (Ray
+    2.60 counts it as live: the population would wait for it at the next perturbation forever)."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return super().on_trial_result(_WithoutFailed(tune_controller), trial, result)
+
+
 def _scheduler(cfg: Config, space: SearchSpace):
     """PBT (synchronous, so that a seeded search repeats) or ASHA over epochs (`training_iteration`)."""
-    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+    from ray.tune.schedulers import ASHAScheduler
 
     if cfg.tuning.strategy == "pbt":
-        return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=cfg.tuning.perturbation_interval,
+        return SynchronousPBT(time_attr="training_iteration", perturbation_interval=cfg.tuning.perturbation_interval,
                                        hyperparam_mutations=mutations(space), custom_explore_fn=explore(space),
                                        quantile_fraction=PBT_QUANTILE, synch=True, log_config=False)
     return ASHAScheduler(time_attr="training_iteration", max_t=cfg.tuning.epochs, grace_period=1,
@@ -364,7 +389,8 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
                 tune_config=tune.TuneConfig(
                     metric="val_loss", mode="min", num_samples=t.max_trials, scheduler=_scheduler(cfg, space),
                     search_alg=BasicVariantGenerator(points_to_evaluate=configs),
-                    max_concurrent_trials=t.workers or None, time_budget_s=budget, reuse_actors=True),
+                    max_concurrent_trials=t.workers or None, time_budget_s=budget,
+                    reuse_actors=not t.ray_address),  # on a cluster: a node's death is one failure per trial
                 run_config=tune.RunConfig(
                     name=project_name(cfg), storage_path=str(run.tuning_dir.resolve()), verbose=1 if verbose else 0,
                     callbacks=[_results_callback(cfg, results_log(cfg, run))],
@@ -442,11 +468,3 @@ def best_schedule(table: pd.DataFrame, best: int) -> dict:
     if not lineage or lineage[-1] != int(best):  # it copied without a change of values: no segment of its own
         lineage.append(int(best))
     return {"schedule": [{k: s[k] for k in ("epochs", *MUTABLE)} for s in segments], "lineage": lineage}
-
-
-def check_ray() -> None:
-    """Fail early, with the fix, when Ray Tune is not installed."""
-    try:
-        import ray.tune  # noqa: F401
-    except ImportError as err:
-        raise TuningError(f"tuning.strategy pbt/asha needs Ray Tune: pip install 'ray[tune]' ({err})") from None

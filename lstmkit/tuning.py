@@ -229,9 +229,6 @@ def tune(prepared: Prepared, cfg: Config, run: RunFolder, workers: int | None = 
     cv_folds(prepared, cfg.tuning.cv_folds)  # fails early when the folds do not fit
     workers = cfg.tuning.workers if workers is None else workers
     if cfg.tuning.strategy in RAY_STRATEGIES:  # Ray schedules its own workers (tuning.workers: trials at once)
-        from lstmkit.tuners_ray import check_ray
-
-        check_ray()
         workers = 0
     if workers and distributed.role() is None:
         distributed.run_local(run, cfg, workers)

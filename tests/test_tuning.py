@@ -180,7 +180,9 @@ def _legacy_fingerprint(cfg) -> str:
     relevant = {k: values[k] for k in ("seed", "data", "split", "scaling", "window")}
     relevant["model"] = {k: values["model"][k] for k in ("layers", "units", "dropout", "learning_rate", "optimizer",
                                                          "batch_size", "normalization")}
-    relevant["tuning"] = {k: v for k, v in values["tuning"].items() if k not in ("max_trials", "max_minutes", "workers")}
+    later = ("ray_address", "gpus_per_trial", "perturbation_interval")  # keys that came with the Ray strategies
+    relevant["tuning"] = {k: v for k, v in values["tuning"].items()
+                          if k not in ("max_trials", "max_minutes", "workers", *later)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 

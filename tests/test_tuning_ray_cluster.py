@@ -230,15 +230,7 @@ def test_two_nodes_on_the_loopback_share_the_trials(cluster, run, tmp_path):
     assert (run / "tuning" / "best_hyperparameters.json").is_file()
 
 
-PBT_NODE_DEATH_HANGS = (
-    "bug in lstmkit/tuners_ray.py with Ray 2.60 (synchronous PBT + reuse_actors=True): when the worker node dies, Tune "
-    "gets two failure events for the trial it ran ('Trial task failed' twice); the first starts a retry (PENDING), the "
-    "second marks the PENDING trial ERROR (num_failures 2, never retried), and synchronous PBT waits for ERROR trials "
-    "(TuneController.get_live_trials keeps them), so the others stay PAUSED and `lstmkit tune` hangs (twice, no "
-    "progress for 240 s); with reuse_actors=False the same kill passes (one event, retried on the head, 4 COMPLETED)")
-
-
-@pytest.mark.parametrize("strategy", ["asha", pytest.param("pbt", marks=pytest.mark.skip(reason=PBT_NODE_DEATH_HANGS))])
+@pytest.mark.parametrize("strategy", ["asha", "pbt"])
 def test_a_node_killed_mid_trial_loses_no_trial(strategy, cluster, run, tmp_path):
     """SIGKILL of the worker node while it trains a trial: the trial is retried from its last checkpoint on the head
     (FailureConfig), no trial fails, and the killed trial's later epochs are trained."""
@@ -267,16 +259,17 @@ def test_a_node_killed_mid_trial_loses_no_trial(strategy, cluster, run, tmp_path
     all_finished(table, 4)
     if strategy == "pbt":  # PBT stops no trial early
         assert (table["status"] == "COMPLETED").all(), table
-    # the trials Ray saw die with the node (Tune's error line names the trial: train_ray_trial_<id>_0000N)
-    victims = {int(line.rsplit("_", 1)[-1]) for line in log.read_text().splitlines()
-               if "Trial task failed for trial" in line}
-    assert victims and "node has died" in log.read_text(), log.read_text()[-3000:]
+    text = log.read_text()
+    assert "has been marked dead" in text or "node has died" in text, text[-3000:]  # Ray saw the node die
     seen = results(run)
-    for t in victims:
+    # the trials that trained on the worker node and went on on the head: retried from their last checkpoint there
+    moved = [t for t, mine in seen.groupby("trial") if (mine["node"] == worker).any() and (mine["node"] == head).any()]
+    if strategy == "pbt":  # the trial caught mid-way cannot have been stopped early: it must have moved
+        assert moved, seen
+    for t in moved:
         mine = seen[seen["trial"] == t]
         before, after = mine[mine["node"] == worker], mine[mine["node"] == head]
-        resumed_at = int(before["epoch"].max()) + 1 if len(before) else 1  # its last checkpoint, else the start
-        assert len(after) and int(after["epoch"].min()) == resumed_at, mine  # retried on the head from there
+        assert int(after["epoch"].min()) == int(before["epoch"].max()) + 1, mine  # from its last checkpoint
         assert sorted(mine["epoch"]) == list(range(1, int(mine["epoch"].max()) + 1)), mine  # no epoch trained twice
 
 
