@@ -18,6 +18,26 @@ from lstmkit.preprocessing import Prepared, SplitBounds
 FEATURE_OFFSET = 1000.0  # the feature channel holds 1000 + row, the target channel holds row
 
 
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import benchmarks/<name>.py as the module `bench_<name>` (benchmarks/ on sys.path for its `common` import)."""
+    import importlib.util
+    import sys
+
+    script = BENCHMARKS / f"{name}.py"
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", script)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"bench_{name}"] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
 def make_row_prepared(n: int = 100, train: int = 60, val: int = 20, test: int | None = None,
                       lookback: int = 8, horizon: int = 3, target_values: np.ndarray | None = None,
                       feature_values: np.ndarray | None = None) -> Prepared:

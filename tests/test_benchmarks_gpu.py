@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py"
+from tests.conftest import BENCHMARKS, load_benchmark
 
-
-def load_gpu_module():
-    """Import benchmarks/gpu.py as a module (benchmarks/ on sys.path for its `common` import)."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_gpu"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+SCRIPT = BENCHMARKS / "gpu.py"
 
 
 def test_without_a_gpu_it_says_so_and_exits_0():
@@ -46,7 +33,7 @@ def test_cudnn_switch_and_op_inspection(architecture, layer):
     from lstmkit.forecasters import ModelSpec
     from lstmkit.forecasters.neural import build_network
 
-    gpu = load_gpu_module()
+    gpu = load_benchmark("gpu")
     spec = ModelSpec(architecture=architecture, units=4, dropout=0.0, batch_size=8)
     original = getattr(keras.layers, layer)
     with gpu.cudnn_disabled():

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 import time
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "tuning.py"
+from tests.conftest import BENCHMARKS, load_benchmark
 
-
-def load_tuning_module():
-    """Import benchmarks/tuning.py as a module (benchmarks/ on sys.path for its `common` import)."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_tuning", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_tuning"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+SCRIPT = BENCHMARKS / "tuning.py"
 
 
 def test_best_within_budget_and_curves():
     """The best loss counts only epochs inside the budget and is dated by its first arrival; the curve never rises."""
-    bench = load_tuning_module()
+    bench = load_benchmark("tuning")
     curve = bench.Curve("random", wall=9.0, budget=5.0,
                         points=[(1.0, 0.5), (2.0, math.nan), (3.0, 0.3), (4.0, 0.3), (6.0, 0.1)])
     assert curve.best == (0.3, 3.0)
@@ -42,7 +28,7 @@ def test_epoch_clock_times_every_epoch_and_restores(monkeypatch):
     pruning), and puts lstmkit.tuners.train_trial back."""
     from lstmkit import tuners
 
-    bench = load_tuning_module()
+    bench = load_benchmark("tuning")
     seen = []
 
     def fake(values, prepared, cfg, epochs, report=None):
