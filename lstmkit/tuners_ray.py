@@ -159,7 +159,7 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
     keras.backend.clear_session()
     set_seed(cfg.seed)
     model = build_network(spec, data.lookback, len(data.columns), data.horizon, data.target_index)
-    state = {"epoch": 0, "owner": number, "schedule": [_segment(spec) | {"trial": number}], "best": math.inf}
+    state = {"epoch": 0, "owner": number, "schedule": [_segment(spec) | {"trial": number}]}
     copied_from = -1
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # the weights fit this network: PBT never perturbs a setting that changes a shape
@@ -182,7 +182,6 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
         val_loss = float(hist.history["val_loss"][-1])
         diverged = not np.isfinite(val_loss)  # reported as the worst score (PBT replaces it, ASHA stops it), then ended
         val_loss = math.inf if diverged else val_loss
-        state["best"] = min(state["best"], val_loss)
         metrics = {"val_loss": val_loss, "loss": float(hist.history["loss"][-1]), "epoch": state["epoch"],
                    **{k: state["schedule"][-1][k] for k in MUTABLE}, "architecture": spec.architecture,
                    "copied_from": copied_from, "seconds": time.time() - origin, "node": node,
