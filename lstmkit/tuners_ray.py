@@ -17,15 +17,20 @@ trial whose node died is retried from its last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
 import random
+import tempfile
 import time
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow
+from pyarrow.fs import FSSpecHandler, PyFileSystem
 from ray.tune.schedulers import PopulationBasedTraining
 
 from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
@@ -41,6 +46,7 @@ PBT_QUANTILE = 0.25  # PBT: the bottom quarter copies the top quarter
 CHECKPOINTS_KEPT = 4  # per trial (PBT copies the latest one)
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint (a dead node, a killed worker)
 STATE_FILE, WEIGHTS_FILE, OPTIMIZER_FILE = "state.json", "model.weights.h5", "optimizer.npz"
+FILE_MODE = 0o644  # of the files in Ray's storage folder
 LINEAGE_COLUMNS = ["trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size", "architecture",
                    "copied_from", "seconds"]
 
@@ -299,6 +305,38 @@ def _scheduler(cfg: Config, space: SearchSpace):
 REPORTED = ("val_loss", "epoch", *MUTABLE, "architecture", "copied_from", "seconds", "schedule", "time_total_s", "node")
 
 
+class _ReplaceOnClose(io.FileIO):
+    """A file written under a hidden temporary name beside `path` and renamed over it when closed."""
+
+    def __init__(self, path: str):
+        self.target = Path(path)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.temporary = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)
+        super().__init__(fd, "wb")
+
+    def close(self) -> None:
+        """Close the file and put it in place."""
+        if not self.closed:
+            super().close()
+            os.replace(self.temporary, self.target)
+
+
+class _WholeFiles(FSSpecHandler):
+    """fsspec's local filesystem, with output files written by `_ReplaceOnClose`."""
+
+    def open_output_stream(self, path, metadata):
+        return pyarrow.PythonFile(_ReplaceOnClose(path), mode="w")
+
+
+def whole_file_storage() -> PyFileSystem:
+    """The local disk as a pyarrow filesystem for Ray's storage on which every file appears whole or not at all.
+
+    Ray copies the experiment state and trial files to the storage folder in the background; with plain writes a kill
+    mid-copy left an empty experiment state, and the rerun could not resume."""
+    return PyFileSystem(_WholeFiles(fsspec.filesystem("file")))
+
+
 def _results_callback(cfg: Config, log: Path):
     """A Ray Tune callback on the driver: appends every trial's every epoch to `log` (one JSON line each, flushed to
     disk: the lineage and the trials table are read from it) and feeds lstmkit's live progress line."""
@@ -380,7 +418,8 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
         trainable = tune.with_resources(tune.with_parameters(train_ray_trial, prepared=prepared, cfg=cfg, origin=origin),
                                         {"cpu": 1, "gpu": t.gpus_per_trial})
         if tune.Tuner.can_restore(str(path)):
-            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True,
+                                       storage_filesystem=whole_file_storage())
         else:
             configs = initial_configs(space, t.max_trials, cfg.seed)
             tuner = tune.Tuner(
@@ -391,7 +430,8 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
                     max_concurrent_trials=t.workers or None, time_budget_s=budget,
                     reuse_actors=not t.ray_address),  # on a cluster: a node's death is one failure per trial
                 run_config=tune.RunConfig(
-                    name=project_name(cfg), storage_path=str(run.tuning_dir.resolve()), verbose=1 if verbose else 0,
+                    name=project_name(cfg), storage_path=str(run.tuning_dir.resolve()),
+                    storage_filesystem=whole_file_storage(), verbose=1 if verbose else 0,
                     callbacks=[_results_callback(cfg, results_log(cfg, run))],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                     failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from lstmkit.tuners_ray import (
     read_results,
     results_log,
     trial_number,
+    whole_file_storage,
 )
 from lstmkit.tuning import read_best, read_trials, tune
 
@@ -148,6 +150,19 @@ def test_read_results_skips_a_line_cut_short_and_keeps_the_last_report_of_an_epo
 def test_read_results_of_a_search_that_logged_nothing_is_empty(tmp_path):
     table = read_results(tmp_path / "missing.results.jsonl")
     assert table.empty and set(LINEAGE_COLUMNS) <= set(table.columns)
+
+
+def test_rays_storage_shows_a_file_being_written_as_its_old_version_until_it_is_whole(tmp_path):
+    storage = pickle.loads(pickle.dumps(whole_file_storage()))  # as Ray's trial workers receive it
+    state = tmp_path / "experiment" / "experiment_state-1.json"
+    state.parent.mkdir()
+    state.write_text('{"old": 1}')
+    with storage.open_output_stream(str(state)) as f:
+        f.write(b'{"new"')
+        assert state.read_text() == '{"old": 1}'  # a kill now leaves the old state whole
+        f.write(b': 2}')
+    assert state.read_text() == '{"new": 2}'
+    assert [p.name for p in state.parent.iterdir()] == [state.name]  # no temporary file left
 
 
 @pytest.mark.parametrize("trial_id,number", [("a1b2c_00000", 0), ("a1b2c_00003", 3), ("train_ray_trial_5e6f7_00012", 12)])
