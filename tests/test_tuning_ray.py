@@ -29,7 +29,7 @@ from lstmkit.tuners_ray import (
     trial_number,
     whole_file_storage,
 )
-from lstmkit.tuning import read_best, read_trials, tune
+from lstmkit.tuning import TuningError, read_best, read_trials, tune
 
 # every kind of parameter: an int range with a step, an int log range, a float range with a step, a float log range,
 # numeric and text choices
@@ -297,3 +297,17 @@ def test_rerunning_a_finished_pbt_search_resumes_it_without_training_again(pbt_s
     assert log.read_text() == before
     assert again["val_loss"].tolist() == pytest.approx(table["val_loss"].tolist())
     assert read_best(run) == best
+
+
+def test_a_diverging_trial_reports_the_worst_score_ends_and_the_search_says_so(tmp_path, frame):
+    cfg = from_dict(TINY, {"tuning.strategy": "asha", "tuning.max_trials": 2})
+    prepared = prepare(frame, cfg)
+    start, stop = prepared.bounds["val"]
+    prepared.scaled[start:stop, prepared.target_index] = np.nan  # every validation loss is NaN from the first epoch
+    run = RunFolder(tmp_path)
+    with pytest.raises(TuningError, match="diverged"):
+        tune(prepared, cfg, run)
+    seen = read_results(results_log(cfg, run))
+    assert seen.groupby("trial")["epoch"].max().to_dict() == {0: 1, 1: 1}  # ended after the epoch that diverged
+    assert np.isposinf(seen["val_loss"].astype(float)).all()  # reported as the worst score
+
