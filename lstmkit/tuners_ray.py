@@ -17,6 +17,7 @@ trial whose node died is retried from its last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -143,12 +144,14 @@ def _same_values(a: dict, b: dict) -> bool:
     return all(a[k] == b[k] for k in MUTABLE)
 
 
-def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float) -> None:
+def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float, storage: str, log: str) -> None:
     """Ray Tune function trainable: train one configuration epoch by epoch, reporting and checkpointing each epoch.
 
     Restored from a checkpoint with the same hyperparameters (a paused or retried trial) it continues as it was,
-    optimizer state included. Restored from another trial's checkpoint with perturbed ones (PBT's exploit step), a new
-    network of the new values takes the checkpoint's weights, the optimizer starts afresh and a schedule segment begins.
+    optimizer state included, from its newest whole checkpoint in the experiment folder `storage` whose epoch is in
+    the results log `log` when that is newer than the one Ray names (`_resume_from`). Restored from another trial's checkpoint with perturbed ones (PBT's exploit
+    step), a new network of the new values takes the checkpoint's weights, the optimizer starts afresh and a schedule
+    segment begins.
     """
     import keras
     import ray
@@ -167,7 +170,8 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
     model = build_network(spec, data.lookback, len(data.columns), data.horizon, data.target_index)
     state = {"epoch": 0, "owner": number, "schedule": [_segment(spec) | {"trial": number}]}
     copied_from = -1
-    checkpoint = tune.get_checkpoint()
+    own = Path(storage) / Path(tune.get_context().get_trial_dir()).name  # this trial's folder in the experiment's
+    checkpoint = _resume_from(tune.get_checkpoint(), own, number, Path(log))
     if checkpoint is not None:  # the weights fit this network: PBT never perturbs a setting that changes a shape
         with checkpoint.as_directory() as folder:
             state = read_json(Path(folder) / STATE_FILE)
@@ -196,10 +200,50 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
         with _checkpoint_folder() as folder:
             model.save_weights(folder / WEIGHTS_FILE)
             _save_optimizer(model, folder / OPTIMIZER_FILE)
-            atomic_write_json(folder / STATE_FILE, state)
+            atomic_write_json(folder / STATE_FILE, state | {"digests": _digests(folder)})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
         if diverged:
             return
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of a checkpoint's weights and optimizer files, recorded in its state (a checkpoint copied over an older
+    one of the same index by a process killed midway mixes files of both)."""
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
+
+
+def _whole_state(folder: Path) -> dict | None:
+    """The state of the checkpoint in `folder` if every file of it is there and matches the digests; else None."""
+    try:
+        state = read_json(folder / STATE_FILE)
+        return state if state.get("digests") == _digests(folder) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _resume_from(checkpoint, own: Path, number: int, log: Path):
+    """The checkpoint trial `number` resumes from: Ray's (None: from scratch), or the newest whole one in its own folder
+    `own` with a later epoch that the results log `log` holds. Ray logs a result before saving the experiment state
+    that names its checkpoint, so after a kill the restored state can be an epoch behind the log; resuming from Ray's
+    would train that epoch again. A checkpoint of an epoch never logged (its trial killed before the driver heard of
+    it) is trained again, and one of another trial (PBT's exploit) is taken as it is."""
+    from ray import tune
+
+    given = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = read_json(Path(folder) / STATE_FILE)
+        if state["owner"] != number:
+            return checkpoint
+        given = state["epoch"]
+    results = read_results(log)
+    logged = set(results.loc[results["trial"] == number, "epoch"])
+    newest = None
+    for folder in sorted(own.glob("checkpoint_*")):
+        mine = _whole_state(folder)
+        if mine and mine["owner"] == number and mine["epoch"] > given and mine["epoch"] in logged:
+            given, newest = mine["epoch"], folder
+    return checkpoint if newest is None else tune.Checkpoint.from_directory(str(newest))
 
 
 @contextlib.contextmanager
@@ -291,14 +335,14 @@ class SynchronousPBT(PopulationBasedTraining):
 
 
 def _scheduler(cfg: Config, space: SearchSpace):
-    """PBT (synchronous, so that a seeded search repeats) or ASHA over epochs (`training_iteration`)."""
+    """PBT (synchronous, so that a seeded search repeats) or ASHA over the epochs a trial's weights were trained for."""
     from ray.tune.schedulers import ASHAScheduler
 
     if cfg.tuning.strategy == "pbt":
-        return SynchronousPBT(time_attr="training_iteration", perturbation_interval=cfg.tuning.perturbation_interval,
+        return SynchronousPBT(time_attr="epoch", perturbation_interval=cfg.tuning.perturbation_interval,
                                        hyperparam_mutations=mutations(space), custom_explore_fn=explore(space),
                                        quantile_fraction=PBT_QUANTILE, synch=True, log_config=False)
-    return ASHAScheduler(time_attr="training_iteration", max_t=cfg.tuning.epochs, grace_period=1,
+    return ASHAScheduler(time_attr="epoch", max_t=cfg.tuning.epochs, grace_period=1,
                          reduction_factor=ASHA_REDUCTION)
 
 
@@ -415,7 +459,8 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
         atomic_write_text(run.lineage_file, lineage.to_csv(index=False))
         return table
     with ray_session(t.ray_address, verbose):
-        trainable = tune.with_resources(tune.with_parameters(train_ray_trial, prepared=prepared, cfg=cfg, origin=origin),
+        trainable = tune.with_resources(tune.with_parameters(train_ray_trial, prepared=prepared, cfg=cfg, origin=origin,
+                                                                   storage=str(path), log=str(results_log(cfg, run))),
                                         {"cpu": 1, "gpu": t.gpus_per_trial})
         if tune.Tuner.can_restore(str(path)):
             tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True,

@@ -20,6 +20,8 @@ from lstmkit.runfolder import RunFolder
 from lstmkit.search_space import MUTABLE, Param, search_space
 from lstmkit.tuners_ray import (
     LINEAGE_COLUMNS,
+    _digests,
+    _resume_from,
     best_schedule,
     explore,
     initial_configs,
@@ -311,3 +313,31 @@ def test_a_diverging_trial_reports_the_worst_score_ends_and_the_search_says_so(t
     assert seen.groupby("trial")["epoch"].max().to_dict() == {0: 1, 1: 1}  # ended after the epoch that diverged
     assert np.isposinf(seen["val_loss"].astype(float)).all()  # reported as the worst score
 
+
+
+
+def checkpoint_folder(trial_dir, index: int, owner: int, epoch: int, weights: bytes = b"w"):
+    """A trial checkpoint as train_ray_trial writes it: weights, optimizer and a state with their digests."""
+    folder = trial_dir / f"checkpoint_{index:06d}"
+    folder.mkdir(parents=True)
+    (folder / "model.weights.h5").write_bytes(weights + bytes([epoch]))
+    (folder / "optimizer.npz").write_bytes(b"o" + bytes([epoch]))
+    (folder / "state.json").write_text(json.dumps({"epoch": epoch, "owner": owner, "digests": _digests(folder)}))
+    return folder
+
+
+def test_a_trial_resumes_from_its_newest_whole_logged_checkpoint_when_rays_state_is_behind(tmp_path):
+    from ray import tune as ray_tune
+
+    own, log = tmp_path / "trial_2", tmp_path / "search.results.jsonl"
+    log.write_text("".join(json.dumps(record(t, e, 0.5)) + "\n" for t, e in [(2, 1), (2, 2), (2, 3), (0, 4)]))
+    named = ray_tune.Checkpoint.from_directory(str(checkpoint_folder(own, 1, owner=2, epoch=2)))
+    newest = checkpoint_folder(own, 2, owner=2, epoch=3)
+    checkpoint_folder(own, 3, owner=2, epoch=4)  # persisted, but the trial was killed before the driver logged it
+    assert _resume_from(named, own, 2, log).path == str(newest)  # the kill came between the log and Ray's state
+    assert _resume_from(None, own, 2, log).path == str(newest)  # Ray's state named no checkpoint yet
+    (newest / "model.weights.h5").write_bytes(b"old")  # a copy over an older checkpoint, cut short by a kill
+    assert _resume_from(named, own, 2, log) is named
+    donor = ray_tune.Checkpoint.from_directory(str(checkpoint_folder(tmp_path / "trial_0", 1, owner=0, epoch=2)))
+    assert _resume_from(donor, own, 2, log) is donor  # PBT's exploit: another trial's weights, taken as they are
+    assert _resume_from(None, tmp_path / "trial_5", 5, log) is None  # a trial that never saved one starts afresh
