@@ -269,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except (ConfigError, FileNotFoundError, ValueError) as e:  # DataError and DatasetError are ValueErrors
+        if os.environ.get("LSTMKIT_TRACEBACK"):  # where the error was raised, for a developer
+            import traceback
+
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -206,7 +206,7 @@ def start_tune(args: list[str], log: Path, env: dict | None = None) -> subproces
     """`lstmkit tune` as its own process session, output to `log`."""
     with open(log, "a") as out:
         return subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=os.environ | RAY_ENV | (env or {}))
+                                env=os.environ | RAY_ENV | {"LSTMKIT_TRACEBACK": "1"} | (env or {}))
 
 
 def all_finished(table: pd.DataFrame, n: int) -> None:
