@@ -149,9 +149,9 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
 
     Restored from a checkpoint with the same hyperparameters (a paused or retried trial) it continues as it was,
     optimizer state included, from its newest whole checkpoint in the experiment folder `storage` whose epoch is in
-    the results log `log` when that is newer than the one Ray names (`_resume_from`). Restored from another trial's checkpoint with perturbed ones (PBT's exploit
-    step), a new network of the new values takes the checkpoint's weights, the optimizer starts afresh and a schedule
-    segment begins.
+    the results log `log` when that is newer than the one Ray names (`_resume_from`). Restored from another trial's
+    checkpoint with perturbed ones (PBT's exploit step), a new network of the new values takes the checkpoint's
+    weights, the optimizer starts afresh and a schedule segment begins.
     """
     import keras
     import ray

@@ -159,7 +159,7 @@ def save_results(run: RunFolder, cfg: Config, table: pd.DataFrame) -> ModelSpec:
     if done.empty:
         messages = table.get("message", pd.Series(dtype=str)).dropna()
         detail = f": {messages.iloc[-1].strip().splitlines()[-1]}" if len(messages) else ""
-        if not detail and np.isinf(table["val_loss"].astype(float)).any():
+        if not detail and len(table) and np.isposinf(table["val_loss"].astype(float)).all():
             detail = ": every trial's validation loss diverged (not finite); lower tuning.space.learning_rate or check the data for NaN"
         raise TuningError(f"no trial of the {cfg.tuning.strategy} search in {run.tuning_dir} completed{detail}")
     best = done["val_loss"].astype(float).idxmin()
