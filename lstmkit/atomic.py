@@ -54,5 +54,9 @@ def _json_default(o: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
-    """Read a JSON artifact."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON artifact; one that does not parse is a ValueError naming the file."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is {'empty' if not text.strip() else 'not valid JSON'} ({e})") from e

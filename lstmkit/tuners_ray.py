@@ -17,6 +17,7 @@ trial whose node died is retried from its last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import io
 import json
@@ -48,6 +49,7 @@ CHECKPOINTS_KEPT = 4  # per trial (PBT copies the latest one)
 MAX_FAILURES = 3  # retries of a trial from its last checkpoint (a dead node, a killed worker)
 STATE_FILE, WEIGHTS_FILE, OPTIMIZER_FILE = "state.json", "model.weights.h5", "optimizer.npz"
 FILE_MODE = 0o644  # of the files in Ray's storage folder
+EXPERIMENT_STATE = "experiment_state-*.json"  # Ray Tune's saved search (TuneController.CKPT_FILE_TMPL)
 LINEAGE_COLUMNS = ["trial", "epoch", "val_loss", "learning_rate", "dropout", "batch_size", "architecture",
                    "copied_from", "seconds"]
 
@@ -350,34 +352,51 @@ REPORTED = ("val_loss", "epoch", *MUTABLE, "architecture", "copied_from", "secon
 
 
 class _ReplaceOnClose(io.FileIO):
-    """A file written under a hidden temporary name beside `path` and renamed over it when closed."""
+    """A file written under a hidden temporary name beside `path` and renamed over it when closed, if `whole(content)`
+    says the content is whole (else the temporary is dropped and `path` keeps its previous version)."""
 
-    def __init__(self, path: str):
-        self.target = Path(path)
+    def __init__(self, path: str, whole=None):
+        self.target, self.whole = Path(path), whole
         self.target.parent.mkdir(parents=True, exist_ok=True)
         fd, self.temporary = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
         os.fchmod(fd, FILE_MODE)
         super().__init__(fd, "wb")
 
     def close(self) -> None:
-        """Close the file and put it in place."""
+        """Close the file and put it in place, or drop it if it is not whole."""
         if not self.closed:
             super().close()
-            os.replace(self.temporary, self.target)
+            if self.whole is None or self.whole(Path(self.temporary).read_bytes()):
+                os.replace(self.temporary, self.target)
+            else:
+                os.unlink(self.temporary)
+
+
+def _parses(content: bytes) -> bool:
+    """Whether `content` is one JSON document."""
+    try:
+        json.loads(content)
+        return True
+    except ValueError:
+        return False
 
 
 class _WholeFiles(FSSpecHandler):
-    """fsspec's local filesystem, with output files written by `_ReplaceOnClose`."""
+    """fsspec's local filesystem, with output files written by `_ReplaceOnClose`; Ray's experiment state only when it
+    parses."""
 
     def open_output_stream(self, path, metadata):
-        return pyarrow.PythonFile(_ReplaceOnClose(path), mode="w")
+        state = fnmatch.fnmatch(Path(path).name, EXPERIMENT_STATE)
+        return pyarrow.PythonFile(_ReplaceOnClose(path, _parses if state else None), mode="w")
 
 
 def whole_file_storage() -> PyFileSystem:
     """The local disk as a pyarrow filesystem for Ray's storage on which every file appears whole or not at all.
 
-    Ray copies the experiment state and trial files to the storage folder in the background; with plain writes a kill
-    mid-copy left an empty experiment state, and the rerun could not resume."""
+    Ray copies its driver's files to the storage folder in the background; with plain writes a kill mid-copy left an
+    empty experiment state, and the rerun could not resume. Ray also rewrites the experiment state in place (truncate,
+    then write) while a copy of the previous one may still be reading it, so a copy can be empty or cut short: such a
+    copy is dropped, and the storage keeps the last whole state until the next copy."""
     return PyFileSystem(_WholeFiles(fsspec.filesystem("file")))
 
 
@@ -454,7 +473,9 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # save the experiment state at every change (default:
     # at most every 10 s, so a trial finished just before a kill would be trained again on resume)
-    if _finished(path, t.max_trials):  # nothing left to run: no Ray needed to read it
+    with _saved_search(path):
+        finished = _finished(path, t.max_trials)
+    if finished:  # nothing left to run: no Ray needed to read it
         table, lineage = read_experiment(path, results_log(cfg, run), cfg, space)
         atomic_write_text(run.lineage_file, lineage.to_csv(index=False))
         return table
@@ -463,8 +484,9 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
                                                                    storage=str(path), log=str(results_log(cfg, run))),
                                         {"cpu": 1, "gpu": t.gpus_per_trial})
         if tune.Tuner.can_restore(str(path)):
-            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True,
-                                       storage_filesystem=whole_file_storage())
+            with _saved_search(path):
+                tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True,
+                                           storage_filesystem=whole_file_storage())
         else:
             configs = initial_configs(space, t.max_trials, cfg.seed)
             tuner = tune.Tuner(
@@ -488,9 +510,19 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
     return table
 
 
+@contextlib.contextmanager
+def _saved_search(path: Path):
+    """Reading Ray's saved search in `path`: a file of it that cannot be read is a TuningError naming the folder."""
+    try:
+        yield
+    except (ValueError, EOFError, OSError) as err:
+        raise TuningError(f"the saved Ray search in {path} cannot be read ({type(err).__name__}: {err}); "
+                          "delete that folder to start the search over") from err
+
+
 def _finished(path: Path, trials: int) -> bool:
     """Whether the experiment at `path` has all its trials and every one of them ended (terminated or failed)."""
-    if not path.is_dir() or not any(path.glob("experiment_state-*.json")):
+    if not path.is_dir() or not any(path.glob(EXPERIMENT_STATE)):
         return False
     from ray.tune import ExperimentAnalysis
 

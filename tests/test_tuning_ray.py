@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs
 import pytest
 
 from lstmkit.config import ConfigError, from_dict
@@ -23,6 +24,7 @@ from lstmkit.tuners_ray import (
     _digests,
     _resume_from,
     best_schedule,
+    experiment_dir,
     explore,
     initial_configs,
     mutations,
@@ -165,6 +167,38 @@ def test_rays_storage_shows_a_file_being_written_as_its_old_version_until_it_is_
         f.write(b': 2}')
     assert state.read_text() == '{"new": 2}'
     assert [p.name for p in state.parent.iterdir()] == [state.name]  # no temporary file left
+
+
+@pytest.mark.parametrize("copied", ["", '{"trial_data": [["{\\"trainable_name'], ids=["empty", "cut short"])
+def test_rays_storage_keeps_the_last_whole_experiment_state_when_a_copy_is_not(tmp_path, copied):
+    """Ray rewrites its staged experiment state in place while a background copy of it may be reading it: a copy that
+    is empty or cut short must not replace the storage's last whole state (the resume after a kill read it empty)."""
+    staging, experiment = tmp_path / "staging", tmp_path / "experiment"
+    staging.mkdir()
+    experiment.mkdir()
+    (experiment / "experiment_state-1.json").write_text('{"trial_data": []}')
+    (experiment / "trial").mkdir()
+    (experiment / "trial" / "result.json").write_text("{}\n")
+    (staging / "experiment_state-1.json").write_text(copied)
+    (staging / "trial").mkdir()
+    (staging / "trial" / "result.json").write_text('{"epoch": 1}\n{"epo')  # not the state: written as it is
+    pyarrow.fs.copy_files(str(staging), str(experiment), destination_filesystem=whole_file_storage())
+    assert (experiment / "experiment_state-1.json").read_text() == '{"trial_data": []}'
+    assert (experiment / "trial" / "result.json").read_text() == '{"epoch": 1}\n{"epo'
+    (staging / "experiment_state-1.json").write_text('{"trial_data": [1]}')
+    pyarrow.fs.copy_files(str(staging), str(experiment), destination_filesystem=whole_file_storage())
+    assert (experiment / "experiment_state-1.json").read_text() == '{"trial_data": [1]}'
+    assert sorted(p.name for p in experiment.iterdir()) == ["experiment_state-1.json", "trial"]  # no temporary left
+
+
+def test_a_saved_ray_search_that_cannot_be_read_is_an_error_naming_its_folder(tmp_path, frame):
+    cfg = from_dict(TINY)
+    run = RunFolder(tmp_path / "run")
+    state = experiment_dir(cfg, run) / "experiment_state-1.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("")  # a state from before the storage kept whole files only
+    with pytest.raises(TuningError, match=f"saved Ray search in {state.parent} cannot be read.*delete that folder"):
+        tune(prepare(frame, cfg), cfg, run)
 
 
 @pytest.mark.parametrize("trial_id,number", [("a1b2c_00000", 0), ("a1b2c_00003", 3), ("train_ray_trial_5e6f7_00012", 12)])
