@@ -26,6 +26,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import fsspec
@@ -355,7 +356,7 @@ class _ReplaceOnClose(io.FileIO):
     """A file written under a hidden temporary name beside `path` and renamed over it when closed, if `whole(content)`
     says the content is whole (else the temporary is dropped and `path` keeps its previous version)."""
 
-    def __init__(self, path: str, whole=None):
+    def __init__(self, path: str, whole: Callable[[bytes], bool] | None = None):
         self.target, self.whole = Path(path), whole
         self.target.parent.mkdir(parents=True, exist_ok=True)
         fd, self.temporary = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")

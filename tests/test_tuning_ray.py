@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -197,7 +198,7 @@ def test_a_saved_ray_search_that_cannot_be_read_is_an_error_naming_its_folder(tm
     state = experiment_dir(cfg, run) / "experiment_state-1.json"
     state.parent.mkdir(parents=True)
     state.write_text("")  # a state from before the storage kept whole files only
-    with pytest.raises(TuningError, match=f"saved Ray search in {state.parent} cannot be read.*delete that folder"):
+    with pytest.raises(TuningError, match=f"saved Ray search in {re.escape(str(state.parent))} cannot be read.*delete that folder"):
         tune(prepare(frame, cfg), cfg, run)
 
 
