@@ -55,8 +55,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 def prepare_data(config: str):
     """The profile's config and its series split, scaled and ready to be cut into windows (lstmkit's stages 1-2)."""
     from lstmkit.config import load_config
-    from lstmkit.data import load_series
-    from lstmkit.preprocessing import prepare
+    from lstmkit.data.series import load_series
+    from lstmkit.data.windows import prepare
 
     cfg = load_config(config)
     return cfg, prepare(load_series(cfg).frame, cfg)

@@ -18,12 +18,12 @@ from common import REPO, import_tensorflow  # noqa: E402 (benchmarks/ is on sys.
 import_tensorflow()
 
 from lstmkit.config import load_config, parse_override
-from lstmkit.data import load_series
-from lstmkit.evaluation import evaluate
-from lstmkit.forecasters import ModelSpec
-from lstmkit.preprocessing import prepare
-from lstmkit.reference import ETT_LOADS, published_for
-from lstmkit.training import fit_forecaster
+from lstmkit.data.series import load_series
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural.forecaster import fit_forecaster
+from lstmkit.models.neural.spec import ModelSpec
+from lstmkit.report.reference import ETT_LOADS, published_for
+from lstmkit.stages.evaluation import evaluate
 
 
 def run_setting(config: str, mode: str, horizon: int, overrides: dict) -> tuple[list[tuple[str, float, float]], float]:

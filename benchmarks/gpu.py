@@ -22,7 +22,7 @@ cuDNN is checked, not assumed: for each variant the forward and backward pass of
 and its op types (the function library included) are searched for ``CudnnRNN*`` ops; the default variant must hold
 them and the ``cuDNN off`` one must not, and the timing ratio of the two says what the fused kernel is worth.
 
-Then a population-based training search (``lstmkit.tuning.tune`` with ``tuning.strategy: pbt``, Ray Tune) on the GPU
+Then a population-based training search (``lstmkit.tuning.search.tune`` with ``tuning.strategy: pbt``, Ray Tune) on the GPU
 with one trial per GPU fraction (``tuning.gpus_per_trial`` = ``--gpu-fraction``, default 0.25: four trials share the
 GPU; at most 1/fraction trials at once), sampling
 ``nvidia-smi`` once a second to count the trial processes on the GPU at once. Run from the repository root:
@@ -183,8 +183,8 @@ def measure(prepared, cfg, architecture: str, variant: str, args: argparse.Names
     """Build the architecture's network for the variant, trace its step for cuDNN ops, time warm-up + timed epochs."""
     import keras
 
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.forecasters.neural import build_network, set_seed
+    from lstmkit.models.neural.forecaster import build_network, set_seed
+    from lstmkit.models.neural.spec import ModelSpec
 
     out = Measurement(architecture, variant, windows=steps * args.batch_size)
     spec = ModelSpec.from_config(cfg, architecture=architecture,
@@ -220,8 +220,8 @@ def _nothing() -> Iterator[None]:
 def load_prepared(args: argparse.Namespace):
     """The profile's configuration and its prepared series (lookback overridden by --lookback)."""
     from lstmkit.config import load_config
-    from lstmkit.data import load_series
-    from lstmkit.preprocessing import prepare
+    from lstmkit.data.series import load_series
+    from lstmkit.data.windows import prepare
 
     overrides = {"training.verbose": 0} | ({"window.lookback": args.lookback} if args.lookback else {})
     cfg = load_config(args.config, overrides)
@@ -276,12 +276,13 @@ class GpuSampler:
 
 
 def pbt_search(args: argparse.Namespace) -> str:
-    """A PBT search through lstmkit.tuning.tune with one trial per GPU fraction; a paragraph of its figures."""
+    """A PBT search through lstmkit.tuning.search.tune with one trial per GPU fraction; a paragraph of its figures."""
     from lstmkit.config import load_config
-    from lstmkit.data import load_series, save_series
-    from lstmkit.preprocessing import prepare, save_prepared
-    from lstmkit.runfolder import start_run
-    from lstmkit.tuning import tune
+    from lstmkit.data.series import load_series, save_series
+    from lstmkit.data.windows import prepare
+    from lstmkit.runs.folder import start_run
+    from lstmkit.stages.preprocessing import save_prepared
+    from lstmkit.tuning.search import tune
 
     per_gpu = int(round(1 / args.gpu_fraction))
     space = {"architecture": "lstm", "layers": 1, "units": [args.units // 2, args.units],

@@ -1,9 +1,9 @@
 """Integrated Gradients speed: lstmkit's batched implementation vs the per-step Python loop reference.
 
-Times ``lstmkit.explain.integrated_gradients`` (all integration steps of a chunk of windows differentiated in one
-gradient call) and ``lstmkit.explain.integrated_gradients_loop`` (one eager gradient call per window and step) on the
+Times ``lstmkit.explain.integrated_gradients.integrated_gradients`` (all integration steps of a chunk of windows differentiated in one
+gradient call) and ``lstmkit.explain.integrated_gradients.integrated_gradients_loop`` (one eager gradient call per window and step) on the
 same test windows of a profile's synthetic series, explaining the first forecast step of a 1x64 LSTM built with
-``lstmkit.forecasters.neural.build_network`` (architecture lstm). The model is trained for ``--train-epochs`` epochs first (default 1; 0 = untrained):
+``lstmkit.models.neural.forecaster.build_network`` (architecture lstm). The model is trained for ``--train-epochs`` epochs first (default 1; 0 = untrained):
 the timing does not depend on the weights, training only makes the completeness figures realistic.
 
 The loop is slow, so by default it runs on a subset of the windows (``--loop-windows``) and its time is extrapolated
@@ -35,10 +35,10 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lstmkit.config import ConfigError
-from lstmkit.explain import integrated_gradients, integrated_gradients_loop, sample_windows
-from lstmkit.forecasters import ModelSpec
-from lstmkit.forecasters.neural import build_network, set_seed
-from lstmkit.preprocessing import Prepared
+from lstmkit.data.windows import Prepared
+from lstmkit.explain.integrated_gradients import integrated_gradients, integrated_gradients_loop, sample_windows
+from lstmkit.models.neural.forecaster import build_network, set_seed
+from lstmkit.models.neural.spec import ModelSpec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

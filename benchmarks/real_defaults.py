@@ -2,9 +2,9 @@
 
 For each series it runs what `lstmkit run` runs with configs/default.yaml pointed at a CSV (`data.source=csv`,
 `data.target=value`, `data.features=[]`): the data stage's loading and repairs, `resolve_config` (`auto` look-back
-and seasonal period from the time step), the preprocessing split and scaling, the default search (`lstmkit.tuning.tune`),
-the training stage's fit with the best hyperparameters (`lstmkit.training.fit_forecaster`), and the evaluation stage's baselines
-(`lstmkit.forecasters.baselines.baselines`), and prints scaled MSE and MAE of the model and of every baseline on the validation
+and seasonal period from the time step), the preprocessing split and scaling, the default search (`lstmkit.tuning.search.tune`),
+the training stage's fit with the best hyperparameters (`lstmkit.models.neural.forecaster.fit_forecaster`), and the evaluation stage's baselines
+(`lstmkit.models.baselines.baselines`), and prints scaled MSE and MAE of the model and of every baseline on the validation
 windows (where the defaults were chosen) and on the test windows (stride 1, all of them), with `beats` marking the
 forecasters the model beats on MSE. The series, all offline (statsmodels' bundled data sets and the shared folder):
 
@@ -34,14 +34,14 @@ import_tensorflow()
 from sklearn.metrics import mean_absolute_error, mean_squared_error  # noqa: E402
 
 from lstmkit.config import load_config, parse_override  # noqa: E402
-from lstmkit.data import load_series  # noqa: E402
-from lstmkit.forecasters import ModelSpec  # noqa: E402
-from lstmkit.forecasters.baselines import baselines  # noqa: E402
-from lstmkit.preprocessing import prepare  # noqa: E402
-from lstmkit.runfolder import RunFolder  # noqa: E402
-from lstmkit.seasonality import resolve_config  # noqa: E402
-from lstmkit.training import fit_forecaster  # noqa: E402
-from lstmkit.tuning import tune  # noqa: E402
+from lstmkit.data.seasonality import resolve_config  # noqa: E402
+from lstmkit.data.series import load_series  # noqa: E402
+from lstmkit.data.windows import prepare  # noqa: E402
+from lstmkit.models.baselines import baselines  # noqa: E402
+from lstmkit.models.neural.forecaster import fit_forecaster  # noqa: E402
+from lstmkit.models.neural.spec import ModelSpec  # noqa: E402
+from lstmkit.runs.folder import RunFolder  # noqa: E402
+from lstmkit.tuning.search import tune  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")

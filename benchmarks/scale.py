@@ -3,7 +3,7 @@
 For each size a synthetic CSV is written (10-minute timestamps from 1900, so that 10^7 rows stay inside pandas'
 nanosecond timestamp range; a target `y` and six features `x1`..`x6`, float32
 values; numpy + pyarrow in blocks of 10^6 rows) into a temporary folder, and the six stages run through the real
-pipeline (`lstmkit.pipeline.run_pipeline`, papermill kernels) with configs/quick.yaml's model settings and these
+pipeline (`lstmkit.cli.pipeline.run_pipeline`, papermill kernels) with configs/quick.yaml's model settings and these
 overrides: the CSV as data, tuning off, one training epoch of at most --steps batches (`training.steps_per_epoch`;
 validation, evaluation, baselines and metrics still cover every window), 16 explained windows and 8 cross-checked.
 
@@ -74,8 +74,8 @@ def overrides(csv: Path, steps: int) -> dict:
 def run_one_stage(run_dir: str, stage: str, settings: str) -> None:
     """Child process: run one stage (its kernel is our child), then print our and our children's peak RSS as JSON."""
     from lstmkit.config import from_dict, load_config
-    from lstmkit.pipeline import run_pipeline
-    from lstmkit.runfolder import RunFolder
+    from lstmkit.runs.folder import RunFolder
+    from lstmkit.cli.pipeline import run_pipeline
 
     cfg = from_dict(load_config(REPO / "configs" / "quick.yaml").to_dict(), json.loads(settings))
     run = RunFolder(Path(run_dir))
@@ -145,7 +145,7 @@ def table(sizes: list[int], results: dict[int, dict[str, dict]], stages: list[st
 
 def main(argv: list[str] | None = None) -> int:
     """Time every stage at each size and print one table."""
-    from lstmkit.pipeline import STAGES
+    from lstmkit.runs.notebooks import STAGES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, action="append", help=f"series length; repeatable (default: {', '.join(map(str, SIZES))})")
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage:
         run_one_stage(args.run, args.stage, args.settings)
         return 0
-    from lstmkit.pipeline import ensure_kernel
+    from lstmkit.cli.pipeline import ensure_kernel
 
     ensure_kernel()  # one-time kernel registration, kept out of the timings
     sizes = sorted(set(args.rows or SIZES))

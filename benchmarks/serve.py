@@ -2,7 +2,7 @@
 
 A bundle of a one-layer LSTM (64 units by default, look-back 336, ETTh2's OT target, horizon of the profile) is
 trained briefly (`--epochs`, `--steps-per-epoch`: latency does not depend on accuracy) and written with
-`write_bundle`; `lstmkit serve` then runs as a subprocess on 127.0.0.1 (lstmkit.deployment.Service: free port,
+`write_bundle`; `lstmkit serve` then runs as a subprocess on 127.0.0.1 (lstmkit.stages.deployment.Service: free port,
 generated API key, its own SQLite database). For each number of concurrent clients (asyncio tasks sharing one httpx
 client with as many connections), the script times
 
@@ -79,13 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_bundle(args: argparse.Namespace, out: Path):
     """Train the benchmarked LSTM briefly on the profile's series, write its bundle to `out`; (bundle path, series)."""
-    from lstmkit.bundle import validation_errors, write_bundle
+    from lstmkit.bundle.format import validation_errors, write_bundle
     from lstmkit.config import from_dict, load_config
-    from lstmkit.data import load_series
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.preprocessing import prepare
-    from lstmkit.seasonality import infer_freq, resolve_config
-    from lstmkit.training import fit_forecaster
+    from lstmkit.core.timeindex import infer_freq
+    from lstmkit.data.seasonality import resolve_config
+    from lstmkit.data.series import load_series
+    from lstmkit.data.windows import prepare
+    from lstmkit.models.neural.forecaster import fit_forecaster
+    from lstmkit.models.neural.spec import ModelSpec
 
     cfg = load_config(args.config)
     cfg = from_dict(cfg.to_dict(), {"model.layers": 1, "model.units": args.units, "window.lookback": args.lookback,
@@ -198,8 +199,8 @@ def kill_test(bundle_path: Path, frame, columns: list[str], kills: int, state: P
     observations, and how many of them are missing after the restarts."""
     import httpx
 
-    from lstmkit.deployment import Service
     from lstmkit.service.storage import Storage
+    from lstmkit.stages.deployment import Service
 
     series = "kill"
     values = frame[columns].to_numpy(dtype=float)
@@ -251,15 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     """Build or load the bundle, serve it, run the load levels and the kill test, print the tables."""
     args = parse_args(argv)
     import_tensorflow()
-    from lstmkit.bundle import load_bundle
-    from lstmkit.deployment import Service, latency_summary
+    from lstmkit.bundle.runtime import load_bundle
+    from lstmkit.stages.deployment import Service, latency_summary
 
     load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="lstmkit-serve-bench-"))
     if args.bundle:
         bundle_path = Path(args.bundle)
         from lstmkit.config import load_config
-        from lstmkit.data import load_series
+        from lstmkit.data.series import load_series
 
         frame = load_series(load_config(args.config)).frame
     else:

@@ -1,8 +1,8 @@
 """Wall time of each pipeline stage, and of the report build, for one or more config profiles.
 
 For each profile (``configs/<profile>.yaml``) the nine notebooks are executed one stage at a time with
-``lstmkit.pipeline.run_pipeline(run, cfg, start=stage, stop=stage)`` (what ``lstmkit run`` does, stage by stage) into a
-fresh run folder, timing each call; then ``lstmkit.report.report`` (what ``lstmkit report`` does: publish the run into
+``lstmkit.cli.pipeline.run_pipeline(run, cfg, start=stage, stop=stage)`` (what ``lstmkit run`` does, stage by stage) into a
+fresh run folder, timing each call; then ``lstmkit.report.book.report`` (what ``lstmkit report`` does: publish the run into
 book/ at the project root and build it with jupyter-book) is timed. The Jupyter kernel is registered once beforehand,
 so no stage pays for that. Note that the report step rewrites the project's book/ and _build/ folders (git-ignored).
 Run from the repository root:
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_project() -> tuple[Path, list[str]]:
     """The project root the pipeline will use, and the problems (missing notebooks, _toc.yml) that would stop it."""
-    from lstmkit.pipeline import STAGES, project_root
+    from lstmkit.runs.notebooks import STAGES, project_root
 
     try:
         root = project_root()
@@ -71,9 +71,10 @@ def time_profile(profile: str, run_dir: Path, root: Path, report: bool, strict: 
     On failure the exception carries the steps timed so far, the failed one last, as its `timings` attribute.
     """
     from lstmkit.config import load_config
-    from lstmkit.pipeline import STAGES, run_pipeline
-    from lstmkit.report import report as build_report
-    from lstmkit.runfolder import RunFolder
+    from lstmkit.report.book import report as build_report
+    from lstmkit.runs.folder import RunFolder
+    from lstmkit.cli.pipeline import run_pipeline
+    from lstmkit.runs.notebooks import STAGES
 
     cfg = load_config(root / "configs" / f"{profile}.yaml")
     run = RunFolder(run_dir.resolve())
@@ -108,7 +109,7 @@ def progress(*args: object, **kwargs: object) -> None:
 def format_table(profiles: list[str], results: dict[str, list[tuple[str, float]]], failed: Sequence[str] = (),
                  report: bool = True) -> str:
     """Stages as rows, profiles as columns of seconds, with totals; the failed step of a failed profile is marked."""
-    from lstmkit.pipeline import STAGES
+    from lstmkit.runs.notebooks import STAGES
 
     steps = [s.name for s in STAGES] + (["report"] if report else [])
     notebooks = {s.name: s.notebook for s in STAGES} | {"report": "(jupyter-book build)"}
@@ -158,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot time the pipeline (project {root}):\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
 
-    from lstmkit.pipeline import StageFailed, ensure_kernel
-    from lstmkit.report import ReportError
+    from lstmkit.core.errors import ReportError, StageFailed
+    from lstmkit.cli.pipeline import ensure_kernel
 
     ensure_kernel()  # one-time kernel registration, kept out of the stage timings
     base = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="lstmkit-stages-"))

@@ -1,6 +1,6 @@
 """Training throughput: lstmkit's lazy tf.data windows vs a bare `model.fit` on materialised numpy windows.
 
-Both sides train the same 1x64 LSTM (lstmkit.forecasters.neural.build_network, same seed, same initial weights) on the same
+Both sides train the same 1x64 LSTM (lstmkit.models.neural.forecaster.build_network, same seed, same initial weights) on the same
 training windows of a profile's synthetic series, with the same batch size and number of epochs:
 
 * pipeline: ``Prepared.dataset("train", batch, shuffle=True, seed)`` fed to ``model.fit`` exactly as
@@ -31,9 +31,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lstmkit.config import ConfigError
-from lstmkit.forecasters import ModelSpec
-from lstmkit.forecasters.neural import build_network, set_seed
-from lstmkit.preprocessing import Prepared
+from lstmkit.data.windows import Prepared
+from lstmkit.models.neural.forecaster import build_network, set_seed
+from lstmkit.models.neural.spec import ModelSpec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """Tuning speed: trials per minute of one process vs a chief + local workers, and the cost of the walk-forward objective.
 
-Every search is ``lstmkit.tuning.tune`` on the same profile data, seed and small fixed space (layers 1, units U/2 and U,
+Every search is ``lstmkit.tuning.search.tune`` on the same profile data, seed and small fixed space (layers 1, units U/2 and U,
 log learning rate, one batch size, one optimizer, dropout 0-0.2 step 0.1), in a fresh run folder prepared like the data
 and preprocessing stages leave it (a temporary directory, so nothing is ever resumed). An untimed one-trial search
 first warms this process up (imports, first model build), so in-process searches start on equal terms.
@@ -20,7 +20,7 @@ Two more comparisons, each chosen by its flag, on ETTh2 (configs/etth2.yaml: mod
 3. ``--compare-strategies``: random, bayesian, hyperband (Keras Tuner), optuna (Optuna) and asha, pbt (Ray Tune),
    each with the same wall-time budget (``tuning.max_minutes`` = ``--minutes``) over the same space, each in a fresh
    run folder. Every epoch's validation loss is timed from the search's start: for the in-process strategies by
-   wrapping ``lstmkit.tuners.train_trial`` (its per-epoch ``report`` hook), for the Ray ones from the run's
+   wrapping ``lstmkit.tuning.backends.keras_tuner.train_trial`` (its per-epoch ``report`` hook), for the Ray ones from the run's
    ``tuning/lineage.csv`` (``seconds`` since the search started, shifted by the time from this script's clock start
    to the search's recorded start). It prints per strategy the trials finished, the epochs trained, the wall seconds,
    the best validation loss reached within the budget and when it was first reached, and writes the best-so-far
@@ -62,11 +62,16 @@ from common import REPO, base_parser, format_table, import_tensorflow  # noqa: E
 import_tensorflow()
 
 from lstmkit.config import RAY_STRATEGIES, Config, ConfigError, from_dict, load_config  # noqa: E402
-from lstmkit.data import load_series, save_series  # noqa: E402
-from lstmkit.preprocessing import prepare, save_prepared  # noqa: E402
-from lstmkit.runfolder import start_run  # noqa: E402
-from lstmkit.search_space import search_space  # noqa: E402
-from lstmkit.tuning import TuningError, cv_folds, tune  # noqa: E402
+from lstmkit.core.errors import TuningError  # noqa: E402
+from lstmkit.data.series import load_series, save_series  # noqa: E402
+from lstmkit.data.windows import (
+    cv_folds,  # noqa: E402
+    prepare,  # noqa: E402
+)
+from lstmkit.runs.folder import start_run  # noqa: E402
+from lstmkit.stages.preprocessing import save_prepared  # noqa: E402
+from lstmkit.tuning.search import tune  # noqa: E402
+from lstmkit.tuning.space import search_space  # noqa: E402
 
 STRATEGIES = ("random", "bayesian", "hyperband", "optuna", "asha", "pbt")
 ETTH2 = REPO / "configs" / "etth2.yaml"
@@ -301,8 +306,8 @@ class Curve:
 @contextlib.contextmanager
 def epoch_clock(points: list[tuple[float, float]], t0: float) -> Iterator[None]:
     """While inside, every epoch of a trial trained in this process (Keras Tuner, Optuna) appends (seconds since t0,
-    validation loss) to `points`, through lstmkit.tuners.train_trial's per-epoch `report` hook."""
-    from lstmkit import tuners
+    validation loss) to `points`, through lstmkit.tuning.backends.keras_tuner.train_trial's per-epoch `report` hook."""
+    from lstmkit.tuning.backends import keras_tuner as tuners
 
     original = tuners.train_trial
 
@@ -324,7 +329,7 @@ def epoch_clock(points: list[tuple[float, float]], t0: float) -> Iterator[None]:
 def ray_points(run, cfg: Config, epoch0: float) -> list[tuple[float, float]]:
     """(seconds since epoch0, validation loss) of every epoch in the run's lineage.csv (Ray strategies): its seconds
     count from the search's recorded start (tuning/<project>.started.json), which this shifts to epoch0."""
-    from lstmkit.tuning import project_name
+    from lstmkit.tuning.objective import project_name
 
     if not run.lineage_file.exists():
         return []
@@ -372,7 +377,7 @@ def save_curves(table: pd.DataFrame, budget: float, out: Path, title: str) -> li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lstmkit.atomic import atomic_path, atomic_write_text
+    from lstmkit.core.atomic import atomic_path, atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     csv, png = out / "tuning_strategies.csv", out / "tuning_strategies.png"

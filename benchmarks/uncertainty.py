@@ -3,8 +3,8 @@ detector on the labelled NAB series.
 
 ETTh2 part (configs/etth2.yaml: mode S, look-back 336, horizon 96, rows [0, 8640) train, [8640, 11520) validate,
 [11520, 14400) test, every test window): for each architecture of `--architectures` (default: lstm, deepar, patchtst)
-a run folder under `--results` is trained by the training stage (`lstmkit.training.train_run`) and the uncertainty
-stage (`lstmkit.uncertainty.run_uncertainty`) computes each method on it, calibrated on the validation windows,
+a run folder under `--results` is trained by the training stage (`lstmkit.stages.training.train_run`) and the uncertainty
+stage (`lstmkit.stages.uncertainty.run_uncertainty`) computes each method on it, calibrated on the validation windows,
 beside the conformalised seasonal-naive baseline of the same run. Printed per forecaster/method: coverage of the 80%,
 90% and 95% intervals over every window and step, the worst horizon step's, whole-path (joint) coverage, mean width,
 CRPS, MSIS at 95%, and seconds (model trained or loaded, forecasts and calibration). Then the issue's targets:
@@ -34,11 +34,11 @@ from common import REPO, format_table, import_tensorflow  # noqa: E402 (benchmar
 import_tensorflow()
 
 from lstmkit.config import ARCHITECTURES, load_config, parse_override  # noqa: E402
-from lstmkit.data import load_series, save_filled  # noqa: E402
-from lstmkit.preprocessing import prepare  # noqa: E402
-from lstmkit.runfolder import RunFolder  # noqa: E402
-from lstmkit.seasonality import resolve_config  # noqa: E402
-from lstmkit.training import load_selected, train_run  # noqa: E402
+from lstmkit.data.seasonality import resolve_config  # noqa: E402
+from lstmkit.data.series import load_series, save_filled  # noqa: E402
+from lstmkit.data.windows import prepare  # noqa: E402
+from lstmkit.runs.folder import RunFolder  # noqa: E402
+from lstmkit.stages.training import load_selected, train_run  # noqa: E402
 
 LEVELS = [0.8, 0.9, 0.95]
 # Per architecture: settings that differ from configs/etth2.yaml, and the methods applied. The LSTM gets dropout 0.2
@@ -67,7 +67,7 @@ def ett_config(arch: str, overrides: dict):
 
 def run_arch(arch: str, results: Path, overrides: dict) -> dict:
     """Train (or reload) one architecture in its run folder and run the uncertainty stage; its metrics.json dict."""
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     cfg = ett_config(arch, overrides)
     frame = load_series(cfg).frame
@@ -148,7 +148,7 @@ def targets(all_metrics: dict[str, dict]) -> list[str]:
 
 def nab_rows(configs: list[Path], results: Path, overrides: dict) -> list[tuple[str, ...]]:
     """Train each NAB profile's model and run the anomaly stage; one row per series and one for its random baseline."""
-    from lstmkit.anomalies import run_anomalies
+    from lstmkit.stages.anomalies import run_anomalies
 
     rows = [("series", "scores", "AUC-ROC", "AUC-ROC pooled", "AUC-PR", "AUC-PR pooled", "precision", "recall", "F1",
              "event F1", "false alarms", "chosen")]

@@ -32,15 +32,15 @@ from common import REPO, format_table, import_tensorflow  # noqa: E402 (benchmar
 
 import_tensorflow()
 
-from lstmkit.atomic import atomic_path  # noqa: E402
 from lstmkit.config import ARCHITECTURES, load_config, parse_override  # noqa: E402
-from lstmkit.data import load_series  # noqa: E402
-from lstmkit.forecasters import ModelSpec  # noqa: E402
-from lstmkit.forecasters.baselines import baselines  # noqa: E402
-from lstmkit.metrics import metric_report  # noqa: E402
-from lstmkit.preprocessing import prepare  # noqa: E402
-from lstmkit.reference import published_for  # noqa: E402
-from lstmkit.training import fit_forecaster  # noqa: E402
+from lstmkit.core.atomic import atomic_path  # noqa: E402
+from lstmkit.data.series import load_series  # noqa: E402
+from lstmkit.data.windows import prepare  # noqa: E402
+from lstmkit.models.baselines import baselines  # noqa: E402
+from lstmkit.models.metrics import metric_report  # noqa: E402
+from lstmkit.models.neural.forecaster import fit_forecaster  # noqa: E402
+from lstmkit.models.neural.spec import ModelSpec  # noqa: E402
+from lstmkit.report.reference import published_for  # noqa: E402
 
 # Settings that differ from configs/etth2.yaml's model.* for an architecture: the paper's own where it gives them.
 ARCHITECTURE_SETTINGS: dict[str, dict] = {
@@ -100,7 +100,7 @@ def ensemble_row(name: str, members: list[str], records: list[dict], results: Pa
 def quick_fit(arch: str) -> dict:
     """Train one architecture on the quick profile (this process); seconds, epochs, parameters, validation loss."""
     cfg = load_config(REPO / "configs" / "quick.yaml", {"model.architecture": arch, "training.verbose": 0})
-    from lstmkit.seasonality import resolve_config
+    from lstmkit.data.seasonality import resolve_config
 
     frame = load_series(cfg).frame
     cfg, _ = resolve_config(cfg, frame.index)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from lstmkit.preprocessing import Prepared, SplitBounds
+from lstmkit.data.splits import SplitBounds
+from lstmkit.data.windows import Prepared
 
 FEATURE_OFFSET = 1000.0  # the feature channel holds 1000 + row, the target channel holds row
 
@@ -143,7 +144,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_series() -> pd.DataFrame:
     """The hourly synthetic frame (DatetimeIndex `date`, freq h; columns x1, x2, x3, target) tiny_bundle is trained on."""
-    from lstmkit.data import make_synthetic
+    from lstmkit.data.synthetic import make_synthetic
 
     frame, _ = make_synthetic(length=TINY_ROWS, seed=7)
     return frame
@@ -152,10 +153,10 @@ def tiny_series() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_series):
     """Path of a bundle (write_bundle) of a tiny LSTM trained on tiny_series; read-only: copy it before changing it."""
-    from lstmkit.bundle import validation_errors, write_bundle
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.preprocessing import prepare
-    from lstmkit.training import fit_forecaster
+    from lstmkit.bundle.format import validation_errors, write_bundle
+    from lstmkit.data.windows import prepare
+    from lstmkit.models.neural.forecaster import fit_forecaster
+    from lstmkit.models.neural.spec import ModelSpec
 
     cfg = tiny_config()
     prepared = prepare(tiny_series, cfg)

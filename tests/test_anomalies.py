@@ -8,14 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit import anomalies as an
+from lstmkit.anomalies import labels as an_labels
+from lstmkit.anomalies import metrics as an_metrics
+from lstmkit.anomalies import scores as an_scores
 from lstmkit.config import load_config
-from lstmkit.data import ANOMALY_KINDS, ANOMALY_STEPS, DataError, anomaly_labels, inject_anomalies, load_series
+from lstmkit.core import errors as an_errors
+from lstmkit.core.errors import DataError
+from lstmkit.data.series import load_series
+from lstmkit.data.synthetic import ANOMALY_KINDS, ANOMALY_STEPS, anomaly_labels, inject_anomalies
+from lstmkit.stages import anomalies as an
 
 
 def _cfg(**overrides):
     """The quick profile (synthetic, 1200 rows) without injected anomalies, with overrides."""
-    from lstmkit.pipeline import project_root
+    from lstmkit.runs.notebooks import project_root
 
     return load_config(project_root() / "configs" / "quick.yaml", {"data.anomalies": 0, **overrides})
 
@@ -38,7 +44,7 @@ def test_injection_lands_in_the_test_span_with_its_ground_truth():
     pd.testing.assert_frame_equal(series.frame[["x1", "x2", "x3"]], clean[["x1", "x2", "x3"]])  # inputs untouched
     labels = anomaly_labels(series.anomalies)
     windows = [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in labels["synthetic"]]
-    np.testing.assert_array_equal(an.point_labels(series.frame.index, windows), truth)
+    np.testing.assert_array_equal(an_labels.point_labels(series.frame.index, windows), truth)
 
 
 def test_injecting_more_anomalies_than_the_test_span_holds_is_a_clear_error():
@@ -50,14 +56,14 @@ def test_injecting_more_anomalies_than_the_test_span_holds_is_a_clear_error():
 # ------------------------------------------------------------------ scores and p-values
 
 def test_conformal_pvalues_by_hand():
-    p = an.conformal_pvalues(np.array([3.0, 1.0, 4.0, 2.0]), np.array([0.5, 2.0, 4.5]))
+    p = an_scores.conformal_pvalues(np.array([3.0, 1.0, 4.0, 2.0]), np.array([0.5, 2.0, 4.5]))
     np.testing.assert_allclose(p, [5 / 5, 4 / 5, 1 / 5])  # (1 + #{cal >= s}) / (n + 1)
 
 
 def test_smoothed_scores_by_hand():
     r = np.array([1.0, 3.0, -1.0, 5.0])
-    np.testing.assert_allclose(an.scores_from(r, 1.0, 2.0), [0, 1, 1, 2])
-    np.testing.assert_allclose(an.scores_from(r, 1.0, 2.0, smooth=2), np.sqrt([0.5, 1.0, 2.5]))
+    np.testing.assert_allclose(an_scores.scores_from(r, 1.0, 2.0), [0, 1, 1, 2])
+    np.testing.assert_allclose(an_scores.scores_from(r, 1.0, 2.0, smooth=2), np.sqrt([0.5, 1.0, 2.5]))
 
 
 @pytest.mark.parametrize("smooth", [1, 6])
@@ -67,9 +73,9 @@ def test_false_alarm_rate_holds_on_clean_data(smooth):
     for seed in range(5):  # the rate achieved with one calibration sample varies: average over five
         rng = np.random.default_rng(seed)
         cal_r, test_r = rng.standard_t(5, 8000), rng.standard_t(5, 40000)
-        centre, scale = an.robust_scale(cal_r)
-        cal = an.scores_from(cal_r, centre, scale, smooth)
-        ps.append(an.conformal_pvalues(cal, an.scores_from(test_r, centre, scale, smooth)))
+        centre, scale = an_scores.robust_scale(cal_r)
+        cal = an_scores.scores_from(cal_r, centre, scale, smooth)
+        ps.append(an_scores.conformal_pvalues(cal, an_scores.scores_from(test_r, centre, scale, smooth)))
     p = np.concatenate(ps)
     for a in (0.01, 0.05, 0.2):
         assert abs(np.mean(p <= a) - a) < 0.25 * a, a
@@ -81,14 +87,14 @@ def test_false_alarm_rate_holds_on_clean_data(smooth):
 
 def test_alarm_aggregation_min_run_and_suppression():
     flags = np.array([1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1], dtype=bool)
-    np.testing.assert_array_equal(an.aggregate_alarms(flags), flags)
-    np.testing.assert_array_equal(an.aggregate_alarms(flags, min_run=2).astype(int),
+    np.testing.assert_array_equal(an_scores.aggregate_alarms(flags), flags)
+    np.testing.assert_array_equal(an_scores.aggregate_alarms(flags, min_run=2).astype(int),
                                   [0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0])
-    np.testing.assert_array_equal(an.aggregate_alarms(flags, min_run=1, suppress=3).astype(int),
+    np.testing.assert_array_equal(an_scores.aggregate_alarms(flags, min_run=1, suppress=3).astype(int),
                                   [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1])
-    np.testing.assert_array_equal(an.aggregate_alarms(flags, min_run=2, suppress=2).astype(int),
+    np.testing.assert_array_equal(an_scores.aggregate_alarms(flags, min_run=2, suppress=2).astype(int),
                                   [0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
-    assert an.events(flags) == [(0, 0), (2, 4), (6, 7), (10, 10)]
+    assert an_metrics.events(flags) == [(0, 0), (2, 4), (6, 7), (10, 10)]
 
 
 # ------------------------------------------------------------------ metrics
@@ -97,7 +103,7 @@ def test_detection_metrics_by_hand():
     labels = np.array([0, 0, 1, 1, 1, 0, 0, 0, 1, 1], dtype=bool)
     alarms = np.array([1, 0, 0, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
     scores = np.array([0.9, 0.1, 0.3, 0.8, 0.7, 0.2, 0.4, 0.5, 0.6, 0.05])
-    m = an.detection_metrics(labels, scores, alarms, alarms)
+    m = an_metrics.detection_metrics(labels, scores, alarms, alarms)
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 5)
     assert m["f1"] == pytest.approx(2 * (2 / 3) * (2 / 5) / (2 / 3 + 2 / 5))
     # events: labels (2-4), (8-9); alarm events (0-0) false, (3-4) true -> precision 1/2, recall 1/2
@@ -114,7 +120,7 @@ def test_detection_metrics_by_hand():
 def test_random_baseline_gives_chance_level():
     labels = np.zeros(2000, dtype=bool)
     labels[500:700] = True
-    m = an.random_baseline(labels, n_flags=40, min_run=1, suppress=0, reps=50, seed=1)
+    m = an_metrics.random_baseline(labels, n_flags=40, min_run=1, suppress=0, reps=50, seed=1)
     assert m["auc_roc"] == pytest.approx(0.5, abs=0.02)
     assert m["auc_pr"] == pytest.approx(0.1, abs=0.02)
     assert m["flag_rate"] == pytest.approx(0.02)
@@ -140,14 +146,14 @@ def _write(tmp_path, content) -> str:
 ])
 def test_a_bad_labels_file_is_a_clear_error(tmp_path, content, message):
     path = _write(tmp_path, content)
-    with pytest.raises(an.LabelsError, match=message) as e:
-        an.read_labels(path, "series.csv")
+    with pytest.raises(an_errors.LabelsError, match=message) as e:
+        an_labels.read_labels(path, "series.csv")
     assert path in str(e.value)
 
 
 def test_a_missing_labels_file_is_named(tmp_path):
-    with pytest.raises(an.LabelsError, match="labels.json: labels file not found"):
-        an.read_labels(tmp_path / "labels.json", "x")
+    with pytest.raises(an_errors.LabelsError, match="labels.json: labels file not found"):
+        an_labels.read_labels(tmp_path / "labels.json", "x")
 
 
 def test_nab_labels_read():
@@ -156,7 +162,7 @@ def test_nab_labels_read():
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab" / "label_windows.json"
     if not path.exists():
         pytest.skip("the NAB development data are not here")
-    windows = an.read_labels(path, "machine_temperature_system_failure.csv")
+    windows = an_labels.read_labels(path, "machine_temperature_system_failure.csv")
     assert len(windows) == 4 and windows[0][0] == pd.Timestamp("2013-12-10 06:25")
 
 
@@ -165,8 +171,8 @@ def test_nab_labels_read():
 def test_injected_anomalies_are_found(tmp_path):
     """A ridge forecaster on the synthetic series with one anomaly of each kind in the test span: every anomaly is
     flagged, few normal observations are, and the scores rank anomalies far above chance."""
-    from lstmkit.forecasters.baselines import LinearWindow
-    from lstmkit.preprocessing import prepare
+    from lstmkit.data.windows import prepare
+    from lstmkit.models.baselines.linear import LinearWindow
 
     cfg = _cfg(**{"data.length": 3000, "data.anomalies": 3, "anomalies.false_alarm_rate": 0.01})
     series = load_series(cfg)
@@ -194,9 +200,9 @@ def test_flag_threshold_matches_the_pvalue_rule():
     rng = np.random.default_rng(3)
     cal, scores = rng.exponential(size=199), rng.exponential(size=5000) * 1.5
     for rate in (0.01, 0.05, 0.3):
-        t = an.flag_threshold(cal, rate)
-        np.testing.assert_array_equal(an.conformal_pvalues(cal, scores) <= rate, scores > t)
-    assert an.flag_threshold(cal[:20], 0.01) == np.inf  # 1/(n + 1) > rate: nothing can be flagged
+        t = an_scores.flag_threshold(cal, rate)
+        np.testing.assert_array_equal(an_scores.conformal_pvalues(cal, scores) <= rate, scores > t)
+    assert an_scores.flag_threshold(cal[:20], 0.01) == np.inf  # 1/(n + 1) > rate: nothing can be flagged
 
 
 @pytest.mark.parametrize("name", ["ambient_temperature", "machine_temperature", "ec2_latency"])
@@ -205,8 +211,9 @@ def test_nab_configs_name_their_labels_and_keep_them_out_of_calibration(name, mo
     span holds at least one label window. Relative paths become absolute before the notebooks (run in notebooks/)."""
     from pathlib import Path
 
-    from lstmkit.pipeline import absolute_paths, project_root
-    from lstmkit.preprocessing import split_bounds
+    from lstmkit.data.splits import split_bounds
+    from lstmkit.runs.notebooks import project_root
+    from lstmkit.stages.checks import absolute_paths
 
     root = project_root()
     monkeypatch.chdir(root)
@@ -215,7 +222,7 @@ def test_nab_configs_name_their_labels_and_keep_them_out_of_calibration(name, mo
         pytest.skip("the NAB development data are not here")
     assert Path(cfg.data.path).is_absolute() and Path(cfg.anomalies.labels).is_absolute()
     frame = load_series(cfg).frame
-    labels = an.point_labels(frame.index, an.read_labels(cfg.anomalies.labels, Path(cfg.data.path).name))
+    labels = an_labels.point_labels(frame.index, an_labels.read_labels(cfg.anomalies.labels, Path(cfg.data.path).name))
     b = split_bounds(len(frame), cfg.split.train, cfg.split.val, cfg.split.test)
     assert not labels[slice(*b.val)].any() and labels[slice(*b.test)].any()
     assert an.calibration_source(cfg) == "val"
@@ -223,27 +230,27 @@ def test_nab_configs_name_their_labels_and_keep_them_out_of_calibration(name, mo
 
 def test_scores_pooled_at_the_labels_resolution():
     labels = np.array([0, 1, 1, 1, 0, 0, 1, 0, 0], dtype=bool)
-    assert an.label_resolution(labels) == 2  # windows of 3 and 1 observations: median 2
-    np.testing.assert_array_equal(an.pooled(np.array([0, 5, 0, 0, 0, 1.0]), 3), [5, 5, 5, 0, 1, 1])
+    assert an_labels.label_resolution(labels) == 2  # windows of 3 and 1 observations: median 2
+    np.testing.assert_array_equal(an_metrics.pooled(np.array([0, 5, 0, 0, 0, 1.0]), 3), [5, 5, 5, 0, 1, 1])
     # a single high score in the middle of a wide window: point-wise it ranks 1 of 5 labelled observations,
     # pooled over the window's width every labelled observation sees it
     labels = np.zeros(50, dtype=bool)
     labels[20:25] = True
     scores = np.linspace(0, 1, 50)[::-1] * 0.5
     scores[22] = 9.0
-    m = an.detection_metrics(labels, scores, scores > 5, scores > 5, resolution=5)
+    m = an_metrics.detection_metrics(labels, scores, scores > 5, scores > 5, resolution=5)
     assert m["auc_roc"] < 0.7 and m["auc_roc_pooled"] == 1.0
 
 
 def test_rolling_pvalues_by_hand_and_against_a_drift():
-    p = an.rolling_pvalues(np.array([1.0, 2.0, 3.0]), np.array([2.5, 0.5, 3.5]))
+    p = an_scores.rolling_pvalues(np.array([1.0, 2.0, 3.0]), np.array([2.5, 0.5, 3.5]))
     # 2.5 vs [1, 2, 3] -> 1 at least as large; 0.5 vs [2, 3, 2.5] -> 3; 3.5 vs [3, 2.5, 0.5] -> 0
     np.testing.assert_allclose(p, [2 / 4, 4 / 4, 1 / 4])
     rng = np.random.default_rng(2)
     cal = np.abs(rng.normal(size=1000))
     drifting = np.abs(rng.normal(size=20000)) * np.linspace(1.0, 1.6, 20000)  # errors grow slowly
-    fixed = np.mean(an.conformal_pvalues(cal, drifting) <= 0.01)
-    rolling = np.mean(an.rolling_pvalues(cal, drifting) <= 0.01)
+    fixed = np.mean(an_scores.conformal_pvalues(cal, drifting) <= 0.01)
+    rolling = np.mean(an_scores.rolling_pvalues(cal, drifting) <= 0.01)
     assert fixed > 0.03 and abs(rolling - 0.01) < 0.004
 
 
@@ -251,7 +258,7 @@ def test_anomaly_figures_are_titled_with_units(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from lstmkit import plots
+    from lstmkit.report import plots
 
     rng = np.random.default_rng(0)
     idx = pd.date_range("2024-01-01", periods=200, freq="h")
@@ -273,8 +280,8 @@ def test_anomaly_figures_are_titled_with_units(tmp_path):
 def test_validation_and_test_span_is_calibrated_out_of_fold(steps):
     """anomalies.span val+test scores the validation rows too, so they cannot calibrate: walk-forward refits over the
     training rows give residuals the scoring model never fitted on, in the run's scaled units."""
-    from lstmkit.forecasters.baselines import LinearWindow
-    from lstmkit.preprocessing import prepare
+    from lstmkit.data.windows import prepare
+    from lstmkit.models.baselines.linear import LinearWindow
 
     cfg = _cfg(**{"data.length": 2000, "anomalies.span": "val+test", "uncertainty.folds": 3, "anomalies.steps": steps})
     prepared = prepare(load_series(cfg).frame, cfg)
@@ -292,7 +299,7 @@ def test_validation_and_test_span_is_calibrated_out_of_fold(steps):
 
 def _prepared_with(target: np.ndarray, **overrides):
     """The quick profile's series (inputs x1-x3) of len(target) rows with `target` as its target, prepared."""
-    from lstmkit.preprocessing import prepare
+    from lstmkit.data.windows import prepare
 
     cfg = _cfg(**{"data.length": len(target), "data.anomalies": 0, **overrides})
     frame = load_series(cfg).frame.copy()
@@ -302,7 +309,7 @@ def _prepared_with(target: np.ndarray, **overrides):
 
 def test_step_forecasts_take_step_j_from_the_window_ending_j_rows_before():
     """Column j - 1 of row t is the step-j forecast of the look-back window ending at row t - j (never later)."""
-    from lstmkit.forecasters.baselines import Persistence
+    from lstmkit.models.baselines.persistence import Persistence
 
     class Tagged(Persistence):
         """Persistence plus 100 x the horizon step, so that the step a forecast came from can be read off it."""
@@ -313,22 +320,22 @@ def test_step_forecasts_take_step_j_from_the_window_ending_j_rows_before():
     cfg, prepared = _prepared_with(np.arange(600.0), **{"window.horizon": 5})
     model = Tagged().fit(prepared)
     rows = np.array([40, 41, 300, 599])
-    got = an.step_forecasts(model, prepared, rows, 5)
+    got = an_scores.step_forecasts(model, prepared, rows, 5)
     target = prepared.scaled[:, prepared.target_index]
     expected = target[rows[:, None] - np.arange(1, 6)[None, :]] + 100.0 * np.arange(1, 6)[None, :]
     np.testing.assert_allclose(got, expected)
-    np.testing.assert_allclose(an.step1_forecasts(model, prepared, rows), expected[:, 0])
+    np.testing.assert_allclose(an_scores.step1_forecasts(model, prepared, rows), expected[:, 0])
     with pytest.raises(ValueError, match="rows before it"):
-        an.step_forecasts(model, prepared, np.array([prepared.lookback + 3]), 5)
+        an_scores.step_forecasts(model, prepared, np.array([prepared.lookback + 3]), 5)
 
 
 def test_multistep_scores_by_hand():
     r = np.array([[1.0, 4.0], [3.0, 0.0], [-1.0, 8.0]])
-    score, step = an.multistep_scores(r, np.array([1.0, 0.0]), np.array([2.0, 4.0]))
+    score, step = an_scores.multistep_scores(r, np.array([1.0, 0.0]), np.array([2.0, 4.0]))
     # standardised: step 1 -> 0, 1, 1; step 2 -> 1, 0, 2
     np.testing.assert_allclose(score, [1, 1, 2])
     np.testing.assert_array_equal(step, [2, 1, 2])
-    centres, scales = an.step_scales(r)
+    centres, scales = an_scores.step_scales(r)
     np.testing.assert_allclose(centres, [1.0, 4.0])
 
 
@@ -343,7 +350,7 @@ def _ramp_series(n: int = 3000, start: int = 2650, length: int = 200, slope: flo
 def test_a_slow_ramp_is_missed_at_step_1_and_found_over_the_horizon(steps, found, tmp_path):
     """Persistence follows a ramp one row late: its step-1 error grows by the slope only (0.25 sd, lost in the noise),
     while its step-24 error grows by 24 x the slope. Scored over 24 steps the ramp is flagged; at step 1 it is not."""
-    from lstmkit.forecasters.baselines import Persistence
+    from lstmkit.models.baselines.persistence import Persistence
 
     target = _ramp_series()
     cfg, prepared = _prepared_with(target, **{"window.horizon": 24, "anomalies.steps": steps,
@@ -370,7 +377,7 @@ def test_a_slow_ramp_is_missed_at_step_1_and_found_over_the_horizon(steps, found
 
 
 def test_steps_are_capped_at_the_horizon():
-    from lstmkit.forecasters.baselines import Persistence
+    from lstmkit.models.baselines.persistence import Persistence
 
     cfg, prepared = _prepared_with(_ramp_series(1200, 1100, 50), **{"anomalies.steps": 10})  # quick profile: H = 4
     result = an.run_anomalies(None, cfg, Persistence().fit(prepared), prepared)
@@ -381,7 +388,7 @@ def test_steps_are_capped_at_the_horizon():
 @pytest.mark.parametrize("calibration", ["fixed", "rolling"])
 def test_the_score_of_an_observation_uses_nothing_after_it(calibration):
     """Changing the series after row t leaves every score, p-value and flag up to t as it was."""
-    from lstmkit.forecasters.baselines import LinearWindow
+    from lstmkit.models.baselines.linear import LinearWindow
 
     overrides = {"window.horizon": 6, "anomalies.steps": 6, "anomalies.calibration": calibration}
     target = _ramp_series(1500, 1400, 60, seed=4)
@@ -407,9 +414,9 @@ def test_multistep_pvalues_stay_uniform_on_clean_data(steps):
     for seed in range(5):
         rng = np.random.default_rng(seed)
         cal_r, test_r = (np.cumsum(rng.standard_t(5, (n, steps)), axis=1) for n in (8000, 40000))
-        centres, scales = an.step_scales(cal_r)
-        cal = an.multistep_scores(cal_r, centres, scales)[0]
-        ps.append(an.conformal_pvalues(cal, an.multistep_scores(test_r, centres, scales)[0]))
+        centres, scales = an_scores.step_scales(cal_r)
+        cal = an_scores.multistep_scores(cal_r, centres, scales)[0]
+        ps.append(an_scores.conformal_pvalues(cal, an_scores.multistep_scores(test_r, centres, scales)[0]))
     p = np.concatenate(ps)
     for a in (0.01, 0.05, 0.2):
         assert abs(np.mean(p <= a) - a) < 0.25 * a, a
@@ -427,9 +434,9 @@ def test_steps_must_be_positive():
 def test_alarms_explain_the_forecast_that_gave_the_score():
     """With several steps, each explained observation's attribution is of the step-j forecast whose error gave its
     score, made from the window ending j rows before it (the explained outputs are those forecasts)."""
-    from lstmkit.forecasters.spec import ModelSpec
-    from lstmkit.preprocessing import prepare
-    from lstmkit.training import fit_forecaster
+    from lstmkit.data.windows import prepare
+    from lstmkit.models.neural.forecaster import fit_forecaster
+    from lstmkit.models.neural.spec import ModelSpec
 
     cfg = _cfg(**{"anomalies.steps": 4, "model.units": 4, "training.epochs": 1, "training.verbose": 0,
                   "explain.steps": 8, "explain.auto_steps": False})
@@ -453,8 +460,8 @@ def test_alarms_explain_the_forecast_that_gave_the_score():
 
 def test_smoothed_scores_leave_filled_residuals_out_by_hand():
     r = np.array([1.0, np.nan, 5.0, np.nan, np.nan])  # standardised (r - 1) / 2: 0, -, 2, -, -
-    np.testing.assert_allclose(an.scores_from(r, 1.0, 2.0, smooth=2), [0.0, 2.0, 2.0, np.nan])
-    score, step = an.multistep_scores(np.array([[1.0, 3.0], [np.nan, np.nan]]), np.zeros(2), np.ones(2))
+    np.testing.assert_allclose(an_scores.scores_from(r, 1.0, 2.0, smooth=2), [0.0, 2.0, 2.0, np.nan])
+    score, step = an_scores.multistep_scores(np.array([[1.0, 3.0], [np.nan, np.nan]]), np.zeros(2), np.ones(2))
     np.testing.assert_allclose(score, [3.0, np.nan])
     np.testing.assert_array_equal(step, [2, 0])
 
@@ -464,10 +471,10 @@ def test_filled_values_are_never_scored_flagged_or_evaluated(tmp_path, calibrati
     """Spikes put where the data stage filled values: without data/filled.parquet (an older run) they are flagged;
     with it they get no score, p-value or flag, stay out of the calibration, and every metric equals the metric of
     the observed values alone."""
-    from lstmkit.atomic import atomic_write_json
-    from lstmkit.data import save_filled
-    from lstmkit.forecasters.baselines import Persistence
-    from lstmkit.runfolder import RunFolder
+    from lstmkit.core.atomic import atomic_write_json
+    from lstmkit.data.series import save_filled
+    from lstmkit.models.baselines.persistence import Persistence
+    from lstmkit.runs.folder import RunFolder
 
     rng = np.random.default_rng(3)
     target = 10 * np.sin(np.arange(1200) * 2 * np.pi / 24) + rng.normal(0, 1, 1200)
@@ -504,10 +511,10 @@ def test_filled_values_are_never_scored_flagged_or_evaluated(tmp_path, calibrati
         np.testing.assert_allclose(result.calibration_scores, np.delete(before.calibration_scores, [60, 61]))
     obs = ~own
     y = f["label"].to_numpy()[obs]
-    width = an.label_resolution(y)
-    expected = an.detection_metrics(y, f["score"].to_numpy()[obs], f["flag"].to_numpy()[obs],
+    width = an_labels.label_resolution(y)
+    expected = an_metrics.detection_metrics(y, f["score"].to_numpy()[obs], f["flag"].to_numpy()[obs],
                                     f["alarm"].to_numpy()[obs], width)
-    expected["random_baseline"] = an.random_baseline(y, int(f["flag"].sum()), cfg.anomalies.min_run,
+    expected["random_baseline"] = an_metrics.random_baseline(y, int(f["flag"].sum()), cfg.anomalies.min_run,
                                                      cfg.anomalies.suppress, seed=cfg.seed, resolution=width)
     got = dict(result.metrics)
     assert got.pop("random_baseline") == pytest.approx(expected.pop("random_baseline"), nan_ok=True)

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from lstmkit.config import ARCHITECTURES, from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.explain import integrated_gradients
-from lstmkit.forecasters import ForecasterError, ModelSpec, load
-from lstmkit.forecasters.neural import NETWORK_FILE, NeuralForecaster, architecture, build_network
-from lstmkit.forecasters.spec import architecture_options
-from lstmkit.preprocessing import prepare
+from lstmkit.core.errors import ForecasterError
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.explain.integrated_gradients import integrated_gradients
+from lstmkit.models.neural.forecaster import NETWORK_FILE, NeuralForecaster, architecture, build_network
+from lstmkit.models.registry import load
+from lstmkit.models.neural.spec import ModelSpec, architecture_options
 
 LOOKBACK, CHANNELS, HORIZON = 16, 3, 4
 RECURRENT = ("lstm", "gru", "bilstm", "cnn_lstm", "attention_lstm")
@@ -39,10 +40,10 @@ CONFIG = {"seed": 3, "data": {"features": ["x1", "x2"], "length": 360},
 def arch_module(name: str) -> ModuleType:
     """The architecture's module; skips the test while lstmkit/forecasters/<name>.py does not exist yet."""
     try:
-        return importlib.import_module(f"lstmkit.forecasters.{name}")
+        return importlib.import_module(f"lstmkit.models.neural.{name}")
     except ModuleNotFoundError as err:
-        if err.name == f"lstmkit.forecasters.{name}":
-            pytest.skip(f"lstmkit/forecasters/{name}.py is not written yet")
+        if err.name == f"lstmkit.models.neural.{name}":
+            pytest.skip(f"lstmkit/models/neural/{name}.py is not written yet")
         raise
 
 

@@ -13,11 +13,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lstmkit import attention, plots  # noqa: E402
 from lstmkit.config import from_dict  # noqa: E402
-from lstmkit.data import Driver, GroundTruth  # noqa: E402
-from lstmkit.explain import Attribution  # noqa: E402
-from lstmkit.forecasters import Forecaster, ForecasterError  # noqa: E402
+from lstmkit.core.errors import ForecasterError  # noqa: E402
+from lstmkit.data.synthetic import Driver, GroundTruth  # noqa: E402
+from lstmkit.explain import attention  # noqa: E402
+from lstmkit.explain.integrated_gradients import Attribution  # noqa: E402
+from lstmkit.models.base import Forecaster  # noqa: E402
+from lstmkit.report import plots  # noqa: E402
+from lstmkit.stages import explainability as attention_explainability
 
 LOOKBACK, CHANNELS, HORIZON = 6, 3, 2
 COLUMNS = ["x1", "x2", "target"]
@@ -260,9 +263,9 @@ def test_variable_selection_figure(tmp_path):
 
 def test_an_attention_lstm_trained_one_epoch_gives_profiles_of_the_right_shape(row_prepared):
     from lstmkit.config import TrainingConfig
-    from lstmkit.explain import integrated_gradients
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.forecasters.neural import NeuralForecaster
+    from lstmkit.explain.integrated_gradients import integrated_gradients
+    from lstmkit.models.neural.forecaster import NeuralForecaster
+    from lstmkit.models.neural.spec import ModelSpec
 
     p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
     forecaster = NeuralForecaster(ModelSpec("attention_lstm", units=4, dropout=0.0, batch_size=16),
@@ -283,9 +286,9 @@ def test_an_attention_lstm_trained_one_epoch_gives_profiles_of_the_right_shape(r
 
 def test_a_tft_trained_one_epoch_gives_time_and_variable_profiles(row_prepared):
     from lstmkit.config import TrainingConfig
-    from lstmkit.explain import integrated_gradients
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.forecasters.neural import NeuralForecaster
+    from lstmkit.explain.integrated_gradients import integrated_gradients
+    from lstmkit.models.neural.forecaster import NeuralForecaster
+    from lstmkit.models.neural.spec import ModelSpec
 
     p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
     forecaster = NeuralForecaster(ModelSpec("tft", units=4, dropout=0.0, batch_size=16, options={"heads": 2}),
@@ -327,10 +330,10 @@ def comparison_run(tmp_path_factory, row_prepared):
     """A run folder as the training stage leaves it after comparing lstm (selected), attention_lstm (two seeds) and
     tft, each trained one epoch on a toy series (look-back 8, horizon 3) and saved."""
     from lstmkit.config import TrainingConfig
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.forecasters.neural import NeuralForecaster
-    from lstmkit.runfolder import RunFolder
-    from lstmkit.training import TrainedModel, write_selected
+    from lstmkit.models.neural.forecaster import NeuralForecaster
+    from lstmkit.models.neural.spec import ModelSpec
+    from lstmkit.runs.folder import RunFolder
+    from lstmkit.stages.training import TrainedModel, write_selected
 
     p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
     run = RunFolder(tmp_path_factory.mktemp("comparison"))
@@ -348,17 +351,17 @@ def comparison_run(tmp_path_factory, row_prepared):
 
 
 def test_each_attention_architecture_of_a_run_is_analysed_at_its_best_seed(comparison_run):
-    from lstmkit.explain import explain_test_windows, explain_windows
+    from lstmkit.stages.explainability import explain_test_windows, explain_windows
 
     run, cfg, p, trained = comparison_run
-    assert attention.trained_names(run) == ["lstm", "attention_lstm", "tft"]
+    assert attention_explainability.trained_names(run) == ["lstm", "attention_lstm", "tft"]
     best = min(trained[1:3], key=lambda m: m.forecaster.val_loss_).seed
-    assert [(e["model"], e["seed"]) for e in attention.attention_entries(run)] == [("attention_lstm", best), ("tft", 1)]
-    assert [e["model"] for e in attention.attention_entries(run, "variable_selection")] == ["tft"]
-    assert attention.attention_entries(run, "quantiles") == []  # no model of the run has that tag
+    assert [(e["model"], e["seed"]) for e in attention_explainability.attention_entries(run)] == [("attention_lstm", best), ("tft", 1)]
+    assert [e["model"] for e in attention_explainability.attention_entries(run, "variable_selection")] == ["tft"]
+    assert attention_explainability.attention_entries(run, "quantiles") == []  # no model of the run has that tag
     selected = trained[0].forecaster
     positions, attr = explain_test_windows(selected, p, cfg)
-    models = attention.analyse_run(run, cfg, selected, p, positions, attr, horizon_step=1)
+    models = attention_explainability.analyse_run(run, cfg, selected, p, positions, attr, horizon_step=1)
     assert [(m.name, m.seed, m.selected) for m in models] == [("attention_lstm", best, False), ("tft", 1, False)]
     for m in models:  # IG of that model (not of the selected lstm), on the selected model's explained windows
         expected = explain_windows(m.forecaster, p, cfg, positions)
@@ -366,23 +369,23 @@ def test_each_attention_architecture_of_a_run_is_analysed_at_its_best_seed(compa
         assert not np.allclose(m.attribution.values, attr.values)
         assert m.analysis.time.shape == (8, 2) and m.analysis.window_spearman.shape == (len(positions),)
     assert models[0].analysis.variables is None and models[1].analysis.variables.shape == (2, 2)
-    summary = attention.attention_summary(models)
+    summary = attention_explainability.attention_summary(models)
     assert list(summary) == ["attention_lstm", "tft"]
     assert summary["tft"]["seed"] == 1 and summary["tft"]["selected"] is False and "variable_agreement" in summary["tft"]
     assert summary["attention_lstm"]["relative_completeness_gap"] == pytest.approx(models[0].attribution.relative_gap())
     intro = attention.model_intro(models[1])
     assert intro.startswith("### `tft`, seed 1\n\n") and "not selected" in intro and f"same {len(positions)} test" in intro
     assert "variable-selection weight" in intro and "variable-selection" not in attention.model_intro(models[0])
-    assert attention.attention_summary([]) is None
+    assert attention_explainability.attention_summary([]) is None
 
 
 def test_a_selected_attention_model_reuses_the_chapters_attributions(comparison_run, tmp_path):
     import json
     import shutil
 
-    from lstmkit.explain import explain_test_windows
-    from lstmkit.forecasters import load
-    from lstmkit.runfolder import RunFolder
+    from lstmkit.models.registry import load
+    from lstmkit.runs.folder import RunFolder
+    from lstmkit.stages.explainability import explain_test_windows
 
     run, cfg, p, trained = comparison_run
     copy = RunFolder(tmp_path / "run")
@@ -392,7 +395,7 @@ def test_a_selected_attention_model_reuses_the_chapters_attributions(comparison_
     copy.selected_file.write_text(json.dumps(choice))
     selected = load(copy.root / trained[3].path)
     positions, attr = explain_test_windows(selected, p, cfg)
-    models = attention.analyse_run(copy, cfg, selected, p, positions, attr)
+    models = attention_explainability.analyse_run(copy, cfg, selected, p, positions, attr)
     tft = next(m for m in models if m.name == "tft")
     assert tft.selected and tft.attribution is attr and tft.forecaster is selected
     assert "selected model" in attention.model_intro(tft) and not next(m for m in models if m.name != "tft").selected
@@ -401,10 +404,10 @@ def test_a_selected_attention_model_reuses_the_chapters_attributions(comparison_
 def test_windows_of_another_look_back_keep_their_forecast_origins(row_prepared):
     p = row_prepared(lookback=8, horizon=3)
     positions = np.array([0, 5, 10])
-    other, theirs = attention.same_windows(p, positions, 12)
+    other, theirs = attention_explainability.same_windows(p, positions, 12)
     assert other.lookback == 12
     np.testing.assert_array_equal(other.origins("test")[theirs], p.origins("test")[positions])
-    same, kept = attention.same_windows(p, positions, 8)
+    same, kept = attention_explainability.same_windows(p, positions, 8)
     assert same is p and (kept == positions).all()
 
 

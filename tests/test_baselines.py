@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstmkit.forecasters.baselines import AutoRegressive, LinearWindow, Persistence
+from lstmkit.models.baselines.autoregressive import AutoRegressive
+from lstmkit.models.baselines.linear import LinearWindow
+from lstmkit.models.baselines.persistence import Persistence
 
 
 def test_nlinear_is_immune_to_a_level_shift_that_breaks_plain_ridge(row_prepared):
@@ -59,10 +61,10 @@ def test_autoreg_uses_training_rows_only(row_prepared):
 def test_ett_protocol_reproduces_the_literature_persistence_figures(horizon, mse, mae, windows):
     """configs/ett.yaml on any ETT-format file (here the bundled ETTh2, given as a plain CSV path)."""
     from lstmkit.config import load_config
-    from lstmkit.data import load_series
-    from lstmkit.datasets import dataset_path
-    from lstmkit.pipeline import project_root
-    from lstmkit.preprocessing import prepare
+    from lstmkit.data.datasets import dataset_path
+    from lstmkit.data.series import load_series
+    from lstmkit.data.windows import prepare
+    from lstmkit.runs.notebooks import project_root
 
     cfg = load_config(project_root() / "configs" / "ett.yaml", {"data.path": str(dataset_path("etth2")),
                                                                "window.horizon": horizon})
@@ -84,8 +86,8 @@ def test_ett_protocol_reproduces_the_literature_persistence_figures(horizon, mse
 
 def test_every_baseline_saves_and_loads_behind_the_contract(row_prepared, tmp_path):
     from lstmkit.config import from_dict
-    from lstmkit.forecasters import load
-    from lstmkit.forecasters.baselines import baselines
+    from lstmkit.models.baselines import baselines
+    from lstmkit.models.registry import load
 
     rng = np.random.default_rng(4)
     p = row_prepared(n=300, train=200, val=50, lookback=8, horizon=3, target_values=rng.normal(size=300).cumsum())

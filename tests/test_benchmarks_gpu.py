@@ -30,8 +30,8 @@ def test_cudnn_switch_and_op_inspection(architecture, layer):
     import keras
     import numpy as np
 
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.forecasters.neural import build_network
+    from lstmkit.models.neural.forecaster import build_network
+    from lstmkit.models.neural.spec import ModelSpec
 
     gpu = load_benchmark("gpu")
     spec = ModelSpec(architecture=architecture, units=4, dropout=0.0, batch_size=8)

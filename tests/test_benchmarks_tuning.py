@@ -25,8 +25,8 @@ def test_best_within_budget_and_curves():
 
 def test_epoch_clock_times_every_epoch_and_restores(monkeypatch):
     """epoch_clock records each epoch reported through train_trial, still calls the strategy's own hook (Optuna's
-    pruning), and puts lstmkit.tuners.train_trial back."""
-    from lstmkit import tuners
+    pruning), and puts lstmkit.tuning.backends.keras_tuner.train_trial back."""
+    from lstmkit.tuning.backends import keras_tuner as tuners
 
     bench = load_benchmark("tuning")
     seen = []

@@ -14,16 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.bundle import (
-    BundleError,
-    ForecastInputError,
-    _write_manifest,
-    export_bundle,
-    load_bundle,
-    write_bundle,
-)
-from lstmkit.conformal import conformal_quantile
-from lstmkit.preprocessing import prepare
+from lstmkit.bundle.format import _write_manifest, write_bundle
+from lstmkit.bundle.runtime import load_bundle
+from lstmkit.core.errors import BundleError, ForecastInputError
+from lstmkit.data.windows import prepare
+from lstmkit.probabilistic.conformal import conformal_quantile
+from lstmkit.stages.export import export_bundle
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,7 +255,7 @@ def test_a_lambda_layer_is_refused_by_safe_mode(copy):
 
 def _rewrite(target: Path, bundle, metrics: dict | None = None) -> Path:
     """write_bundle of the tiny bundle's model and calibration into target."""
-    from lstmkit.bundle import scaler_from_params
+    from lstmkit.bundle.format import scaler_from_params
 
     pre = bundle.preprocessing
     return write_bundle(target, bundle.forecaster, scaler_from_params(pre["scaler"]),
@@ -310,7 +306,7 @@ def test_a_crash_mid_write_leaves_the_existing_bundle_untouched(bundle, tmp_path
 
 
 def test_too_few_calibration_windows_for_a_level_are_refused(bundle, tmp_path):
-    from lstmkit.bundle import scaler_from_params
+    from lstmkit.bundle.format import scaler_from_params
 
     pre = bundle.preprocessing
     with pytest.raises(BundleError, match="10 calibration windows are too few for a 95% interval"):
@@ -332,12 +328,14 @@ RUN = {"seed": 5, "data": {"source": "synthetic", "length": 480}, "split": {"tra
 def make_run(root: Path, overrides: dict | None = None):
     """A run folder whose data, preprocessing, training and evaluation stages ran (in-process, tiny)."""
     from lstmkit.config import from_dict
-    from lstmkit.data import make_synthetic, save_series
-    from lstmkit.evaluation import evaluate, save_evaluation
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.preprocessing import save_prepared
-    from lstmkit.runfolder import start_run
-    from lstmkit.training import TrainedModel, fit_forecaster, write_selected
+    from lstmkit.data.series import save_series
+    from lstmkit.data.synthetic import make_synthetic
+    from lstmkit.models.neural.forecaster import fit_forecaster
+    from lstmkit.models.neural.spec import ModelSpec
+    from lstmkit.runs.folder import start_run
+    from lstmkit.stages.evaluation import evaluate, save_evaluation
+    from lstmkit.stages.preprocessing import save_prepared
+    from lstmkit.stages.training import TrainedModel, write_selected
 
     cfg = from_dict(RUN, overrides)
     frame, _ = make_synthetic(cfg.data.length, cfg.data.noise_std, cfg.seed)
@@ -397,7 +395,7 @@ def test_export_refuses_a_run_without_evaluation(tiny_run, tmp_path):
     run, _, _ = tiny_run
     copy_root = Path(shutil.copytree(run.root, tmp_path / "run"))
     (copy_root / "evaluation" / "metrics.json").unlink()
-    from lstmkit.runfolder import RunFolder
+    from lstmkit.runs.folder import RunFolder
 
     with pytest.raises(BundleError, match="lacks the stage\\(s\\) evaluation"):
         export_bundle(RunFolder(copy_root), tmp_path / "bundle")
@@ -439,7 +437,7 @@ def test_quick_profile_run_exports_a_bundle_that_forecasts(tmp_path):
     assert out.returncode == 0, out.stderr
     b = load_bundle(project / "bundle")
     assert b.version in out.stdout
-    from lstmkit.data import read_series
+    from lstmkit.data.series import read_series
 
     series = read_series(project / "runs" / "quick" / "data" / "series.parquet")
     forecast = b.predict(series)
@@ -451,9 +449,9 @@ def test_quick_profile_run_exports_a_bundle_that_forecasts(tmp_path):
 def test_the_compiled_call_matches_predict_for_other_networks(spec, bundle, tiny_series, tmp_path):
     """Quantile heads (the median is the point forecast), convolutions, DeepAR's mean path, attention: the bundle's
     compiled model call gives what the forecaster's own predict gives (an untrained network suffices)."""
-    from lstmkit.bundle import scaler_from_params
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.forecasters.neural import NeuralForecaster, build_network
+    from lstmkit.bundle.format import scaler_from_params
+    from lstmkit.models.neural.forecaster import NeuralForecaster, build_network
+    from lstmkit.models.neural.spec import ModelSpec
 
     s = ModelSpec.from_dict({"units": 8, "layers": 1, "dropout": 0.0, "lookback": 24} | spec)
     f = NeuralForecaster(s)
@@ -473,8 +471,8 @@ def test_the_compiled_call_matches_predict_for_other_networks(spec, bundle, tiny
 
 def test_export_carries_the_uncertainty_chapters_conformal_entry(tiny_run, tmp_path):
     from lstmkit.config import from_dict
-    from lstmkit.runfolder import RunFolder
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.runs.folder import RunFolder
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     run, prepared, _ = tiny_run
     run = RunFolder(Path(shutil.copytree(run.root, tmp_path / "run")))
@@ -487,7 +485,7 @@ def test_export_carries_the_uncertainty_chapters_conformal_entry(tiny_run, tmp_p
 
 
 def test_a_calendar_time_step_forecasts_on_its_calendar(bundle, tiny_series, tmp_path):
-    from lstmkit.bundle import scaler_from_params
+    from lstmkit.bundle.format import scaler_from_params
 
     pre = bundle.preprocessing
     monthly = load_bundle(write_bundle(tmp_path / "b", bundle.forecaster, scaler_from_params(pre["scaler"]),

@@ -4,8 +4,8 @@ joint bands, and adaptive conformal inference under a shift with delayed (leak-f
 import numpy as np
 import pytest
 
-from lstmkit import conformal as C
-from lstmkit import interval_metrics as im
+from lstmkit.probabilistic import conformal as C
+from lstmkit.probabilistic import interval_metrics as im
 
 GRID = [0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975]
 LEVELS = [0.5, 0.8, 0.9, 0.95]

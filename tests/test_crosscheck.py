@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.crosscheck import (
+from lstmkit.core.errors import ForecasterError
+from lstmkit.explain.crosscheck import (
     METHODS,
     agreement,
     cross_check,
@@ -18,9 +19,10 @@ from lstmkit.crosscheck import (
     saliency,
     shap_values,
 )
-from lstmkit.explain import integrated_gradients
-from lstmkit.forecasters import Forecaster, ForecasterError, ModelSpec
-from lstmkit.forecasters.neural import build_network
+from lstmkit.explain.integrated_gradients import integrated_gradients
+from lstmkit.models.base import Forecaster
+from lstmkit.models.neural.forecaster import build_network
+from lstmkit.models.neural.spec import ModelSpec
 
 LOOKBACK, CHANNELS, HORIZON = 6, 3, 3
 FEATURES = ["a", "b", "c"]
@@ -134,7 +136,7 @@ def test_cross_check_on_a_tiny_lstm(windows):
 
 
 def test_agreement_summary_names_the_least_agreeing_method():
-    from lstmkit.crosscheck import agreement_summary
+    from lstmkit.explain.crosscheck import agreement_summary
 
     m = pd.DataFrame({"ig": [1.0, 0.9, 0.2], "saliency": [0.9, 1.0, 0.3], "shap": [0.2, 0.3, 1.0]},
                      index=["ig", "saliency", "shap"])

@@ -7,20 +7,12 @@ import pandas as pd
 import pytest
 
 from lstmkit.config import from_dict
-from lstmkit.data import (
-    LAG_X1,
-    LAG_X2,
-    DataError,
-    GroundTruth,
-    decompose,
-    input_columns,
-    load_csv,
-    load_series,
-    make_synthetic,
-    read_series,
-    save_series,
-    step_words,
-)
+from lstmkit.core.errors import DataError
+from lstmkit.core.timeindex import step_words
+from lstmkit.data.loading import load_csv
+from lstmkit.data.seasonality import decompose
+from lstmkit.data.series import load_series, read_series, save_series
+from lstmkit.data.synthetic import LAG_X1, LAG_X2, GroundTruth, make_synthetic
 
 LENGTH, NOISE = 2000, 0.3
 TERMS = ["const", "trend", "daily", "daily*weekly", "sin weekly", "cos weekly", "x1", "tanh x2", "x1*x2"]
@@ -164,9 +156,9 @@ def test_load_series_unknown_synthetic_column():
         load_series(cfg)
 
 
-def test_input_columns_put_target_last_once():
+def test_data_columns_put_target_last_once():
     cfg = from_dict({"data": {"features": ["target", "x2", "x1"]}})
-    assert input_columns(cfg) == ["x2", "x1", "target"]
+    assert cfg.data.columns() == ["x2", "x1", "target"]
 
 
 # ------------------------------------------------------------------ CSV

@@ -8,7 +8,9 @@ import pytest
 
 from lstmkit.cli import main
 from lstmkit.config import from_dict
-from lstmkit.data import DataError, load_csv, load_series
+from lstmkit.core.errors import DataError
+from lstmkit.data.loading import load_csv
+from lstmkit.data.series import load_series
 
 HOURS = pd.date_range("2024-01-01", periods=400, freq="h")
 
@@ -60,7 +62,7 @@ def cli_error(tmp_path, capsys, monkeypatch):
     """Run the CLI on a bad file from the repository root; returns its one-line error."""
     import lstmkit.pipeline
 
-    monkeypatch.chdir(lstmkit.pipeline.project_root())
+    monkeypatch.chdir(lstmkit.runs.notebooks.project_root())
 
     def run(path, *extra: str) -> str:
         assert_cli_rejects(tmp_path, path, "", *extra)
@@ -198,8 +200,8 @@ def test_a_resampled_cell_holding_a_filled_value_is_filled(tmp_path):
 
 
 def test_the_filled_file_round_trips_and_is_removed_when_nothing_was_filled(tmp_path):
-    from lstmkit.data import read_filled, save_filled
-    from lstmkit.runfolder import RunFolder
+    from lstmkit.data.series import read_filled, save_filled
+    from lstmkit.runs.folder import RunFolder
 
     run = RunFolder(tmp_path)
     run.filled_file.parent.mkdir(parents=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from lstmkit import datasets
-from lstmkit.datasets import REGISTRY, DatasetError, cache_dir, dataset_path, describe, get_dataset
+from lstmkit.core.errors import DatasetError
+from lstmkit.data import datasets
+from lstmkit.data.datasets import REGISTRY, cache_dir, dataset_path, describe, get_dataset
 from tests.http_server import serve
 
 ETTH2_SHA256 = "a3dc2c597b9218c7ce1cd55eb77b283fd459a1d09d753063f944967dd6b9218b"
@@ -283,7 +284,7 @@ def test_no_tensorflow_import():
     """The registry stays light: importing it pulls in neither TensorFlow nor pandas."""
     import subprocess
 
-    code = "import sys, lstmkit.datasets; print('tensorflow' in sys.modules, 'pandas' in sys.modules)"
+    code = "import sys, lstmkit.data.datasets; print('tensorflow' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
@@ -425,7 +426,7 @@ def test_jena_dates_are_read_day_first_and_sentinels_become_missing(cache, zips,
 def test_jena_profile_repairs_the_published_faults(cache, zips, monkeypatch):
     """configs/jena_climate.yaml loads the fixture on a regular 10-minute grid, each repair noted; odd names work."""
     from lstmkit.config import load_config, parse_override
-    from lstmkit.data import load_series
+    from lstmkit.data.series import load_series
 
     features = "data.features=[p (mbar), rho (g/m**3), max. wv (m/s), wv (m/s), rh (%)]"  # as typed after --set
     key, value = parse_override(features)
@@ -465,7 +466,7 @@ def test_electricity_is_hourly_kwh_from_the_quarter_hours(cache, zips, monkeypat
 def test_electricity_profile_loads_with_the_dead_hour_interpolated(cache, zips, monkeypatch):
     """configs/electricity.yaml forecasts `total` in kWh; the spring-hour gap is filled and noted."""
     from lstmkit.config import load_config
-    from lstmkit.data import load_series
+    from lstmkit.data.series import load_series
 
     cfg = load_config(Path(__file__).parents[1] / "configs" / "electricity.yaml")
     assert (cfg.data.target, cfg.data.features, cfg.data.units) == ("total", [], "kWh")

@@ -1,4 +1,4 @@
-"""DeepAR (lstmkit.forecasters.deepar): the likelihoods against scipy, teacher-forced training by NLL, a point forecast
+"""DeepAR (lstmkit.models.neural.deepar): the likelihoods against scipy, teacher-forced training by NLL, a point forecast
 that beats a constant, sample paths that are reproducible per seed and spread as the learned scale on a series of
 known noise (intervals covering at their nominal rate), safe-mode save/load, the forecaster contract, and tuning."""
 
@@ -11,12 +11,15 @@ import tensorflow as tf
 from scipy import special, stats
 
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.forecasters import ForecasterError, ModelSpec, deepar, load
-from lstmkit.forecasters.neural import NeuralForecaster, build_network, set_seed
-from lstmkit.preprocessing import prepare
-from lstmkit.search_space import search_space
-from lstmkit.tuning import train_trial
+from lstmkit.core.errors import ForecasterError
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural import deepar
+from lstmkit.models.neural.forecaster import NeuralForecaster, build_network, set_seed
+from lstmkit.models.registry import load
+from lstmkit.models.neural.spec import ModelSpec
+from lstmkit.tuning.objective import train_trial
+from lstmkit.tuning.space import search_space
 
 LOOKBACK, HORIZON, NOISE, PERIOD = 24, 6, 0.3, 12
 

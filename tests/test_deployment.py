@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit import deployment
 from lstmkit.config import from_dict
-from lstmkit.data import save_series
-from lstmkit.preprocessing import split_bounds
-from lstmkit.runfolder import RunFolder
+from lstmkit.core import errors
+from lstmkit.data.series import save_series
+from lstmkit.data.splits import split_bounds
+from lstmkit.runs.folder import RunFolder
+from lstmkit.stages import deployment
 
 STEPS, EVERY = 10, 5  # replayed observations; the periodic policy retrains after observation 5 (and 10, the last)
 POISON = 1e6          # the values of every row after the replayed span: a forecast that read one would show it
@@ -83,7 +84,7 @@ def test_static_never_retrains_and_periodic_retrains_every_k_observations(replay
 
 def test_each_forecast_uses_the_observations_up_to_its_origin_only(replayed, tiny_series, tiny_bundle):
     _, _, dep, start = replayed
-    from lstmkit.bundle import load_bundle
+    from lstmkit.bundle.runtime import load_bundle
 
     bundle = load_bundle(tiny_bundle)
     static = dep.replay[dep.replay["policy"] == "static"]
@@ -115,7 +116,7 @@ def test_resume_reuses_the_outputs_when_nothing_changed(replayed):
     pd.testing.assert_frame_equal(again.replay, dep.replay)
     changed = from_dict(cfg.to_dict(), {"deployment.latency_requests": 9})
     version = dep.metrics["meta"]["bundle_version"]
-    from lstmkit.data import read_series
+    from lstmkit.data.series import read_series
 
     frame = read_series(run.series_file)
     assert deployment.replay_key(changed, version, frame) != dep.metrics["meta"]["key"]
@@ -127,7 +128,7 @@ def test_a_service_that_cannot_start_fails_with_its_log(tmp_path):
     bogus = tmp_path / "not-a-bundle"
     bogus.mkdir()
     (bogus / "manifest.json").write_text("{}")
-    with pytest.raises(deployment.DeploymentError, match=r"(?s)exited with status.*log"):
+    with pytest.raises(errors.DeploymentError, match=r"(?s)exited with status.*log"):
         deployment.Service(bogus, tmp_path / "state", timeout=120).start()
 
 
@@ -141,7 +142,7 @@ def test_each_policy_sets_its_own_triggers_and_the_runs_other_serve_settings():
     assert "serve.drift_level=0.9" in static and not any("host" in s or "port" in s for s in static)
     assert deployment.policy_settings("periodic", 5)[:4] == ["--set", "serve.retrain_every=5", "--set", "serve.drift=false"]
     assert deployment.policy_settings("drift", 5)[:4] == ["--set", "serve.retrain_every=0", "--set", "serve.drift=true"]
-    with pytest.raises(deployment.DeploymentError, match="unknown policy 'nightly'"):
+    with pytest.raises(errors.DeploymentError, match="unknown policy 'nightly'"):
         deployment.policy_settings("nightly", 5)
 
 

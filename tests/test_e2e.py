@@ -219,7 +219,7 @@ def test_comparison_report_shows_the_comparison_table(compare_run: Path):
 
 
 def test_comparison_run_tuned_by_pbt_shows_its_lineage_and_replays_its_schedule(compare_run: Path):
-    from lstmkit.training import REPLAYED
+    from lstmkit.stages.training import REPLAYED
 
     best = json.loads((compare_run / "tuning" / "best_hyperparameters.json").read_text())
     assert best["strategy"] == "pbt" and best["architecture"] == "lstm"
@@ -260,7 +260,7 @@ def test_quick_profile_tunes_with_asha_from_the_command_line(project: Path):
     matplotlib.use("Agg")
     import pandas as pd
 
-    from lstmkit.plots import tuning as tuning_plots
+    from lstmkit.report.plots import tuning as tuning_plots
 
     lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/asha", "--to", "preprocessing")
     proc = lstmkit(project, "tune", "--run-dir", "runs/asha", "--set", "tuning.strategy=asha", "--set", "tuning.cv_folds=1")

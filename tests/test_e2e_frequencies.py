@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from lstmkit.config import ConfigError, load_config
-from lstmkit.pipeline import check_folds_fit
-from lstmkit.preprocessing import check_splits
-from lstmkit.search_space import check_space_fits, longest_lookback
+from lstmkit.data.splits import check_splits
+from lstmkit.stages.checks import check_folds_fit
+from lstmkit.tuning.space import check_space_fits, longest_lookback
 from tests.test_e2e import REPO, copy_project, lstmkit
 
 pytestmark = pytest.mark.e2e

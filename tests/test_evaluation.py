@@ -17,7 +17,15 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error
 
 from lstmkit.config import from_dict
-from lstmkit.evaluation import (
+from lstmkit.data.windows import prepare
+from lstmkit.models.base import Forecaster
+from lstmkit.models.baselines import baselines
+from lstmkit.models.baselines.linear import LinearWindow
+from lstmkit.models.baselines.persistence import Persistence
+from lstmkit.models.baselines.seasonal_naive import SeasonalNaive
+from lstmkit.models.metrics import METRICS, diebold_mariano, mase_scale, metric_report, metrics, newey_west_variance, smape
+from lstmkit.runs.folder import RunFolder
+from lstmkit.stages.evaluation import (
     comparison_display,
     comparison_summary,
     comparison_table,
@@ -29,19 +37,6 @@ from lstmkit.evaluation import (
     residual_frame,
     save_evaluation,
 )
-from lstmkit.forecasters import Forecaster
-from lstmkit.forecasters.baselines import LinearWindow, Persistence, SeasonalNaive, baselines
-from lstmkit.metrics import (
-    METRICS,
-    diebold_mariano,
-    mase_scale,
-    metric_report,
-    metrics,
-    newey_west_variance,
-    smape,
-)
-from lstmkit.preprocessing import prepare
-from lstmkit.runfolder import RunFolder
 
 Y = np.array([3.0, -1.5, 2.0, 7.0, 0.5, 10.0])
 YHAT = np.array([2.5, -0.5, 2.0, 8.0, 1.0, 7.0])
@@ -366,7 +361,7 @@ def test_evaluate_scores_model_and_baselines_on_the_same_windows(evaluation):
 
 def test_a_one_step_horizon_gives_every_forecaster_one_column():
     """Ridge drops the output axis when the horizon is 1; forecasts must still be (windows, 1), not (windows, windows)."""
-    from lstmkit.data import make_synthetic
+    from lstmkit.data.synthetic import make_synthetic
 
     frame, _ = make_synthetic(600, 0.3, seed=2)
     cfg = from_dict({"window": {"lookback": 12, "horizon": 1}})
@@ -378,7 +373,7 @@ def test_a_one_step_horizon_gives_every_forecaster_one_column():
 
 
 def test_train_val_fit_refits_the_baselines_with_their_validated_choices():
-    from lstmkit.data import make_synthetic
+    from lstmkit.data.synthetic import make_synthetic
 
     frame, _ = make_synthetic(600, 0.3, seed=2)
     values = {"data": {"features": ["x1"]}, "window": {"lookback": 12, "horizon": 3}}

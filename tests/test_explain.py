@@ -7,13 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.atomic import read_json
 from lstmkit.config import from_dict
-from lstmkit.data import Driver, GroundTruth
-from lstmkit.explain import (
+from lstmkit.core.atomic import read_json
+from lstmkit.data.synthetic import Driver, GroundTruth
+from lstmkit.explain.integrated_gradients import (
     Attribution,
     completeness_table,
-    explain_test_windows,
     feature_importance,
     ground_truth_scores,
     ground_truth_summary,
@@ -23,11 +22,11 @@ from lstmkit.explain import (
     lag_importance,
     lag_labels,
     sample_windows,
-    save_explanation,
 )
-from lstmkit.forecasters import ModelSpec
-from lstmkit.forecasters.neural import build_network
-from lstmkit.runfolder import RunFolder
+from lstmkit.models.neural.forecaster import build_network
+from lstmkit.models.neural.spec import ModelSpec
+from lstmkit.runs.folder import RunFolder
+from lstmkit.stages.explainability import explain_test_windows, save_explanation
 
 LOOKBACK, CHANNELS, HORIZON = 6, 2, 3
 
@@ -278,7 +277,7 @@ def test_save_explanation_writes_lags_in_window_order(tmp_path):
 def neural_forecaster(row_prepared):
     """A tiny LSTM forecaster of the contract, trained one epoch on a toy series (look-back 8, horizon 3)."""
     from lstmkit.config import TrainingConfig
-    from lstmkit.forecasters.neural import NeuralForecaster
+    from lstmkit.models.neural.forecaster import NeuralForecaster
 
     p = row_prepared(lookback=8, horizon=3, feature_values=np.cos(np.arange(100)), target_values=np.sin(np.arange(100)))
     forecaster = NeuralForecaster(ModelSpec(units=4, dropout=0.0, batch_size=16), TrainingConfig(epochs=1, verbose=0),
@@ -299,8 +298,8 @@ def test_explain_test_windows_differentiates_the_forecasters_network(neural_fore
 
 
 def test_explaining_needs_a_network_and_windows_of_the_models_look_back(neural_forecaster):
-    from lstmkit.forecasters import ForecasterError
-    from lstmkit.forecasters.baselines import Persistence
+    from lstmkit.core.errors import ForecasterError
+    from lstmkit.models.baselines.persistence import Persistence
 
     forecaster, p = neural_forecaster
     cfg = from_dict({"window": {"lookback": 8, "horizon": 3}, "explain": {"windows": 4, "steps": 4}})
@@ -312,8 +311,8 @@ def test_explaining_needs_a_network_and_windows_of_the_models_look_back(neural_f
 
 
 def test_model_words_and_window_normalisation(neural_forecaster):
-    from lstmkit.explain import describe_model, window_normalised
-    from lstmkit.forecasters.baselines import Persistence
+    from lstmkit.explain.integrated_gradients import describe_model, window_normalised
+    from lstmkit.models.baselines.persistence import Persistence
 
     forecaster, _ = neural_forecaster
     assert describe_model(forecaster) == "`tiny` (architecture `lstm`)"

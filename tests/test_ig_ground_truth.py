@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 
 from lstmkit.config import from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.explain import (
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.explain.integrated_gradients import (
     feature_importance,
     ground_truth_scores,
     ground_truth_summary,
@@ -21,11 +22,10 @@ from lstmkit.explain import (
     integrated_gradients,
     sample_windows,
 )
-from lstmkit.forecasters import ModelSpec
-from lstmkit.forecasters.baselines import LinearWindow
-from lstmkit.metrics import metrics
-from lstmkit.preprocessing import prepare
-from lstmkit.training import fit_forecaster
+from lstmkit.models.baselines.linear import LinearWindow
+from lstmkit.models.metrics import metrics
+from lstmkit.models.neural.forecaster import fit_forecaster
+from lstmkit.models.neural.spec import ModelSpec
 
 LENGTH, LOOKBACK, NOISE = 40_000, 16, 0.3
 

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from lstmkit.explain import METHODS, integrated_gradients, quadrature
-from lstmkit.forecasters import ModelSpec
-from lstmkit.forecasters.neural import build_network
+from lstmkit.explain.integrated_gradients import METHODS, integrated_gradients, quadrature
+from lstmkit.models.neural.forecaster import build_network
+from lstmkit.models.neural.spec import ModelSpec
 
 LOOKBACK, FEATURES, HORIZON = 6, 2, 3
 
@@ -109,8 +109,8 @@ def test_bad_options_are_clear_errors(lstm, x, kwargs, match):
 def test_ground_truth_scores_rank_the_planted_pairs_among_all_exogenous_cells():
     import pandas as pd
 
-    from lstmkit.data import make_synthetic
-    from lstmkit.explain import ground_truth_scores
+    from lstmkit.data.synthetic import make_synthetic
+    from lstmkit.explain.integrated_gradients import ground_truth_scores
 
     _, truth = make_synthetic(300)  # planted: x1 @ lag 6, x2 @ lag 12; x3 is a distractor
     heat = pd.DataFrame(np.full((20, 4), 1.0), columns=["x1", "x2", "x3", "target"], index=pd.Index(range(1, 21), name="lag"))

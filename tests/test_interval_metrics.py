@@ -9,7 +9,7 @@ import scoringrules as sr
 from scipy import stats
 from sklearn.metrics import mean_pinball_loss
 
-from lstmkit import interval_metrics as im
+from lstmkit.probabilistic import interval_metrics as im
 
 GRID = np.array([0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975])
 

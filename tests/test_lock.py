@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from lstmkit.config import from_dict
-from lstmkit.runfolder import LOCK_ENV, RunFolder, RunFolderLocked, pid_running, start_run
+from lstmkit.core.errors import RunFolderLocked
+from lstmkit.runs.folder import RunFolder, start_run
+from lstmkit.runs.lock import LOCK_ENV, pid_running
 
 REPO = Path(__file__).resolve().parent.parent
 HOLD = ("import sys, time\nfrom pathlib import Path\nfrom lstmkit.runfolder import RunFolder\n"

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from lstmkit.config import from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.forecasters import ForecasterError, load, mc_dropout
-from lstmkit.forecasters import lstm as lstm_module
-from lstmkit.forecasters.neural import NeuralForecaster, build_network
-from lstmkit.preprocessing import prepare
+from lstmkit.core.errors import ForecasterError
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural import lstm as lstm_module
+from lstmkit.models.neural import mc_dropout
+from lstmkit.models.neural.forecaster import NeuralForecaster, build_network
+from lstmkit.models.registry import load
 from tests.test_architectures import (
     CHANNELS,
     CONFIG,

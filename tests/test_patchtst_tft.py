@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from lstmkit.forecasters import ModelSpec, patchtst, tft
-from lstmkit.forecasters.neural import build_network
+from lstmkit.models.neural import patchtst, tft
+from lstmkit.models.neural.forecaster import build_network
+from lstmkit.models.neural.spec import ModelSpec
 
 LOOKBACK, CHANNELS, HORIZON, TARGET = 20, 3, 4, 1
 PATCH = {"patch_len": 8, "stride": 4, "d_model": 8, "heads": 2, "layers": 1, "d_ff": 16}

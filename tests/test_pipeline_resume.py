@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lstmkit import pipeline
 from lstmkit.config import from_dict
-from lstmkit.data import save_series
-from lstmkit.evaluation import headline
-from lstmkit.runfolder import RunFolder
+from lstmkit.data.series import save_series
+from lstmkit.runs import pipeline
+from lstmkit.runs.folder import RunFolder
+from lstmkit.stages.evaluation import headline
 
 
 def test_resume_with_a_profile_records_the_numbers_auto_stands_for(tmp_path, monkeypatch):

@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.atomic import read_json
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.data import save_series
-from lstmkit.preprocessing import SPLITS, load_prepared, prepare, save_prepared, scaler_table, split_bounds
-from lstmkit.runfolder import RunFolder
+from lstmkit.core.atomic import read_json
+from lstmkit.data.series import save_series
+from lstmkit.data.splits import SPLITS, split_bounds
+from lstmkit.data.windows import prepare
+from lstmkit.runs.folder import RunFolder
+from lstmkit.stages.preprocessing import load_prepared, save_prepared, scaler_table
 
 FEATURE_OFFSET = 1000.0  # conftest's toy feature channel holds 1000 + row
 LOOKBACK, HORIZON = 8, 3

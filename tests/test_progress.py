@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmkit import progress
 from lstmkit.config import from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.preprocessing import prepare
+from lstmkit.core import progress
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
 
 
 class FakeTTY(io.StringIO):
@@ -204,8 +204,8 @@ def test_live_sets_the_variable_for_the_stage_renders_and_cleans_up(tmp_path, mo
 
 
 def test_training_reports_each_epoch_with_its_losses(recorded, capsys):
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.training import fit_forecaster
+    from lstmkit.models.neural.forecaster import fit_forecaster
+    from lstmkit.models.neural.spec import ModelSpec
 
     cfg = from_dict({"seed": 5, "data": {"features": ["x1"], "length": 300}, "window": {"lookback": 6, "horizon": 1},
                      "model": {"units": 4, "batch_size": 64}, "training": {"epochs": 2, "patience": 5, "verbose": 0},
@@ -223,8 +223,8 @@ def test_training_reports_each_epoch_with_its_losses(recorded, capsys):
 
 @pytest.mark.parametrize("strategy", ["random", "optuna", "hyperband"])
 def test_tuning_reports_trial_counts_and_the_best_so_far(strategy, recorded, tmp_path):
-    from lstmkit.runfolder import RunFolder
-    from lstmkit.tuning import tune
+    from lstmkit.runs.folder import RunFolder
+    from lstmkit.tuning.search import tune
     from tests.test_tuning import tiny_config
 
     cfg = tiny_config(strategy)
@@ -243,7 +243,7 @@ def test_tuning_reports_trial_counts_and_the_best_so_far(strategy, recorded, tmp
 def test_integrated_gradients_reports_windows_done(recorded):
     import keras
 
-    from lstmkit.explain import integrated_gradients
+    from lstmkit.explain.integrated_gradients import integrated_gradients
 
     model = keras.Sequential([keras.Input((5, 2)), keras.layers.Flatten(), keras.layers.Dense(1)])
     x = np.random.default_rng(0).normal(size=(50, 5, 2)).astype(np.float32)

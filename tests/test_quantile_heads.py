@@ -12,9 +12,11 @@ import pytest
 from sklearn.metrics import mean_pinball_loss
 
 from lstmkit.config import ARCHITECTURES, ConfigError, from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.forecasters import ForecasterError, load
-from lstmkit.forecasters.heads import (
+from lstmkit.core.errors import ForecasterError
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural.forecaster import NETWORK_FILE, NeuralForecaster, build_network
+from lstmkit.models.neural.heads import (
     HEAD_LAYER,
     MedianMAE,
     MonotoneQuantiles,
@@ -23,8 +25,7 @@ from lstmkit.forecasters.heads import (
     median_index,
     pinball_loss,
 )
-from lstmkit.forecasters.neural import NETWORK_FILE, NeuralForecaster, build_network
-from lstmkit.preprocessing import prepare
+from lstmkit.models.registry import load
 from tests.test_architectures import CHANNELS, CONFIG, HORIZON, LOOKBACK, arch_module, tiny_spec, windows
 
 LEVELS = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]

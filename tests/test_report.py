@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import numpy as np
 
-from lstmkit.report import _publish_notebook
+from lstmkit.report.book import _publish_notebook
 
 
 def test_published_chapters_fold_code_and_drop_default_parameters(tmp_path):
@@ -25,11 +25,11 @@ def test_published_chapters_fold_code_and_drop_default_parameters(tmp_path):
 def test_intro_page_names_the_selected_model_the_best_on_test_and_what_each_beats(row_prepared, tmp_path):
     import warnings
 
-    from lstmkit.atomic import atomic_write_json
     from lstmkit.config import from_dict
-    from lstmkit.evaluation import evaluate
-    from lstmkit.report import intro_page
-    from lstmkit.runfolder import start_run
+    from lstmkit.core.atomic import atomic_write_json
+    from lstmkit.report.book import intro_page
+    from lstmkit.runs.folder import start_run
+    from lstmkit.stages.evaluation import evaluate
     from tests.test_evaluation import Offset
 
     p = row_prepared(lookback=8, horizon=3, feature_values=np.sin(np.arange(100)))

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from lstmkit.config import ServeConfig
-from lstmkit.service.registry import Registry, RegistryError
-from lstmkit.service.retrain import TRAINING_STARTED, JobFailed, RetrainBusy, Retrainer, log_path, run_job
+from lstmkit.core.errors import JobFailed, RegistryError, RetrainBusy
+from lstmkit.service.registry import Registry
+from lstmkit.service.retrain import TRAINING_STARTED, Retrainer, log_path, run_job
 from lstmkit.service.storage import Storage
 
 SERIES = "plant-1"
@@ -30,7 +31,7 @@ BAD = {"training.epochs": 1, "model.learning_rate": 1e-9}  # a challenger that c
 
 def history(rows: int = HISTORY):
     """The tiny bundle's synthetic process (seed 7) over `rows` hourly rows."""
-    from lstmkit.data import make_synthetic
+    from lstmkit.data.synthetic import make_synthetic
 
     frame, _ = make_synthetic(length=max(rows, 200), seed=7)
     return frame.iloc[:rows]
@@ -191,7 +192,7 @@ def test_drift_trigger_fires_when_errors_leave_the_band(service):
 def test_killed_job_leaves_champion_and_no_half_written_bundle(service, db_url, tiny_bundle):
     """SIGKILL of the job process while it trains: the job is failed with the reason, the champion keeps serving,
     and after the next start the model store holds no .tmp-* folder and only bundles that load."""
-    from lstmkit.bundle import load_bundle
+    from lstmkit.bundle.runtime import load_bundle
 
     state, storage, registry, retrainer = service
     v0 = registry.current().version
@@ -234,8 +235,9 @@ def test_recover_marks_interrupted_jobs_failed(service):
 
 def second_version(state: Path, tiny_bundle: Path, tiny_series) -> str:
     """Put a second version (the tiny model with other metrics) into the model store; returns its version."""
-    from lstmkit.bundle import load_bundle, write_bundle
-    from lstmkit.preprocessing import prepare
+    from lstmkit.bundle.format import write_bundle
+    from lstmkit.bundle.runtime import load_bundle
+    from lstmkit.data.windows import prepare
 
     bundle = load_bundle(tiny_bundle)
     prepared = prepare(tiny_series, bundle.config)

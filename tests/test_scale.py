@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from lstmkit import preprocessing
 from lstmkit.config import from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.forecasters.baselines import AutoRegressive, LinearWindow, NormalEquations
-from lstmkit.metrics import metric_report, metrics
-from lstmkit.preprocessing import prepare
+from lstmkit.data import windows as preprocessing
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.models.baselines.autoregressive import AutoRegressive
+from lstmkit.models.baselines.linear import LinearWindow, NormalEquations
+from lstmkit.models.metrics import metric_report, metrics
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_batched_linear_baseline_equals_sklearn_ridge_on_all_windows(prepared, l
 def test_autoreg_parameters_equal_statsmodels_on_every_training_row(prepared, monkeypatch):
     from statsmodels.tsa.ar_model import AutoReg
 
-    from lstmkit.forecasters import baselines
+    from lstmkit.models import baselines
 
     monkeypatch.setattr(baselines, "CHUNK", 50)  # the lag matrix in many chunks
     ar = AutoRegressive(max_lag=6).fit(prepared)
@@ -152,7 +153,7 @@ def test_long_split_is_shuffled_by_blocks_and_covers_every_window_once_per_pass(
 
 def test_steps_per_epoch_caps_batches_only_below_a_full_pass(prepared):
     from lstmkit.config import ConfigError
-    from lstmkit.forecasters.neural import steps_per_epoch
+    from lstmkit.models.neural.forecaster import steps_per_epoch
 
     full = -(-prepared.n_windows("train") // 32)
     assert steps_per_epoch(prepared, 32, from_dict({}).training) is None  # default 0: every window

@@ -10,24 +10,17 @@ import keras
 import numpy as np
 import pytest
 
-from lstmkit.atomic import atomic_write_json, read_json
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.forecasters import ModelSpec, load, neural
-from lstmkit.forecasters.base import ForecasterError
-from lstmkit.forecasters.neural import NeuralForecaster, check_schedule
-from lstmkit.preprocessing import prepare
-from lstmkit.runfolder import RunFolder
-from lstmkit.training import (
-    FIT_FILE,
-    REPLAYED,
-    fit_forecaster,
-    fit_record,
-    read_selected,
-    schedule_for_run,
-    spec_for_run,
-    train_run,
-)
+from lstmkit.core.atomic import atomic_write_json, read_json
+from lstmkit.core.errors import ForecasterError
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural import forecaster as neural
+from lstmkit.models.neural.forecaster import NeuralForecaster, check_schedule, fit_forecaster
+from lstmkit.models.registry import load
+from lstmkit.models.neural.spec import ModelSpec
+from lstmkit.runs.folder import RunFolder
+from lstmkit.stages.training import FIT_FILE, REPLAYED, fit_record, read_selected, schedule_for_run, spec_for_run, train_run
 
 TINY = {"seed": 5, "data": {"features": ["x1", "x2"], "length": 400},
         "window": {"lookback": 8, "horizon": 2},

@@ -9,7 +9,7 @@ import yaml
 
 from lstmkit import cli
 from lstmkit.config import DEFAULT_SPACE, Config, ConfigError, from_dict, load_config
-from lstmkit.search_space import Param, merge_space, parse_space, search_space
+from lstmkit.tuning.space import Param, merge_space, parse_space, search_space
 
 REPO = Path(__file__).resolve().parents[1]
 TUNED = ["layers", "units", "dropout", "learning_rate", "batch_size", "optimizer", "normalization"]

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from lstmkit.config import AUTO, ConfigError, from_dict
-from lstmkit.preprocessing import split_bounds
-from lstmkit.seasonality import (
+from lstmkit.data.seasonality import (
     DECOMPOSE_MAX_ROWS,
     MAX_AUTO_LOOKBACK,
     auto_lookback,
@@ -20,6 +19,7 @@ from lstmkit.seasonality import (
     series_seasonality,
     zoom_steps,
 )
+from lstmkit.data.splits import split_bounds
 
 
 @pytest.mark.parametrize("freq, periods, cycles", [
@@ -119,7 +119,7 @@ def _write(tmp_path, rows: int, freq: str = "h"):
 
 def _quick(path, **overrides):
     from lstmkit.config import load_config
-    from lstmkit.pipeline import project_root
+    from lstmkit.runs.notebooks import project_root
 
     return load_config(str(project_root() / "configs" / "quick.yaml"),
                        {"data.source": "csv", "data.path": str(path), "data.target": "y", "data.features": [],
@@ -127,7 +127,7 @@ def _quick(path, **overrides):
 
 
 def test_check_inputs_refuses_tuning_folds_that_hold_no_window(tmp_path):
-    from lstmkit.pipeline import check_inputs
+    from lstmkit.stages.checks import check_inputs
 
     path = _write(tmp_path, 45)   # 45 rows: every split holds a window, the first of two folds does not
     check_inputs(_quick(path, **{"tuning.strategy": "none"}))
@@ -137,7 +137,7 @@ def test_check_inputs_refuses_tuning_folds_that_hold_no_window(tmp_path):
 
 
 def test_check_inputs_refuses_an_explicit_period_longer_than_the_training_split(tmp_path):
-    from lstmkit.pipeline import check_inputs
+    from lstmkit.stages.checks import check_inputs
 
     path = _write(tmp_path, 40, "W")
     check_inputs(_quick(path, **{"tuning.strategy": "none"}))   # auto: period 1, with a note
@@ -149,9 +149,9 @@ def test_check_inputs_refuses_an_explicit_period_longer_than_the_training_split(
 
 
 def test_seasonal_naive_reaches_before_the_window_into_the_series():
-    from lstmkit.forecasters.baselines import SeasonalNaive
-    from lstmkit.metrics import mase_scale
-    from lstmkit.preprocessing import prepare
+    from lstmkit.data.windows import prepare
+    from lstmkit.models.baselines.seasonal_naive import SeasonalNaive
+    from lstmkit.models.metrics import mase_scale
 
     rows = 200
     index = pd.date_range("2024-01-01", periods=rows, freq="h")
@@ -166,7 +166,7 @@ def test_seasonal_naive_reaches_before_the_window_into_the_series():
 
 
 def test_an_auto_period_longer_than_the_training_split_scores_finite_mase():
-    from lstmkit.metrics import mase_scale
+    from lstmkit.models.metrics import mase_scale
 
     index = pd.date_range("2000-01-02", periods=40, freq="W")
     cfg, _ = resolve_config(_cfg(), index)
@@ -182,7 +182,7 @@ def test_long_series_figures_draw_a_bounded_envelope():
     import matplotlib
 
     matplotlib.use("Agg")
-    from lstmkit import plots
+    from lstmkit.report import plots
 
     rows = 200_000
     index = pd.date_range("2020-01-01", periods=rows, freq="min")
@@ -198,8 +198,7 @@ def test_long_series_figures_draw_a_bounded_envelope():
 
 
 def test_periods_too_long_for_mstl_are_left_out_with_the_reason():
-    from lstmkit.data import decompose
-    from lstmkit.seasonality import DECOMPOSE_MAX_PERIOD
+    from lstmkit.data.seasonality import DECOMPOSE_MAX_PERIOD, decompose
 
     s = seasonality("min")                       # a day (1440) and a week (10080) of minutes
     assert decompose_span(s, 5000) == 5000       # no period short enough: the span stays at data.decompose_rows

@@ -26,7 +26,7 @@ def body_of(frame: pd.DataFrame) -> dict:
 @pytest.fixture(scope="module")
 def bundle(tiny_bundle):
     """The loaded tiny bundle (to compare the service's answers with Bundle.predict)."""
-    from lstmkit.bundle import load_bundle
+    from lstmkit.bundle.runtime import load_bundle
 
     return load_bundle(tiny_bundle)
 
@@ -354,11 +354,11 @@ def test_load_bundle_is_lazy(tiny_bundle):
     import sys
 
     code = ("import sys, lstmkit\n"
-            "assert 'tensorflow' not in sys.modules and 'lstmkit.bundle' not in sys.modules\n"
+            "assert 'tensorflow' not in sys.modules and 'lstmkit.bundle.format' not in sys.modules\n"
             f"b = lstmkit.load_bundle({str(tiny_bundle)!r})\n"
             "print(b.version)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    from lstmkit.bundle import load_bundle
+    from lstmkit.bundle.runtime import load_bundle
 
     assert r.stdout.strip().splitlines()[-1] == load_bundle(tiny_bundle).version

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.service.storage import AppendResult, Storage, StorageError
+from lstmkit.core.errors import StorageError
+from lstmkit.service.storage import AppendResult, Storage
 
 ROOT = Path(__file__).resolve().parents[1]
 START = pd.Timestamp("2024-01-01")

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.explain import integrated_gradients
-from lstmkit.forecasters import ModelSpec, load, nbeats, tcn
-from lstmkit.forecasters.neural import NeuralForecaster, architecture, build_network
+from lstmkit.explain.integrated_gradients import integrated_gradients
+from lstmkit.models.neural import nbeats, tcn
+from lstmkit.models.neural.forecaster import NeuralForecaster, architecture, build_network
+from lstmkit.models.registry import load
+from lstmkit.models.neural.spec import ModelSpec
 
 LOOKBACK, CHANNELS, HORIZON = 16, 3, 6
 TINY_OPTIONS = {"tcn": {"filters": 4, "kernel_size": 3},

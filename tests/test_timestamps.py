@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from lstmkit.config import from_dict
-from lstmkit.data import DataError, load_csv, load_series
+from lstmkit.core.errors import DataError
+from lstmkit.data.loading import load_csv
+from lstmkit.data.series import load_series
 
 NAB = Path(__file__).parents[2] / "shared" / "data" / "nab"
 

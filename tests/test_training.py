@@ -10,16 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmkit.atomic import atomic_write_json, atomic_write_text, read_json
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.data import make_synthetic, save_series
-from lstmkit.forecasters import ModelSpec, load
-from lstmkit.forecasters.neural import build_network, callbacks
-from lstmkit.preprocessing import prepare, save_prepared
-from lstmkit.runfolder import RunFolder, open_run, start_run
-from lstmkit.training import (
+from lstmkit.core.atomic import atomic_write_json, atomic_write_text, read_json
+from lstmkit.data.series import save_series
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural.forecaster import build_network, callbacks, fit_forecaster
+from lstmkit.models.registry import load
+from lstmkit.models.neural.spec import ModelSpec
+from lstmkit.runs.folder import RunFolder, open_run, start_run
+from lstmkit.stages.preprocessing import save_prepared
+from lstmkit.stages.training import (
     CHECKPOINT,
-    fit_forecaster,
     load_models,
     load_selected,
     load_trained,
@@ -309,7 +311,7 @@ def test_failed_replace_removes_the_temp_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("lstmkit.atomic.os.replace", broken_replace)
+    monkeypatch.setattr("lstmkit.core.atomic.os.replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         atomic_write_text(path, "new")
     monkeypatch.undo()

@@ -17,12 +17,16 @@ import pytest
 
 from lstmkit.cli import main
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.data import make_synthetic, save_series
-from lstmkit.preprocessing import prepare, save_prepared
-from lstmkit.runfolder import RunFolder, start_run
-from lstmkit.search_space import search_space
-from lstmkit.training import spec_for_run
-from lstmkit.tuning import cv_folds, project_name, read_best, read_trials, search_fingerprint, train_trial, tune
+from lstmkit.data.series import save_series
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import cv_folds, prepare
+from lstmkit.runs.folder import RunFolder, start_run
+from lstmkit.stages.preprocessing import save_prepared
+from lstmkit.stages.training import spec_for_run
+from lstmkit.tuning.objective import project_name, search_fingerprint, train_trial
+from lstmkit.tuning.results import read_best, read_trials
+from lstmkit.tuning.search import tune
+from lstmkit.tuning.space import search_space
 
 TINY = {"seed": 3, "data": {"features": ["x1"], "length": 400}, "window": {"lookback": 6, "horizon": 2},
         "training": {"verbose": 0},
@@ -86,7 +90,8 @@ def fake_trials(monkeypatch, favour: str | None = None) -> list[dict]:
     """Replace training by a deterministic score of the values (no network trained; the `favour`ed architecture
     scores best); returns the values each trial got."""
     import lstmkit.tuners as tuners
-    from lstmkit.tuning import TrialResult
+
+    from lstmkit.tuning.objective import TrialResult
 
     calls = []
 
@@ -492,8 +497,8 @@ def test_workers_need_the_run_folder_to_hold_the_tuned_config(frame, tmp_path):
 @pytest.mark.parametrize("strategy", ["random", "grid", "bayesian", "hyperband", "optuna"])
 def test_each_strategy_runs_in_the_quick_profile(strategy, tmp_path):
     from lstmkit.config import load_config
-    from lstmkit.data import load_series
-    from lstmkit.pipeline import project_root
+    from lstmkit.data.series import load_series
+    from lstmkit.runs.notebooks import project_root
 
     overrides = {"tuning.strategy": strategy} | ({"tuning.space.learning_rate": [0.001, 0.01]} if strategy == "grid" else {})
     cfg = load_config(project_root() / "configs" / "quick.yaml", overrides)

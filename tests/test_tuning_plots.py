@@ -11,9 +11,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lstmkit import plots  # noqa: E402
 from lstmkit.config import from_dict  # noqa: E402
-from lstmkit.search_space import Param, SearchSpace, search_space  # noqa: E402
+from lstmkit.report import plots  # noqa: E402
+from lstmkit.tuning.space import Param, SearchSpace, search_space  # noqa: E402
 
 DEFAULT = search_space(from_dict({}))
 CUSTOM = SearchSpace(params=(Param("learning_rate", float, min=1e-4, max=1e-1, log=True),
@@ -202,7 +202,7 @@ def test_parallel_coordinates_lines_pass_by_the_axes_of_other_architectures(tmp_
 
 
 def test_importance_of_a_conditional_search_leaves_out_settings_some_trials_lack(tmp_path):
-    from lstmkit.tuning import param_importance
+    from lstmkit.tuning.results import param_importance
 
     table = through_csv(conditional_table(), tmp_path)
     shares = param_importance(table, CONDITIONAL)

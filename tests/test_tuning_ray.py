@@ -1,4 +1,4 @@
-"""Ray Tune strategies (lstmkit.tuners_ray): seeded initial configurations, PBT's mutations and clipping, the results
+"""Ray Tune strategies (lstmkit.tuning.backends.ray): seeded initial configurations, PBT's mutations and clipping, the results
 log, configuration errors, the winner's schedule, and one small in-process PBT search end to end (table, lineage,
 schedule, resume)."""
 
@@ -15,16 +15,15 @@ import pyarrow.fs
 import pytest
 
 from lstmkit.config import ConfigError, from_dict
-from lstmkit.data import make_synthetic
-from lstmkit.forecasters.neural import check_schedule
-from lstmkit.preprocessing import prepare
-from lstmkit.runfolder import RunFolder
-from lstmkit.search_space import MUTABLE, Param, search_space
-from lstmkit.tuners_ray import (
+from lstmkit.core.errors import TuningError
+from lstmkit.data.synthetic import make_synthetic
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural.forecaster import check_schedule
+from lstmkit.runs.folder import RunFolder
+from lstmkit.tuning.backends.ray import (
     LINEAGE_COLUMNS,
     _digests,
     _resume_from,
-    best_schedule,
     experiment_dir,
     explore,
     initial_configs,
@@ -34,7 +33,9 @@ from lstmkit.tuners_ray import (
     trial_number,
     whole_file_storage,
 )
-from lstmkit.tuning import TuningError, read_best, read_trials, tune
+from lstmkit.tuning.results import best_schedule, read_best, read_trials
+from lstmkit.tuning.search import tune
+from lstmkit.tuning.space import MUTABLE, Param, search_space
 
 # every kind of parameter: an int range with a step, an int log range, a float range with a step, a float log range,
 # numeric and text choices

@@ -13,9 +13,9 @@ import pytest
 matplotlib.use("Agg")
 
 from lstmkit.config import from_dict  # noqa: E402
-from lstmkit.data import make_synthetic  # noqa: E402
-from lstmkit.preprocessing import prepare  # noqa: E402
-from lstmkit.runfolder import start_run  # noqa: E402
+from lstmkit.data.synthetic import make_synthetic  # noqa: E402
+from lstmkit.data.windows import prepare  # noqa: E402
+from lstmkit.runs.folder import start_run  # noqa: E402
 
 TINY = {"seed": 3, "data": {"source": "synthetic", "features": [], "length": 480},
         "split": {"train": 0.6, "val": 0.2, "test": 0.2}, "window": {"lookback": 24, "horizon": 3},
@@ -27,8 +27,9 @@ TINY = {"seed": 3, "data": {"source": "synthetic", "features": [], "length": 480
 
 def make_run(root, overrides: dict | None = None):
     """A run folder with a tiny trained and selected LSTM (as the training stage leaves it), its config and series."""
-    from lstmkit.forecasters import ModelSpec
-    from lstmkit.training import TrainedModel, fit_forecaster, write_selected
+    from lstmkit.models.neural.forecaster import fit_forecaster
+    from lstmkit.models.neural.spec import ModelSpec
+    from lstmkit.stages.training import TrainedModel, write_selected
 
     cfg = from_dict(TINY, overrides)
     frame, _ = make_synthetic(cfg.data.length, cfg.data.noise_std, cfg.seed)
@@ -52,7 +53,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def conformal_result(tiny):
     """The stage's result with the default conformal and ACI methods."""
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     run, cfg, prepared = tiny
     return run_uncertainty(run, cfg, prepared)
@@ -81,7 +82,7 @@ def test_every_entry_is_reported_beside_the_conformalised_seasonal_naive(tiny, c
 
 
 def test_saved_results_load_back(tiny, conformal_result):
-    from lstmkit.uncertainty import load_uncertainty
+    from lstmkit.stages.uncertainty import load_uncertainty
 
     back = load_uncertainty(tiny[0])
     assert back.metrics == conformal_result.metrics
@@ -102,7 +103,7 @@ def test_original_units_are_scaled_units_times_the_target_scale(tiny, conformal_
 
 def test_calibration_never_uses_the_test_windows(tmp_path, tiny, conformal_result):
     """Split conformal offsets (quantile minus point forecast) do not change when every test outcome changes."""
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     run, cfg, prepared = tiny
     a, b = prepared.bounds.test
@@ -119,7 +120,7 @@ def test_calibration_never_uses_the_test_windows(tmp_path, tiny, conformal_resul
 
 def test_aci_uses_a_test_outcome_only_once_it_is_observed(tiny, conformal_result):
     """Changing the series from row R on leaves the ACI bands of every window whose origin lies before R unchanged."""
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     run, cfg, prepared = tiny
     origins = prepared.origins("test")
@@ -135,8 +136,8 @@ def test_aci_uses_a_test_outcome_only_once_it_is_observed(tiny, conformal_result
 
 
 def test_validation_calibration_targets_lie_in_the_validation_rows(tiny):
-    from lstmkit.training import load_selected
-    from lstmkit.uncertainty import Source, calibration_forecasts
+    from lstmkit.stages.training import load_selected
+    from lstmkit.stages.uncertainty import Source, calibration_forecasts
 
     run, cfg, prepared = tiny
     f = load_selected(run)
@@ -149,12 +150,12 @@ def test_validation_calibration_targets_lie_in_the_validation_rows(tiny):
 
 def test_out_of_fold_calibration_is_in_the_run_scaling_and_before_the_test(tiny):
     """Each fold's refit forecasts its own block; actuals converted back into the run's scaling equal the series."""
-    from lstmkit.training import read_selected
-    from lstmkit.tuning import cv_folds
-    from lstmkit.uncertainty import Source, calibration_forecasts
+    from lstmkit.data.windows import cv_folds
+    from lstmkit.stages.training import read_selected
+    from lstmkit.stages.uncertainty import Source, calibration_forecasts
 
     run, cfg, prepared = tiny
-    from lstmkit.forecasters import load
+    from lstmkit.models.registry import load
 
     folder = run.root / read_selected(run)["path"]
     folds = cv_folds(prepared, 2)
@@ -171,7 +172,7 @@ def test_out_of_fold_calibration_is_in_the_run_scaling_and_before_the_test(tiny)
 
 
 def test_quantile_head_is_trained_once_and_reloaded_on_resume(tiny):
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     run, cfg, prepared = tiny
     cfg = from_dict(cfg.to_dict(), {"uncertainty.method": ["quantile", "quantile+conformal"]})
@@ -187,7 +188,7 @@ def test_quantile_head_is_trained_once_and_reloaded_on_resume(tiny):
 
 
 def test_mc_dropout_samples_and_reports_the_ensemble_crps(tiny):
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     run, cfg, prepared = tiny
     cfg = from_dict(cfg.to_dict(), {"uncertainty.method": ["mc_dropout", "mc_dropout+conformal"]})
@@ -201,7 +202,7 @@ def test_mc_dropout_samples_and_reports_the_ensemble_crps(tiny):
 
 
 def test_a_method_that_does_not_apply_is_skipped_with_a_reason(tmp_path):
-    from lstmkit.uncertainty import run_uncertainty, sources_text
+    from lstmkit.stages.uncertainty import run_uncertainty, sources_text
 
     run, cfg, prepared = make_run(tmp_path / "run", overrides={"model.dropout": 0.0,
                                                                "uncertainty.method": ["conformal", "mc_dropout"]})
@@ -212,7 +213,7 @@ def test_a_method_that_does_not_apply_is_skipped_with_a_reason(tmp_path):
 
 
 def test_calibration_mode_follows_fit_on():
-    from lstmkit.uncertainty import calibration_mode
+    from lstmkit.stages.uncertainty import calibration_mode
 
     assert calibration_mode(from_dict(TINY)) == "val"
     assert calibration_mode(from_dict(TINY, {"training.fit_on": "train+val"})) == "oof"
@@ -220,7 +221,8 @@ def test_calibration_mode_follows_fit_on():
 
 
 def test_figures_have_titles_and_labelled_axes(tiny, conformal_result):
-    from lstmkit import plots, uncertainty
+    from lstmkit.report import plots
+    from lstmkit.stages import uncertainty
 
     run, cfg, prepared = tiny
     r, m = conformal_result, conformal_result.metrics
@@ -244,7 +246,7 @@ def test_figures_have_titles_and_labelled_axes(tiny, conformal_result):
 def test_report_headline_prefers_an_entry_that_covers_then_the_lowest_crps(conformal_result):
     import copy
 
-    from lstmkit.uncertainty import headline
+    from lstmkit.stages.uncertainty import headline
 
     m = copy.deepcopy(conformal_result.metrics)
     m["lstm/conformal"].update(coverage_ci={**m["lstm/conformal"]["coverage_ci"], "0.9": [0.5, 0.6]}, crps=0.01)
@@ -260,9 +262,9 @@ def test_report_headline_prefers_an_entry_that_covers_then_the_lowest_crps(confo
 
 def test_a_baseline_as_the_selected_forecaster_gets_conformal_and_aci_only(tmp_path, tiny):
     """Any forecaster of the contract: a baseline has no samples or quantiles, so those methods are skipped."""
-    from lstmkit.atomic import atomic_write_json
-    from lstmkit.forecasters.baselines import LinearWindow
-    from lstmkit.uncertainty import run_uncertainty
+    from lstmkit.core.atomic import atomic_write_json
+    from lstmkit.models.baselines.linear import LinearWindow
+    from lstmkit.stages.uncertainty import run_uncertainty
 
     _, cfg, prepared = tiny
     run = start_run(tmp_path / "run", cfg)
@@ -282,7 +284,7 @@ def test_width_chart_marks_an_entry_far_wider_than_the_baseline_off_scale():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from lstmkit import plots
+    from lstmkit.report import plots
 
     times = pd.date_range("2024-01-01", periods=50, freq="h")
     widths = {"m/conformal": np.linspace(1, 2, 50), "m/quantile": np.full(50, 100.0), "seasonal_naive/conformal": np.ones(50)}
@@ -297,7 +299,7 @@ def test_width_chart_marks_an_entry_far_wider_than_the_baseline_off_scale():
 def test_reliability_text_counts_the_steps_whose_ci_misses_nominal(conformal_result):
     import copy
 
-    from lstmkit.uncertainty import reliability_text
+    from lstmkit.stages.uncertainty import reliability_text
 
     m = copy.deepcopy(conformal_result.metrics)
     h = len(m["lstm/aci"]["coverage_per_step"]["0.9"])

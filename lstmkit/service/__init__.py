@@ -1,4 +1,4 @@
-"""The forecasting service (`lstmkit serve`): a FastAPI application over an inference bundle (`lstmkit.bundle`).
+"""The forecasting service (`lstmkit serve`): a FastAPI application over an inference bundle (`lstmkit.bundle.format`).
 
 - `schemas`: pydantic v2 request and response models (the OpenAPI document).
 - `storage`: observations, issued forecasts, jobs and model versions in SQLite (WAL) or PostgreSQL (SQLAlchemy).

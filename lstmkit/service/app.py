@@ -31,8 +31,14 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
+from lstmkit.bundle.format import CALIBRATION_FILE, PREPROCESSING_FILE
 from lstmkit.config import ServeConfig
+from lstmkit.core.errors import BatcherClosed, BundleError, ForecastInputError, RegistryError, RetrainError, StorageError
 from lstmkit.service import schemas as S
+from lstmkit.service.inference import Batcher
+from lstmkit.service.registry import Registry
+from lstmkit.service.retrain import Retrainer
+from lstmkit.service.storage import Storage
 
 log = logging.getLogger("lstmkit.service")
 PANDAS_MAX = pd.Timestamp.max.to_pydatetime(warn=False)  # the last timestamp a forecast may reach (microseconds)
@@ -73,8 +79,6 @@ def safe_url(url: str) -> str:
 
 def _bundle_shape(bundle: Path) -> dict:
     """Columns, target, horizon and levels read from a bundle's JSON files (no TensorFlow), for the request models."""
-    from lstmkit.bundle import CALIBRATION_FILE, PREPROCESSING_FILE, BundleError
-
     try:
         pre = json.loads((bundle / PREPROCESSING_FILE).read_text())
         cal = json.loads((bundle / CALIBRATION_FILE).read_text())
@@ -171,11 +175,6 @@ class Service:
 
     def start(self) -> None:
         """Open storage and registry, recover jobs, warm the model up and start the batcher."""
-        from lstmkit.service.inference import Batcher
-        from lstmkit.service.registry import Registry
-        from lstmkit.service.retrain import Retrainer
-        from lstmkit.service.storage import Storage
-
         self.state.mkdir(parents=True, exist_ok=True)
         self.storage = Storage(self.db_url)
         self.registry = Registry(self.state, self.storage, self.bundle_path)
@@ -232,12 +231,6 @@ def _clean_msg(msg: str) -> str:
 def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url: str | None = None,
                state: Path | None = None) -> FastAPI:
     """The service over `bundle` (a bundle folder): see the module docstring. `api_key` None refuses every POST."""
-    from lstmkit.bundle import ForecastInputError
-    from lstmkit.service.inference import BatcherClosed
-    from lstmkit.service.registry import RegistryError
-    from lstmkit.service.retrain import RetrainError
-    from lstmkit.service.storage import StorageError
-
     bundle = Path(bundle).resolve()
     shape = _bundle_shape(bundle)
     state_dir, url = resolve_places(bundle, settings, db_url, state)

@@ -7,8 +7,7 @@ wait up to `serve.batch_wait_ms` for more to join, so an idle service never adds
 runs through `Bundle.forecast_arrays` of the bundle serving at that moment (the registry's `current()`) and resolves
 each request's future with that bundle's version. A model swap
 between batches never fails a request: windows are validated against the look-back and columns, which a retrained
-bundle keeps.
-"""
+bundle keeps."""
 
 from __future__ import annotations
 
@@ -21,6 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
+
+from lstmkit.core.errors import BatcherClosed
 
 log = logging.getLogger("lstmkit.service")
 
@@ -42,10 +43,6 @@ class _Item:
     values: np.ndarray  # (lookback, channels), original units
     horizon: int
     future: Future
-
-
-class BatcherClosed(RuntimeError):
-    """The batcher was closed (the service is shutting down)."""
 
 
 class Batcher:

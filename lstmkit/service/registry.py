@@ -11,8 +11,7 @@ table (version, parent, created, metrics, status), with the serving bundle swapp
   took, and a bundle that fails verification is never served (RegistryError; the champion stays).
 - `rollback()` goes back to the current version's parent (the champion it replaced), which is recorded in the models
   table and so survives restarts; the version rolled back from is marked `retired`. The initial bundle has no parent:
-  rolling back from it is a RegistryError.
-"""
+  rolling back from it is a RegistryError."""
 
 from __future__ import annotations
 
@@ -23,19 +22,18 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lstmkit.bundle.format import verify
+from lstmkit.bundle.runtime import load_bundle
+from lstmkit.core.errors import BundleError, RegistryError
+
 if TYPE_CHECKING:
-    from lstmkit.bundle import Bundle
+    from lstmkit.bundle.runtime import Bundle
     from lstmkit.service.storage import Storage
+
 
 log = logging.getLogger("lstmkit.service")
 
 TMP_PREFIX = ".tmp-"  # work folders of copies and retrain jobs inside <state>/models/; removed on start
-
-
-class RegistryError(ValueError):
-    """A model version that cannot be served (unknown, missing, failing verification) or nothing to roll back to."""
-
-    status = 409
 
 
 def models_dir(state: Path) -> Path:
@@ -94,8 +92,6 @@ class Registry:
     @staticmethod
     def _version_of(source: Path) -> str:
         """The version of a bundle folder, its files checked against its manifest (RegistryError when they differ)."""
-        from lstmkit.bundle import BundleError, verify
-
         try:
             return verify(source)["version"]
         except BundleError as e:
@@ -121,8 +117,6 @@ class Registry:
     @staticmethod
     def _loads(path: Path) -> bool:
         """Whether a folder holds a bundle whose files match its manifest (the model itself is loaded by `_load`)."""
-        from lstmkit.bundle import BundleError, verify
-
         if not path.is_dir():
             return False
         try:
@@ -133,8 +127,6 @@ class Registry:
 
     def _load(self, version: str) -> Bundle:
         """Load and verify the bundle of a version from the model store (RegistryError naming what is wrong)."""
-        from lstmkit.bundle import BundleError, load_bundle
-
         if not version or "/" in version or version.startswith("."):
             raise RegistryError(f"{version!r} is not a model version")
         path = self.models / version

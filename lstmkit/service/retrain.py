@@ -6,9 +6,9 @@ The job (`python -m lstmkit.service.retrain --state DIR --db URL --job ID --seri
 1. reads the series' stored history and holds out its most recent `serve.holdout` rows (0: the bundle config's
    validation share of the history, at least look-back + horizon rows); neither model trains on them;
 2. splits the remaining rows into training and validation rows in the bundle config's train/val proportion and
-   prepares them with the pipeline's own code (`lstmkit.preprocessing.prepare`: scalers fitted on the new training
+   prepares them with the pipeline's own code (`lstmkit.data.windows.prepare`: scalers fitted on the new training
    rows only; window targets never cross a split);
-3. fits the challenger with `lstmkit.training.fit_forecaster`, the champion's architecture, hyperparameters, training
+3. fits the challenger with `lstmkit.models.neural.forecaster.fit_forecaster`, the champion's architecture, hyperparameters, training
    settings and seed;
 4. scores champion (through its bundle, its own scaler) and challenger on the same held-out windows: MSE and MAE in
    original units, MSE in the challenger's scaled units, and the seasonal-naive baseline on the same windows;
@@ -23,8 +23,7 @@ The job (`python -m lstmkit.service.retrain --state DIR --db URL --job ID --seri
 
 One job at a time: `Retrainer.submit` refuses a second one while a job runs (RetrainBusy, status 409) rather than
 queueing it, so triggers never pile up jobs; the every-N trigger simply fires at the next observation after the
-running job ended.
-"""
+running job ended."""
 
 from __future__ import annotations
 
@@ -46,36 +45,29 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lstmkit.bundle.format import write_bundle
+from lstmkit.bundle.runtime import load_bundle
+from lstmkit.config import ConfigError, from_dict, replace
+from lstmkit.core.errors import BundleError, JobFailed, RetrainBusy, RetrainError
+from lstmkit.data.windows import prepare
+from lstmkit.models.neural.forecaster import fit_forecaster
+from lstmkit.models.neural.spec import ModelSpec
 from lstmkit.service.registry import TMP_PREFIX, models_dir
+from lstmkit.service.storage import Storage
 
 if TYPE_CHECKING:
 
-    from lstmkit.bundle import Bundle
+    from lstmkit.bundle.runtime import Bundle
     from lstmkit.config import Config, ServeConfig
     from lstmkit.service.registry import Registry
     from lstmkit.service.storage import Storage
+
 
 log = logging.getLogger("lstmkit.service")
 
 PARENT_ENV = "LSTMKIT_JOB_PARENT"  # the service's pid: the job dies with it (Linux PR_SET_PDEATHSIG)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_JOB = 0, 1, 2, 3
 TRAINING_STARTED = "training started"  # the log line written just before the challenger's fit
-
-
-class RetrainError(RuntimeError):
-    """A retrain that cannot be started or run; `status` is the HTTP status the service answers with."""
-
-    status = 422
-
-
-class RetrainBusy(RetrainError):
-    """Another retrain job is running (one at a time)."""
-
-    status = 409
-
-
-class JobFailed(RuntimeError):
-    """The job cannot run (too little history, missing columns, unusable champion): a clear message, exit code 3."""
 
 
 def now() -> datetime:
@@ -145,8 +137,6 @@ def _mse_mae(y: np.ndarray, yhat: np.ndarray) -> dict:
 
 def challenger_spec(champion: Bundle, overrides: dict):
     """The champion's ModelSpec (architecture and hyperparameters) and seed; `model.*` overrides laid over the spec."""
-    from lstmkit.forecasters import ModelSpec
-
     f = champion.forecaster
     spec = getattr(f, "spec", None)
     if spec is None:
@@ -161,11 +151,6 @@ def challenger_spec(champion: Bundle, overrides: dict):
 
 def run_job(state: Path, storage: Storage, job_id: str, series_id: str) -> dict:
     """Train, score and (maybe) keep a challenger for one job; returns the job's result (also written to storage)."""
-    from lstmkit.bundle import BundleError, load_bundle, write_bundle
-    from lstmkit.config import ConfigError, from_dict
-    from lstmkit.preprocessing import prepare
-    from lstmkit.training import fit_forecaster
-
     job = storage.job(job_id)
     if job is None:
         raise JobFailed(f"no job {job_id} in the database")
@@ -190,8 +175,8 @@ def run_job(state: Path, storage: Storage, job_id: str, series_id: str) -> dict:
     train_rows, val_rows = retrain_splits(cfg, n, holdout, lookback, horizon, int(detail.get("min_history", 0)))
     _say(f"job {job_id}: series {series_id}, {n} rows: training {train_rows}, validation {val_rows}, held out {holdout};"
          f" champion {champion.version}")
-    cfg = dataclasses.replace(cfg, split=dataclasses.replace(cfg.split, train=train_rows, val=val_rows, test=holdout),
-                              window=dataclasses.replace(cfg.window, lookback=lookback, horizon=horizon))
+    cfg = replace(cfg, {"split.train": train_rows, "split.val": val_rows, "split.test": holdout,
+                        "window.lookback": lookback, "window.horizon": horizon})
     frame = history[champion.columns].astype(float)
     prepared = prepare(frame, cfg)
     spec, seed = challenger_spec(champion, overrides)
@@ -295,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", required=True, help="series id whose stored history the challenger trains on")
     args = parser.parse_args(argv)
     _die_with_parent()
-    from lstmkit.service.storage import Storage
 
     storage = Storage(args.db)
     try:

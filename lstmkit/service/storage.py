@@ -26,8 +26,7 @@ Append rules (`Storage.append`), all checked in one transaction, all-or-nothing:
   float32 precision (the precision the models compute in), otherwise a conflict (409);
 - a timestamp before the last stored one that is not stored is out of order (422);
 - the first new timestamp must be exactly one step after the last stored one (a gap is a 422 naming the expected
-  timestamp); a new series may start anywhere (on the offset, for anchored offsets such as `MS`).
-"""
+  timestamp); a new series may start anywhere (on the offset, for anchored offsets such as `MS`)."""
 
 from __future__ import annotations
 
@@ -48,6 +47,8 @@ from pandas.tseries.frequencies import to_offset
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from lstmkit.core.errors import StorageError
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 MODEL_STATUSES = ("champion", "retired", "rejected", "candidate")
@@ -116,15 +117,6 @@ models_table = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("metrics", sa.JSON, nullable=False),
 )
-
-
-class StorageError(ValueError):
-    """An append (or forecast) the store refuses; `status` is the HTTP status: 409 conflict, 422 invalid."""
-
-    def __init__(self, message: str, status: int = 422):
-        """Message naming the series, timestamp and column; `status` 409 or 422."""
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

@@ -1,0 +1,5 @@
+"""The stages: one computing module per chapter (`data`, `preprocessing`, `tuning`, `training`, `evaluation`,
+`explainability`, `uncertainty`, `anomalies`, `deployment`), each reading and writing the run folder through
+`lstmkit.runs.RunFolder`; the checks made before a run starts (`checks`); and the export of a run's selected model
+as an inference bundle (`export`). Computing only: no plotting, no report text.
+"""
