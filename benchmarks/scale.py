@@ -73,9 +73,9 @@ def overrides(csv: Path, steps: int) -> dict:
 
 def run_one_stage(run_dir: str, stage: str, settings: str) -> None:
     """Child process: run one stage (its kernel is our child), then print our and our children's peak RSS as JSON."""
+    from lstmkit.cli.pipeline import run_pipeline
     from lstmkit.config import from_dict, load_config
     from lstmkit.runs.folder import RunFolder
-    from lstmkit.cli.pipeline import run_pipeline
 
     cfg = from_dict(load_config(REPO / "configs" / "quick.yaml").to_dict(), json.loads(settings))
     run = RunFolder(Path(run_dir))

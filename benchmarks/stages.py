@@ -70,10 +70,10 @@ def time_profile(profile: str, run_dir: Path, root: Path, report: bool, strict: 
 
     On failure the exception carries the steps timed so far, the failed one last, as its `timings` attribute.
     """
+    from lstmkit.cli.pipeline import run_pipeline
     from lstmkit.config import load_config
     from lstmkit.report.book import report as build_report
     from lstmkit.runs.folder import RunFolder
-    from lstmkit.cli.pipeline import run_pipeline
     from lstmkit.runs.notebooks import STAGES
 
     cfg = load_config(root / "configs" / f"{profile}.yaml")
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot time the pipeline (project {root}):\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
 
-    from lstmkit.core.errors import ReportError, StageFailed
     from lstmkit.cli.pipeline import ensure_kernel
+    from lstmkit.core.errors import ReportError, StageFailed
 
     ensure_kernel()  # one-time kernel registration, kept out of the stage timings
     base = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="lstmkit-stages-"))

@@ -20,7 +20,7 @@ Two more comparisons, each chosen by its flag, on ETTh2 (configs/etth2.yaml: mod
 3. ``--compare-strategies``: random, bayesian, hyperband (Keras Tuner), optuna (Optuna) and asha, pbt (Ray Tune),
    each with the same wall-time budget (``tuning.max_minutes`` = ``--minutes``) over the same space, each in a fresh
    run folder. Every epoch's validation loss is timed from the search's start: for the in-process strategies by
-   wrapping ``lstmkit.tuning.backends.keras_tuner.train_trial`` (its per-epoch ``report`` hook), for the Ray ones from the run's
+   wrapping ``lstmkit.tuning.objective.train_trial`` (its per-epoch ``report`` hook), for the Ray ones from the run's
    ``tuning/lineage.csv`` (``seconds`` since the search started, shifted by the time from this script's clock start
    to the search's recorded start). It prints per strategy the trials finished, the epochs trained, the wall seconds,
    the best validation loss reached within the budget and when it was first reached, and writes the best-so-far
@@ -306,10 +306,10 @@ class Curve:
 @contextlib.contextmanager
 def epoch_clock(points: list[tuple[float, float]], t0: float) -> Iterator[None]:
     """While inside, every epoch of a trial trained in this process (Keras Tuner, Optuna) appends (seconds since t0,
-    validation loss) to `points`, through lstmkit.tuning.backends.keras_tuner.train_trial's per-epoch `report` hook."""
-    from lstmkit.tuning.backends import keras_tuner as tuners
+    validation loss) to `points`, through lstmkit.tuning.objective.train_trial's per-epoch `report` hook."""
+    from lstmkit.tuning import objective
 
-    original = tuners.train_trial
+    original = objective.train_trial
 
     def timed(values, prepared, cfg, epochs, report=None):
         def both(step: int, val_loss: float) -> None:
@@ -319,11 +319,11 @@ def epoch_clock(points: list[tuple[float, float]], t0: float) -> Iterator[None]:
 
         return original(values, prepared, cfg, epochs, report=both)
 
-    tuners.train_trial = timed
+    objective.train_trial = timed
     try:
         yield
     finally:
-        tuners.train_trial = original
+        objective.train_trial = original
 
 
 def ray_points(run, cfg: Config, epoch0: float) -> list[tuple[float, float]]:

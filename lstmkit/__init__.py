@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up lines out of notebooks
 
-from lstmkit.config import Config, load_config
+from lstmkit.config import Config
 from lstmkit.core.errors import ConfigError, LstmkitError
 from lstmkit.runs.folder import RunFolder, open_run, start_run
 
@@ -13,7 +13,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """Lazy attributes: `lstmkit.load_bundle` imports the bundle runtime (and TensorFlow) only when first used."""
+    """Lazy attributes that load TensorFlow when first used: `lstmkit.load_config` (a profile checked by every layer,
+    see lstmkit.stages.checks.load_checked) and `lstmkit.load_bundle` (the bundle runtime)."""
+    if name == "load_config":
+        from lstmkit.stages.checks import load_checked  # checks the architectures' own settings: TensorFlow loads
+
+        return load_checked
     if name == "load_bundle":
         from lstmkit.bundle.runtime import load_bundle  # TensorFlow loads with it: not at `import lstmkit`
 

@@ -26,6 +26,7 @@ from lstmkit.core.errors import LabelsError
 
 # ------------------------------------------------------------------ labels
 
+
 def read_labels(path: str | Path, name: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """The label windows of series `name` in a `{name: [[start, end], ...]}` JSON file, as (start, end) timestamps."""
     path = Path(path)

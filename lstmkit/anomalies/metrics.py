@@ -32,6 +32,7 @@ def events(mask: np.ndarray) -> list[tuple[int, int]]:
 
 # ------------------------------------------------------------------ evaluation
 
+
 def event_f1(labels: np.ndarray, alarms: np.ndarray) -> dict:
     """Event-wise precision, recall and F1: a label window counts as found when an alarm lies in it; an alarm event (a
     run of consecutive alarms) counts as true when it overlaps a label window. No point adjustment."""

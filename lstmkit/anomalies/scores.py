@@ -22,6 +22,7 @@ MAD_TO_SD = 1.4826  # median absolute deviation of a normal sample x this = its 
 
 # ------------------------------------------------------------------ residuals, scores, p-values
 
+
 def step_forecasts(forecaster, prepared, rows: np.ndarray, steps: int = 1, batch_size: int = 4096) -> np.ndarray:
     """(len(rows), steps) forecasts, scaled, of the target at each row: column j - 1 is the step-j forecast made from the
     look-back ending at row - j (every forecast was issued before the row it forecasts)."""

@@ -1,14 +1,28 @@
-"""Command line: `lstmkit run`, `lstmkit tune`, `lstmkit report`, `lstmkit export`, `lstmkit serve`, `lstmkit kernel`, `lstmkit config`."""
+"""The `lstmkit` command: `run`, `tune`, `report`, `export`, `serve`, `kernel`, `config`.
+
+Each command imports what it needs when it runs (TensorFlow, papermill, Jupyter Book and uvicorn take seconds to
+load), so `lstmkit --help` and a refused command answer at once. An `LstmkitError` is printed on one line
+(`error: ...`) and exits with its `exit_code` (2: the input cannot be used; 1: an operation failed; 3: the run
+folder is locked); any other exception is a bug and prints its traceback (exit 1).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
-from lstmkit.config import RAY_STRATEGIES, ConfigError, describe_keys, from_dict, load_config, parse_override
+import yaml
+
+from lstmkit.config import RAY_STRATEGIES, ConfigError, from_dict, parse_override
+from lstmkit.core import progress
+from lstmkit.core.errors import LstmkitError
+from lstmkit.runs.folder import RunFolder, open_run
+from lstmkit.runs.notebooks import project_root
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
@@ -25,11 +39,9 @@ def default_run_dir(config_path: str | None) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the notebook series (or resume it) into a run folder."""
-    from lstmkit.cli.pipeline import run_pipeline
-    from lstmkit.core.errors import StageFailed
+    from lstmkit.cli.pipeline import run_pipeline  # papermill, and TensorFlow through the checks of the architectures
     from lstmkit.report.book import publish
-    from lstmkit.runs.folder import RunFolder
-    from lstmkit.runs.notebooks import project_root
+    from lstmkit.stages.checks import check_config, load_checked
 
     overrides = _overrides(args.set)
     config_path = args.config
@@ -40,17 +52,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume_from and config_path is None:
         if not run.config_file.exists():
             raise ConfigError(f"cannot resume: {run.root} has no config.yaml (run without --from first)")
-        cfg = from_dict(run.config().to_dict(), overrides)
+        cfg = check_config(from_dict(run.config().to_dict(), overrides))
     else:
-        cfg = load_config(config_path, overrides)
+        cfg = load_checked(config_path, overrides)
     live = None if args.quiet or args.progress else sys.stdout  # papermill's bar and the live line would collide
     with run.lock("lstmkit run", create=True):  # refused at once if another command is writing this folder
         print(f"lstmkit run -> {run.root}", flush=True)
-        try:
-            run_pipeline(run, cfg, start=args.resume_from, stop=args.to, progress=args.progress, live=live)
-        except StageFailed as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        run_pipeline(run, cfg, start=args.resume_from, stop=args.to, progress=args.progress, live=live)
         if args.to is None:
             publish(run)
             print(f"done. Metrics: {run.metrics_file}\nBuild the report with: lstmkit report --run-dir {run_dir}")
@@ -59,10 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Run or resume the tuning search of a run folder (here, with local workers, or as a chief/worker process)."""
-    from lstmkit.core import progress
-    from lstmkit.core.errors import TuningError
-    from lstmkit.runs.folder import RunFolder, open_run
-    from lstmkit.stages.preprocessing import load_prepared
+    from lstmkit.stages.preprocessing import load_prepared  # TensorFlow and the search backends
     from lstmkit.tuning import results, search
     from lstmkit.tuning.backends import distributed
 
@@ -81,12 +86,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"lstmkit tune -> {run.root}: {cfg.tuning.strategy} search {where}", flush=True)
         # here: a live progress line (the chief, if any, reports to it); in a chief or worker: Keras Tuner's log
         display = contextlib.nullcontext() if role else progress.Live(run.progress_file, sys.stdout)
-        try:
-            with display:
-                spec, table = search.tune(prepared, cfg, run, workers=workers, verbose=bool(role))
-        except TuningError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        with display:
+            spec, table = search.tune(prepared, cfg, run, workers=workers, verbose=bool(role))
     if spec is not None:
         best = results.read_best(run)
         print(f"{len(table)} trials; best val_loss {best['val_loss']:.5g} (trial {best['trial']}): "
@@ -97,17 +98,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the HTML report of a run folder."""
-    from lstmkit.core.errors import ReportError
-    from lstmkit.report.book import report
-    from lstmkit.runs.folder import RunFolder
+    from lstmkit.report.book import report  # Jupyter Book
 
     run = RunFolder(Path(args.run_dir or _latest_run_dir()).resolve())
-    try:
-        with run.lock("lstmkit report"):  # not while a run or a search is writing the folder
-            index = report(run, strict=not args.no_strict)
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    with run.lock("lstmkit report"):  # not while a run or a search is writing the folder
+        index = report(run, strict=not args.no_strict)
     print(f"report built: {index}")
     return 0
 
@@ -122,9 +117,7 @@ def _latest_run_dir() -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the inference bundle of a finished run folder (stages through evaluation)."""
-    from lstmkit.bundle.runtime import load_bundle
-    from lstmkit.core.labels import level_label
-    from lstmkit.runs.folder import RunFolder
+    from lstmkit.bundle.runtime import load_bundle  # TensorFlow
     from lstmkit.stages.export import export_bundle
 
     run = RunFolder(Path(args.run_dir).resolve())
@@ -143,7 +136,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"test MSE {fmt(s.get('test_mse'))}, MAE {fmt(s.get('test_mae'))} ({bundle.units}); best baseline "
               f"{s.get('best_baseline')}: MSE {fmt(s.get('baseline_test_mse'))}, MAE {fmt(s.get('baseline_test_mae'))}")
     coverage = s.get("coverage") or {}
-    levels = ", ".join(f"{level_label(float(k))}% -> {v:.1%}" for k, v in coverage.items() if v is not None)
+    levels = ", ".join(f"{k}% -> {v:.1%}" for k, v in coverage.items() if v is not None)
     print(f"intervals: split conformal on {s.get('calibration_windows')} {s.get('calibration')} windows"
           + (f"; test coverage {levels}" if levels else ""))
     return 0
@@ -151,9 +144,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve forecasts of an inference bundle over HTTP (FastAPI on uvicorn, one worker process)."""
-    import logging
+    import uvicorn
 
-    from lstmkit.bundle.runtime import load_bundle
+    from lstmkit.bundle.runtime import load_bundle  # TensorFlow
     from lstmkit.core.errors import BundleError
     from lstmkit.service.app import API_KEY_ENV, create_app, resolve_places, safe_url
 
@@ -182,8 +175,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"  listening on http://{host}:{port} (OpenAPI at /docs)", flush=True)
     del bundle
     app = create_app(folder, settings, key, db_url=url, state=state)
-    import uvicorn
-
     uvicorn.run(app, host=host, port=port, workers=1, access_log=args.access_log, log_level="info",
                 timeout_graceful_shutdown=10)
     return 0
@@ -191,7 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_kernel(args: argparse.Namespace) -> int:
     """Register the `lstmkit` Jupyter kernel for this Python."""
-    from lstmkit.cli.pipeline import ensure_kernel
+    from lstmkit.cli.pipeline import ensure_kernel  # jupyter_client and ipykernel
 
     print(f"kernel '{ensure_kernel()}' -> {sys.executable}")
     return 0
@@ -199,12 +190,12 @@ def cmd_kernel(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Print every configuration key with its default, or the resolved configuration of a file."""
-    if args.file:
-        import yaml
+    from lstmkit.stages.checks import config_reference, load_checked  # the architectures' settings: TensorFlow
 
-        print(yaml.safe_dump(load_config(args.file, _overrides(args.set)).to_dict(), sort_keys=False), end="")
+    if args.file:
+        print(yaml.safe_dump(load_checked(args.file, _overrides(args.set)).to_dict(), sort_keys=False), end="")
         return 0
-    for row in describe_keys():
+    for row in config_reference():
         print(f"{row['key']:<28} {str(row['default']):<24} {row['help']}")
     return 0
 
@@ -270,21 +261,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `lstmkit` command."""
-    from lstmkit.core.errors import RunFolderLocked
-
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except RunFolderLocked as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except (ConfigError, FileNotFoundError, ValueError) as e:  # DataError and DatasetError are ValueErrors
+    except LstmkitError as e:
         if os.environ.get("LSTMKIT_TRACEBACK"):  # where the error was raised, for a developer
-            import traceback
-
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; resume with --from STAGE", file=sys.stderr)
         return 130

@@ -99,7 +99,7 @@ class ScalingConfig(Section):
 
 class WindowConfig(Section):
     lookback: IntOrAuto = opt(48,
-        "Number of past time steps the model sees, or `auto`: derived from the series' main seasonal period when the data are loaded (see `lstmkit.seasonality.auto_lookback`); the run's config.yaml records the number chosen.")
+        "Number of past time steps the model sees, or `auto`: derived from the series' main seasonal period when the data are loaded (see `lstmkit.data.seasonality.auto_lookback`); the run's config.yaml records the number chosen.")
     horizon: Int = opt(6,
         "Number of future steps forecast at once (direct multi-output).")
 

@@ -1,9 +1,10 @@
 """Every error lstmkit raises on purpose, under one root: `LstmkitError`.
 
 An `LstmkitError` means "the input cannot be used as given" (a file, a configuration, an API call, a request) or "an
-operation could not complete" (a search whose every trial failed, a locked run folder), and its message says what is
-wrong and where, for the person who can fix it: the command line prints it on one line and exits 2 (3 for a locked
-run folder), the service answers it with its `status` (a 4xx, or 503 while stopping). Any other exception is a bug:
+operation could not complete" (a stage that failed, a search whose every trial failed, a locked run folder), and its
+message says what is wrong and where, for the person who can fix it: the command line prints it (`error: ...`) and
+exits with its `exit_code` (2 for input, 1 for a failed operation, 3 for a locked run folder), the service answers it
+with its `status` (a 4xx, or 503 while stopping). Any other exception is a bug:
 the command line prints its traceback and exits 1, the service answers 500 naming no internals.
 
 Subclasses keep the built-in base their callers expect (`ValueError` for bad input, `RuntimeError` for an operation
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 
 class LstmkitError(Exception):
-    """Root of every error lstmkit raises on purpose; `status` is the HTTP status the service answers it with."""
+    """Root of every error lstmkit raises on purpose; `status` is the HTTP status the service answers it with,
+    `exit_code` the command line's exit status (2: the input cannot be used; 1: an operation failed; 3: locked)."""
 
     status: int = 422
+    exit_code: int = 2
 
 
 # ---------------------------------------------------------------- input: configuration, data, files
@@ -56,21 +59,31 @@ class ForecasterError(LstmkitError, ValueError):
 class TuningError(LstmkitError, RuntimeError):
     """A search that could not produce a best configuration (every trial failed, a worker kept dying, ...)."""
 
+    exit_code = 1
+
 
 class StageFailed(LstmkitError, RuntimeError):
     """A notebook cell raised: names the notebook, the cell and the error."""
+
+    exit_code = 1
 
 
 class RunFolderLocked(LstmkitError, RuntimeError):
     """Another process holds the run folder's lock; the message names it (PID, command, start time)."""
 
+    exit_code = 3
+
 
 class ReportError(LstmkitError, RuntimeError):
     """The report could not be built (a missing stage output, a Sphinx warning in strict mode)."""
 
+    exit_code = 1
+
 
 class DeploymentError(LstmkitError, RuntimeError):
     """The replay could not run: a service that did not start (with its log's tail) or answered an error."""
+
+    exit_code = 1
 
 
 # ---------------------------------------------------------------- bundles and the service

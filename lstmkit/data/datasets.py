@@ -37,6 +37,8 @@ ETT_CITATION = ('Zhou et al., "Informer: Beyond Efficient Transformer for Long S
 
 
 @dataclass(frozen=True, kw_only=True)
+
+
 class Dataset:
     """One named dataset: where its file comes from, how to check it, and how to read and credit it."""
 
@@ -237,7 +239,6 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in [
 ]}
 
 
-
 def get_dataset(name: str) -> Dataset:
     """The registry entry for a name (case-insensitive), or a DatasetError listing the known names."""
     key = str(name).strip().lower()
@@ -348,6 +349,21 @@ def _reason(error: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
+def _network_reason(error: BaseException) -> str:
+    """The cause of a failed request in a few words: refused, timed out, or cut short after n of m bytes."""
+    text = str(error)
+    cut = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
+    if cut:
+        got, more = int(cut.group(1)), int(cut.group(2))
+        return f"connection closed after {got} of {got + more} bytes"
+    if "timed out" in text.lower() or "timeout" in type(error).__name__.lower():
+        return "timed out"
+    if "refused" in text.lower():
+        return "connection refused"
+    reason = re.search(r"Caused by \w+\([^:]*: (.*?)\)+$", text)
+    return reason.group(1) if reason else (text.splitlines() or [type(error).__name__])[0]
+
+
 def _offline(failed: str, reason: str, path: Path, dataset: Dataset | None = None) -> DatasetError:
     """The error for a download cut off by the network (refused, unreachable, stalled or truncated)."""
     return DatasetError(f"{failed} ({reason}): this machine may be offline; " + _fallback(path, dataset))
@@ -375,7 +391,7 @@ def _download(dataset: Dataset, path: Path) -> Path:
         raise DatasetError(f"{failed} (HTTP {status} {reason}): the file is not available there{mirror}; "
                            + _fallback(path, dataset)) from None
     except requests.RequestException as e:  # refused, unreachable, stalled, or cut short (IncompleteRead)
-        raise _offline(failed, _reason(e), path, dataset) from None
+        raise _offline(failed, _network_reason(e), path, dataset) from None
     except ValueError as e:  # pooch: the sha256 of the download differs from the known one (the file is removed)
         found = re.search(r"got ([0-9a-f]{64})", str(e))
         actual = found.group(1) if found else "another hash"

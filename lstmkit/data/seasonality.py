@@ -24,6 +24,8 @@ ROUNDING = 0.02  # a cycle of 52.18 weeks or 365.25 days counts as 52 or 365 ste
 
 
 @dataclass(frozen=True)
+
+
 class Seasonality:
     """The seasonal periods (in steps) of a time step, with the cycles they come from."""
 
@@ -198,22 +200,6 @@ def _period_that_fits(period: int, why: str, s: Seasonality, cfg: Config, n_rows
     return 1, (f"1 step: the series' season would be {period} steps (a {s.cycles[0]}), but the training split holds only "
                f"{b - a} rows, too few for a seasonal MASE scale (more than {period} rows); seasonal naive repeats "
                f"the last value and MASE uses the one-step naive scale")
-
-
-def period_sentence(period: int, s: Seasonality, train_rows: int | None = None) -> str:
-    """Why the seasonal-naive baseline and MASE use `period` steps, in words (for the chapters and the report)."""
-    if s.periods and period == s.main:
-        return (f"{period} steps, a {s.cycles[0]}: the shortest cycle that the series' `{s.step}` time step holds "
-                f"(`evaluation.seasonal_period: auto`)")
-    if period == 1 and not s.periods:
-        return (f"1 step (seasonal naive is persistence): the series' `{s.step}` time step holds no day, week or "
-                f"year cycle")
-    if period == 1 and train_rows is not None and train_rows <= s.main:
-        return (f"1 step (seasonal naive is persistence, MASE uses the one-step naive scale): the series' season of "
-                f"{s.main} steps (a {s.cycles[0]}) needs a training split of more than {s.main} rows, and it has "
-                f"{train_rows}")
-    main = f"{s.main} steps (a {s.cycles[0]})" if s.periods else "none"
-    return f"{period} steps, set by `evaluation.seasonal_period` (the series' own main cycle: {main})"
 
 
 def decompose(series: pd.Series, periods: tuple[int, ...], max_rows: int | None = None, max_period: int | None = None):

@@ -3,7 +3,6 @@ folder and read back, with the mask of the rows whose values a repair filled."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from lstmkit.data.synthetic import GroundTruth, inject_anomalies, make_synthetic
 
 
 @dataclass
+
+
 class SeriesData:
     """A loaded series with what is known about it."""
 
@@ -51,8 +52,8 @@ def load_series(cfg: Config) -> SeriesData:
         frame, notes, filled = load_csv_filled(cfg.data)
         return SeriesData(frame, None, notes, f"CSV file {cfg.data.path}", filled=filled)
     path = dataset_path(cfg.data.source)
-    data = cfg.data if cfg.data.date_column else dataclasses.replace(
-        cfg.data, date_column=get_dataset(cfg.data.source).date_column)  # the registry names the timestamp column
+    data = cfg.data if cfg.data.date_column else cfg.data.model_copy(
+        update={"date_column": get_dataset(cfg.data.source).date_column})  # the registry names the timestamp column
     frame, notes, filled = load_csv_filled(data, path)
     return SeriesData(frame, None, notes, f"named dataset {cfg.data.source} ({path.name})", filled=filled)
 

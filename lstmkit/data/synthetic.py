@@ -12,6 +12,8 @@ from lstmkit.core.errors import DataError
 
 
 @dataclass
+
+
 class Driver:
     """One lagged input that drives the target: target[t] gets coef * f(feature[t - lag])."""
 
@@ -22,6 +24,8 @@ class Driver:
 
 
 @dataclass
+
+
 class GroundTruth:
     """What generated the synthetic target: the driving feature/lag pairs and the noise floor."""
 

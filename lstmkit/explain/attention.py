@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from lstmkit.core.errors import ForecasterError
-from lstmkit.explain.integrated_gradients import Attribution, describe_model, lag_labels
+from lstmkit.explain.integrated_gradients import Attribution, lag_labels
 from lstmkit.models.neural import architectures
 
 ATTENTION, VARIABLES, IG = "attention", "variable selection", "ig"  # profile column names
@@ -25,26 +25,6 @@ ATTENTION, VARIABLES, IG = "attention", "variable selection", "ig"  # profile co
 def attention_architectures(tag: str = "attention") -> list[str]:
     """The architectures whose module declares the capability `tag` (e.g. attention)."""
     return [name for name, module in architectures.modules().items() if getattr(module, "TAGS", {}).get(tag, False)]
-
-
-def _names(names: list[str]) -> str:
-    """`a`, `a` and `b`, `a`, `b` and `c`."""
-    quoted = [f"`{n}`" for n in names]
-    return " and ".join(quoted) if len(quoted) < 3 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
-
-
-def no_attention_text(forecaster, models: list[str] | None = None) -> str:
-    """One sentence (Markdown): this model (and, given the names of the run's `models`, no other model of the run)
-    exposes no attention weights, and which architectures do."""
-    archs = attention_architectures()
-    others = [m for m in models or [] if m != getattr(forecaster, "name", None)]
-    where = "`model.architecture`" + (", or `compare.architectures` to train them beside the others" if others else "")
-    return (f"The selected model, {describe_model(forecaster)}, exposes no attention weights"
-            + (f", nor does {'the other model' if len(others) == 1 else 'any other model'} of this run "
-               f"({_names(others)})" if others else "")
-            + ", so there is no attention to set beside IG; "
-            + (f"the {'architecture that does is' if len(archs) == 1 else 'architectures that do are'} {_names(archs)}"
-               f" ({where})." if archs else "no architecture written so far does."))
 
 
 def _weights(values: np.ndarray, what: str, shape: tuple[int, int]) -> np.ndarray:
@@ -103,6 +83,8 @@ def ig_variable_profile(values: np.ndarray, columns: list[str]) -> pd.Series:
 
 
 @dataclass(frozen=True)
+
+
 class RankAgreement:
     """How well two importance profiles over the same entries (lags or channels) rank them alike."""
 
@@ -202,6 +184,8 @@ def driver_scores(profiles: pd.DataFrame, roles: dict[str, str]) -> pd.DataFrame
 
 
 @dataclass
+
+
 class AttentionAnalysis:
     """An attention model's weights over the explained windows, beside IG's attributions of the same windows."""
 
@@ -245,14 +229,14 @@ def analyse(forecaster, windows: np.ndarray, attr: Attribution, horizon_step: in
     of most weighted lags (or channels) whose overlap is reported.
     """
     if not forecaster.get_tag("attention"):
-        raise ForecasterError(no_attention_text(forecaster))
+        raise ForecasterError(f"{getattr(forecaster, 'name', forecaster)} exposes no attention weights")
     windows = np.asarray(windows, dtype=np.float32)
     if attr.values.shape != windows.shape:
         raise ValueError(f"attributions of shape {attr.values.shape} do not belong to windows of shape {windows.shape}")
     n, lookback, channels = windows.shape
     weights = forecaster.attention(windows)
     if "time" not in weights:
-        raise ValueError(f"{describe_model(forecaster)}: attention() gave no `time` weights (keys: {sorted(weights)})")
+        raise ValueError(f"{forecaster.name}: attention() gave no `time` weights (keys: {sorted(weights)})")
     time_w = _weights(weights["time"], "attention over time", (n, lookback))
     time = pd.concat([time_profile(time_w, horizon_step), ig_time_profile(attr.values, horizon_step)], axis=1)
     analysis = AttentionAnalysis(getattr(forecaster, "name", type(forecaster).__name__),
@@ -262,7 +246,7 @@ def analyse(forecaster, windows: np.ndarray, attr: Attribution, horizon_step: in
     features = attr.feature_names
     if forecaster.get_tag("variable_selection"):
         if "variables" not in weights:
-            raise ValueError(f"{describe_model(forecaster)} has the variable_selection tag but attention() gave no "
+            raise ValueError(f"{forecaster.name} has the variable_selection tag but attention() gave no "
                              "`variables` weights")
         var_w = _weights(weights["variables"], "variable-selection", (n, channels))
         analysis.variables = pd.concat([variable_profile(var_w, features), ig_variable_profile(attr.values, features)],
@@ -274,71 +258,3 @@ def analyse(forecaster, windows: np.ndarray, attr: Attribution, horizon_step: in
         if analysis.variables is not None:
             analysis.channel_scores = driver_scores(analysis.variables, channel_roles(features, truth, target))
     return analysis
-
-
-def _ordinal(n: int) -> str:
-    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def _agreement_words(a: RankAgreement, level: str) -> str:
-    """`a Spearman correlation of 0.62 over the 24 lags (p = 0.001); 3 of their 5 ...` as words."""
-    if not np.isfinite(a.spearman):
-        return f"no rank correlation over the {a.entries} {level}s (one profile is flat)"
-    text = f"a Spearman rank correlation of {a.spearman:.2f} over the {a.entries} {level}s"
-    if a.entries >= 10:  # with fewer entries the p-value says little
-        text += f" ({'p < 0.001' if a.p_value < 0.001 else f'p = {a.p_value:.2g}'})"
-    if a.top_k < a.entries:  # sharing all of them would say nothing
-        text += f"; they share {round(a.overlap * a.top_k)} of their {a.top_k} most weighted {level}s"
-    return text
-
-
-def time_summary(analysis: AttentionAnalysis, unit: str = "steps") -> str:
-    """A few sentences (Markdown): where the attention looks, how its ranking of lags agrees with IG's, and, with a
-    ground truth, how each ranks the planted lags."""
-    t, a = analysis.time, analysis.time_agreement
-    top_att, top_ig, even = int(t[ATTENTION].idxmax()), int(t[IG].idxmax()), 1.0 / len(t)
-    if t[ATTENTION].max() < 1.5 * even:
-        text = (f"The attention is spread almost evenly over the look-back window: its mean weights range from "
-                f"{t[ATTENTION].min():.1%} to {t[ATTENTION].max():.1%} (lag {top_att}), against an even {even:.1%} per "
-                f"lag, while IG puts {t[IG].max():.0%} of its attribution on lag {top_ig} ({unit}).")
-    else:
-        text = (f"The attention puts {t[ATTENTION].max():.0%} of its weight on lag {top_att} ({unit}), IG "
-                f"{t[IG].max():.0%} of its attribution on lag {top_ig}.")
-    text += f" Over lags the two have {_agreement_words(a, 'lag')}."
-    finite = analysis.window_spearman[np.isfinite(analysis.window_spearman)]
-    if finite.size:
-        text += (f" Window by window the correlation has a median of {np.median(finite):.2f} "
-                 f"(from {finite.min():.2f} to {finite.max():.2f}).")
-    if analysis.lag_scores is not None and len(analysis.lag_scores):
-        lags = len(t)
-        for pair, r in analysis.lag_scores.iterrows():
-            text += (f" At the planted `{pair}` the attention ranks the lag {_ordinal(int(r[f'{ATTENTION} rank']))} of "
-                     f"{lags} ({r[f'{ATTENTION} share']:.1%} of its weight), IG {_ordinal(int(r[f'{IG} rank']))} "
-                     f"({r[f'{IG} share']:.1%}); an even spread would give each lag {r['uniform']:.1%}.")
-    return text
-
-
-def variable_summary(analysis: AttentionAnalysis) -> str:
-    """A few sentences (Markdown) on the variable-selection weights beside IG's channel shares and, with a ground
-    truth, where each puts the drivers and the distractors."""
-    if analysis.variables is None:
-        archs = attention_architectures("variable_selection")
-        return (f"The `{analysis.architecture or analysis.model}` architecture weighs time steps but not input channels:"
-                " it has no variable-selection weights" + (f" (those come with {_names(archs)})." if archs else "."))
-    v, a = analysis.variables, analysis.variable_agreement
-    if len(v) == 1:
-        return (f"With one input channel (`{v.index[0]}`) variable selection has nothing to choose between: it gives "
-                "that channel all its weight.")
-    text = (f"Variable selection gives `{v[VARIABLES].idxmax()}` the most weight ({v[VARIABLES].max():.0%}), IG "
-            f"`{v[IG].idxmax()}` ({v[IG].max():.0%}); over channels they have {_agreement_words(a, 'channel')}.")
-    scores = analysis.channel_scores
-    if scores is not None:
-        for role in ("driver", "distractor"):
-            chosen = scores[scores["role"] == role]
-            for channel, r in chosen.iterrows():
-                text += (f" The {role} `{channel}` gets {r[f'{VARIABLES} share']:.1%} of the selection weight (rank "
-                         f"{int(r[f'{VARIABLES} rank'])} of {len(scores)}) and {r[f'{IG} share']:.1%} of IG's "
-                         f"attribution (rank {int(r[f'{IG} rank'])}).")
-    return text

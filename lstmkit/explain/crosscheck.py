@@ -20,6 +20,8 @@ METHODS = ("ig", "saliency", "gradient_x_input", "shap", "permutation")
 
 
 @dataclass
+
+
 class CrossCheck:
     """Per-feature and per-lag-block importance of each method, and the Spearman agreement of their rankings."""
 
@@ -166,21 +168,3 @@ def cross_check(model, x: np.ndarray, y: np.ndarray, attr: Attribution, backgrou
     by_feature = {name: feature_shares(v, features) for name, v in values.items()} | {"permutation": perm_features}
     by_lag = {name: lag_shares(v, block) for name, v in values.items()} | {"permutation": perm_lags}
     return CrossCheck(pd.DataFrame(by_feature), pd.DataFrame(by_lag), agreement(by_feature), agreement(by_lag))
-
-
-def agreement_summary(matrix: pd.DataFrame, level: str, window_normalised: bool = False) -> str:
-    """One sentence (Markdown) on how well the other methods' rankings agree with IG's, naming the least agreeing."""
-    others = matrix["ig"].drop("ig").dropna()
-    if others.empty:
-        return f"There is only one {level}: no ranking to compare."
-    worst = others.idxmin()
-    text = (f"Over {level}s, IG's ranking has a Spearman correlation of {others.min():.2f} to {others.max():.2f} with the "
-            f"other methods; it agrees least with **{worst}** ({others[worst]:.2f}).")
-    if others[worst] < 0.5:
-        text += (" A low value means the methods credit different inputs: IG integrates along the path from the baseline "
-                 "to the window, saliency looks only at local slopes, and permutation importance at what the model "
-                 "needs on average.")
-        if window_normalised:
-            text += (" This model normalises each window by its own statistics, so the window's level, which the "
-                     "baseline lacks, is credited by IG to the inputs that set it (the last value for `last`).")
-    return text

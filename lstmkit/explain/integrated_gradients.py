@@ -20,6 +20,8 @@ BASELINES = ("zeros", "mean", "last", "noise")
 
 
 @dataclass
+
+
 class Attribution:
     """IG attributions of a batch of windows, labelled by time lag and feature, with the completeness check."""
 
@@ -95,13 +97,6 @@ def network_of(model):
         raise ForecasterError(f"{name}: gradient attributions need a neural forecaster (one with a network to "
                               "differentiate, tag `neural`), or a Keras model; this forecaster has none")
     return network
-
-
-def describe_model(forecaster) -> str:
-    """The forecaster's name in Markdown, with its architecture when the name does not already say it."""
-    name = getattr(forecaster, "name", type(forecaster).__name__)
-    arch = getattr(getattr(forecaster, "spec", None), "architecture", None)
-    return f"`{name}`" + (f" (architecture `{arch}`)" if arch and arch != name else "")
 
 
 def window_normalised(forecaster) -> bool:
@@ -298,35 +293,6 @@ def ground_truth_scores(heatmap: pd.DataFrame, truth, target: str) -> pd.DataFra
             "rank within feature": int((column > column.loc[lag]).sum()) + 1,
             "share": float(flat.loc[(lag, feature)] / total), "uniform": 1.0 / len(flat)}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def ground_truth_summary(scores: pd.DataFrame, shares: pd.Series, truth, first_lag: int = 1) -> str:
-    """A few sentences (Markdown) on how many planted pairs IG puts first in their feature, and what the distractors get.
-
-    `first_lag` is the lag of each window's last input (the explained horizon step): a driver's effect on that last
-    target value shows up that many lags after the planted lag.
-    """
-    hits = scores[scores["top lag"] == scores["lag"]]
-    text = (f"IG puts the most attribution exactly at the planted lag for {len(hits)} of {len(scores)} driving pairs"
-            f" ({', '.join(f'`{h}`' for h in hits.index) or 'none'}).")
-    echoes = hits[hits["next lag"] == hits["lag"] + first_lag]
-    if len(echoes):
-        pairs = ", ".join(f"`{r.feature} @ lag {r.lag + first_lag}`" for r in echoes.itertuples())
-        text += (f" The runner-up lag of {'that input' if len(echoes) == 1 else 'those inputs'} comes {first_lag} "
-                 f"step{'s' if first_lag > 1 else ''} later ({pairs}): the target's last observed value contains the "
-                 "driver's effect at that lag, and a forecast that builds on the last value uses the driver there to "
-                 "take that effect out again.")
-    misses = scores[scores["top lag"] != scores["lag"]]
-    for pair, r in misses.iterrows():
-        top, place = int(r["top lag"]), _ordinal(int(r["rank within feature"]))
-        text += (f" `{pair}` comes {place} among {r['feature']}'s lags, behind lag {top}"
-                 + ("; when an input is autocorrelated its neighbouring lags carry nearly the same information, and a"
-                    " model trained on more data, closer to the noise floor, tends to separate them."
-                    if abs(top - int(r["lag"])) <= 2 else "."))
-    for d in truth.distractors:
-        if d in shares:
-            text += f" The distractor `{d}`, which has no effect on the target, carries {shares[d]:.1%} of all attribution."
-    return text
 
 
 def _ordinal(n: int) -> str:

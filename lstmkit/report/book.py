@@ -10,22 +10,17 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from lstmkit.config import describe_keys
 from lstmkit.core.atomic import atomic_write_text, read_json
 from lstmkit.core.errors import ReportError
 from lstmkit.data.datasets import describe
-from lstmkit.data.seasonality import period_sentence, seasonality
+from lstmkit.data.seasonality import seasonality
+from lstmkit.report.data import period_sentence
+from lstmkit.report.evaluation import comparison_display, comparison_summary, headline
+from lstmkit.report.uncertainty import headline as interval_headline
 from lstmkit.runs.folder import RunFolder
 from lstmkit.runs.notebooks import STAGES, project_root
-from lstmkit.stages.evaluation import (
-    comparison_display,
-    comparison_summary,
-    comparison_table,
-    headline,
-    metrics_table,
-    selected_name,
-)
-from lstmkit.stages.uncertainty import headline as interval_headline
+from lstmkit.stages.checks import config_reference
+from lstmkit.stages.evaluation import comparison_table, metrics_table, selected_name
 
 BOOK_DIR = "book"  # sources of the book, referenced by _toc.yml; rewritten from a run folder
 
@@ -128,7 +123,7 @@ def configuration_page() -> str:
              "Every setting of a run, as a dotted key usable in a YAML profile under `configs/` or as "
              "`lstmkit run --set KEY=VALUE`. Unknown keys are rejected with the list of valid ones.", "",
              "| key | default | allowed | meaning |", "|---|---|---|---|"]
-    for row in describe_keys():
+    for row in config_reference():
         choices = ", ".join(f"`{c}`" for c in row["choices"]) if row["choices"] else ""
         lines.append(f"| `{row['key']}` | `{row['default']}` | {choices} | {row['help']} |")
     return "\n".join(lines) + "\n"

@@ -11,6 +11,8 @@ from lstmkit.runs.lock import RunLock
 
 
 @dataclass(frozen=True)
+
+
 class RunFolder:
     """Paths of every artifact of one run; stages use these names and nothing else."""
 

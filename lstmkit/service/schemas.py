@@ -233,6 +233,8 @@ class MetricsResponse(BaseModel):
 
 
 @dataclass
+
+
 class ApiModels:
     """The request/response models of one application (built from its bundle's columns, levels and horizon)."""
 

@@ -58,6 +58,7 @@ def label_source(run, cfg: Config) -> tuple[Path, str] | None:
 
 # ------------------------------------------------------------------ calibration
 
+
 def scored_rows(prepared, span: str) -> np.ndarray:
     """Rows whose observations are scored: the test rows, or the validation and test rows (`val+test`)."""
     b = prepared.bounds
@@ -120,6 +121,8 @@ def _observed_scores(residuals: np.ndarray, centres: np.ndarray, scales: np.ndar
 
 
 @dataclass
+
+
 class AnomalyResult:
     """Per-observation scores of the span, and what they were calibrated on and evaluated against."""
 
@@ -268,12 +271,3 @@ def save_anomalies(run, result: AnomalyResult) -> None:
     with atomic_path(run.anomaly_scores_file) as tmp:
         result.frame.reset_index().to_parquet(tmp, index=False)
     atomic_write_json(run.anomaly_metrics_file, {**result.metrics, "meta": result.meta})
-
-
-def metrics_table(metrics: dict) -> pd.DataFrame:
-    """Detector beside the random baseline, one row per metric (for the chapter)."""
-    keys = ["auc_roc", "auc_pr", "auc_roc_pooled", "auc_pr_pooled", "precision", "recall", "f1", "event_precision", "event_recall", "event_f1",
-            "false_alarm_rate", "alarm_false_alarm_rate", "flag_rate"]
-    rnd = metrics.get("random_baseline", {})
-    return pd.DataFrame({"detector": [metrics.get(k) for k in keys], "random scores": [rnd.get(k) for k in keys]},
-                        index=pd.Index(keys, name="metric")).astype(float)

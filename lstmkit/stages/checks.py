@@ -47,9 +47,9 @@ def checked(values: dict | None, overrides: dict | None = None) -> Config:
 
 
 def config_reference() -> list[dict]:
-    """Every configuration key with default, allowed values and help text, the architectures' own keys in place of the
-    `model` section's end."""
-    rows = describe_keys()
+    """Every configuration key with default, allowed values and help text: the architectures' own keys after the `model`
+    section's, and the default search space as the default of `tuning.space`."""
+    rows = [row | ({"default": space.merge_space({})} if row["key"] == "tuning.space" else {}) for row in describe_keys()]
     last_model = max(i for i, row in enumerate(rows) if row["key"].startswith("model."))
     return rows[:last_model + 1] + architectures.option_rows() + rows[last_model + 1:]
 

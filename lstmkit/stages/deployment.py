@@ -21,7 +21,6 @@ same observations; the coverage of the served intervals; the rolling step-1 MAE 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -55,6 +54,8 @@ PERCENTILES = (50, 90, 99)
 
 
 @dataclass
+
+
 class Deployment:
     """The replay of every policy: `replay` one row per policy, origin and horizon step; `metrics` the summary."""
 
@@ -92,10 +93,10 @@ def policy_settings(policy: str, retrain_every: int, serve=None, bundle_serve=No
     every, drift = triggers[policy]
     out = ["--set", f"serve.retrain_every={every}", "--set", f"serve.drift={str(drift).lower()}"]
     if serve is not None and bundle_serve is not None:
-        for f in dataclasses.fields(serve):
-            value = getattr(serve, f.name)
-            if f.name not in ("host", "port", "db", "state", "retrain_every", "drift") and value != getattr(bundle_serve, f.name):
-                out += ["--set", f"serve.{f.name}={json.dumps(value)}"]
+        for name in type(serve).model_fields:
+            value = getattr(serve, name)
+            if name not in ("host", "port", "db", "state", "retrain_every", "drift") and value != getattr(bundle_serve, name):
+                out += ["--set", f"serve.{name}={json.dumps(value)}"]
     return out
 
 
@@ -212,6 +213,7 @@ class Service:
 
 # ------------------------------------------------------------------ HTTP bodies
 
+
 def observation_body(frame: pd.DataFrame) -> dict:
     """The body of POST /v1/series/{id}/observations for the rows of a frame (ISO timestamps, float columns)."""
     return {"timestamps": [t.isoformat() for t in frame.index],
@@ -264,6 +266,7 @@ def wait_for_job(service: Service, job_id: str, timeout: float = JOB_TIMEOUT_S) 
 
 
 # ------------------------------------------------------------------ the replay
+
 
 def forecast_rows(answer: dict, policy: str, index: int, origin: pd.Timestamp, latency_ms: float) -> list[dict]:
     """One row per horizon step of a forecast answer: policy, replay index, origin, step, timestamp, mean, bounds."""
@@ -373,6 +376,7 @@ def latency_summary(ms: np.ndarray) -> dict:
 
 
 # ------------------------------------------------------------------ scoring
+
 
 def baseline_forecasts(values: np.ndarray, origins: np.ndarray, horizon: int, period: int) -> dict[str, np.ndarray]:
     """Persistence and seasonal-naive forecasts (len(origins), horizon) made at row positions `origins` of `values`
@@ -571,62 +575,4 @@ def latency_frame(run) -> pd.DataFrame:
     return pd.read_parquet(run.deployment_dir / "latency.parquet")
 
 
-def errors_table(metrics: dict, units: str = "original") -> pd.DataFrame:
-    """Policies beside the baselines: MAE and RMSE overall and at step 1 and the last step, in `units`."""
-    rows = {}
-    for name, m in [*metrics["policies"].items(), *metrics["baselines"].items()]:
-        e = m[units]
-        rows[name] = {"kind": "policy" if name in metrics["policies"] else "baseline", "MAE": e["mae"],
-                      "RMSE": e["rmse"], "MAE step 1": e["mae_per_step"][0], "MAE last step": e["mae_per_step"][-1]}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def headline(metrics: dict, units: str) -> str:
-    """One paragraph: each policy's MAE over every scored forecast beside the best baseline's, and its retrains."""
-    meta = metrics["meta"]
-    best = min(metrics["baselines"], key=lambda b: metrics["baselines"][b]["original"]["mae"])
-    base = metrics["baselines"][best]["original"]["mae"]
-    parts = []
-    for policy, m in metrics["policies"].items():
-        mae = m["original"]["mae"]
-        promoted = sum(1 for e in m["retrains"] if e.get("promoted"))
-        parts.append(f"**{policy}** {mae:.4g} {units} ({(mae / base - 1) * 100:+.1f}% against {best}; "
-                     f"{len(m['retrains'])} retrain job(s), {promoted} promoted)")
-    winner = min(metrics["policies"], key=lambda p: metrics["policies"][p]["original"]["mae"])
-    return (f"Mean absolute error over the {meta['steps']} replayed observations, all {meta['horizon']} horizon steps: "
-            + "; ".join(parts) + f". The best baseline, {best}, has {base:.4g} {units}; the lowest error is the "
-            f"{winner} policy's.")
-
-
-def coverage_table(metrics: dict) -> pd.DataFrame:
-    """Per policy and interval level: the share of actuals inside the served intervals (all steps and step 1) and
-    the mean width (original units)."""
-    rows = {}
-    for policy, m in metrics["policies"].items():
-        for level in m["coverage"]:
-            rows[(policy, f"{level}%")] = {"coverage": m["coverage"][level], "coverage step 1": m["coverage_step1"][level],
-                                          "nominal": float(level) / 100, "mean width": m["width"][level]}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def events_table(metrics: dict) -> pd.DataFrame:
-    """Every retrain event of every policy: policy, observation, timestamp, reason, status, decision, versions."""
-    events = [e for m in metrics["policies"].values() for e in m["retrains"]]
-    columns = ["policy", "observation", "timestamp", "reason", "status", "decision", "promoted", "from_version",
-               "to_version", "wait_s"]
-    return pd.DataFrame([{c: e.get(c) for c in columns} for e in events], columns=columns)
-
-
-def latency_table(metrics: dict) -> pd.DataFrame:
-    """Latency percentiles (ms) per policy: the timed single-window requests and the stream's forecasts."""
-    rows = {}
-    for policy, m in metrics["policies"].items():
-        for kind, key in (("single window", "latency_ms"), ("stored series (stream)", "stream_latency_ms")):
-            s = m[key]
-            rows[(policy, kind)] = {"requests": s.get("n", 0), **{f"p{q}": s.get(f"p{q}") for q in PERCENTILES},
-                                    "mean": s.get("mean")}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-__all__ = ["Deployment", "DeploymentError", "Service", "baseline_forecasts", "coverage_table", "errors_table", "headline", "events_table",
-           "latency_table", "run_deployment"]
+__all__ = ["Deployment", "DeploymentError", "Service", "baseline_forecasts", "run_deployment"]

@@ -13,14 +13,7 @@ import pandas as pd
 from lstmkit.core.atomic import atomic_path, atomic_write_json, read_json
 from lstmkit.core.errors import ForecasterError
 from lstmkit.explain.attention import AttentionAnalysis, analyse
-from lstmkit.explain.integrated_gradients import (
-    Attribution,
-    describe_model,
-    feature_importance,
-    integrated_gradients,
-    network_of,
-    sample_windows,
-)
+from lstmkit.explain.integrated_gradients import Attribution, feature_importance, integrated_gradients, network_of, sample_windows
 from lstmkit.models.base import MANIFEST
 from lstmkit.models.registry import load
 from lstmkit.stages.training import read_selected, select_model
@@ -139,6 +132,8 @@ def same_windows(prepared, positions: np.ndarray, lookback: int):
 
 
 @dataclass
+
+
 class ModelAttention:
     """One attention model of the run: which one, its IG of the explained test windows and the attention analysis."""
 
@@ -182,22 +177,3 @@ def analyse_run(run, cfg, selected, prepared, positions: np.ndarray, attr: Attri
 def attention_summary(models: list[ModelAttention]) -> dict | None:
     """{name: summary} of the run's attention models for explainability/summary.json; None when there are none."""
     return {m.name: m.to_dict() for m in models} or None
-
-
-def model_intro(model: ModelAttention) -> str:
-    """A heading and a sentence (Markdown) introducing one attention model's analysis: which seed, whether it is the
-    selected model, how its IG was computed, and what to see in the figures below."""
-    f, a = model.forecaster, model.attribution
-    loss = getattr(f, "val_loss_", None)
-    loss_words = f" (validation loss {loss:.4g})" if isinstance(loss, (int, float)) and np.isfinite(loss) else ""
-    role = ("This is the run's selected model: its IG is the one shown above." if model.selected else
-            f"Trained in the same run but not selected, this is its seed with the best validation loss{loss_words}; its"
-            f" IG is computed here for the same {len(a.values)} test windows with the same settings (completeness gap "
-            f"{a.relative_gap():.2%}).")
-    variables = (" The bars after the profiles set its variable-selection weight of each input channel beside IG's "
-                 "share of that channel." if model.analysis.variables is not None and len(model.analysis.variables) > 1
-                 else "")
-    return (f"### {describe_model(f)}, seed {model.seed}\n\n"
-            f"{role} Where its attention curve follows IG's, the "
-            "lags it attends to are the ones the forecast depends on; lags far from the diagonal of the right panel "
-            f"are weighted very differently by the two.{variables}")

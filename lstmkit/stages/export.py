@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------ the stage
 
+
 def ensure_bundle(run, echo=None) -> Path:
     """The run's bundle at `run.bundle_dir`: exported from the selected model unless a bundle newer than the
     selection is there already."""

@@ -108,6 +108,8 @@ def owner(name: str) -> str | None:
 
 
 @dataclass(frozen=True)
+
+
 class Param:
     """One tuned hyperparameter: a range (min, max, optional step or log scale) or a list of choices."""
 
@@ -149,6 +151,8 @@ class Param:
 
 
 @dataclass(frozen=True)
+
+
 class SearchSpace:
     """The tuned parameters (`architecture` first when searched) and the fixed values of the rest."""
 

@@ -14,6 +14,8 @@ from lstmkit.models.metrics import CHUNK
 
 
 @dataclass
+
+
 class AutoRegressive(Forecaster):
     """statsmodels AutoReg on the target alone: order chosen by BIC and fitted on the training rows only, then rolled
     over every window with the parameters frozen (iterated multi-step forecasts from each window's own past).

@@ -56,6 +56,8 @@ class NormalEquations:
 
 
 @dataclass
+
+
 class LinearWindow(Forecaster):
     """Ridge regression from the flattened look-back window (all channels) to the horizon, alpha chosen on validation.
 

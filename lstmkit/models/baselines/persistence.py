@@ -10,6 +10,8 @@ from lstmkit.models.base import Forecaster
 
 
 @dataclass
+
+
 class Persistence(Forecaster):
     """Repeat the last observed value of the target for every horizon step."""
 

@@ -13,6 +13,8 @@ from lstmkit.models.base import Forecaster
 
 
 @dataclass
+
+
 class SeasonalNaive(Forecaster):
     """Repeat the value one season before each target step (from the observed past only)."""
 

@@ -9,20 +9,23 @@ module finds it, the configuration accepts its settings, the reference lists the
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import pkgutil
 from types import ModuleType
 
-from lstmkit.config import Config, ConfigError, Section
-from lstmkit.config.reference import unknown_key
+from lstmkit.config import Config, ConfigError, ModelConfig, Section
 from lstmkit.config.types import choices_of
 from lstmkit.models.neural.options import validated
 
+COMMON = tuple(k for k in ModelConfig.model_fields if k != "architecture")
 SHARED = frozenset({"architectures", "forecaster", "heads", "layers", "mc_dropout", "options", "spec"})  # not architectures
 
 
 @functools.cache
+
+
 def modules() -> dict[str, ModuleType]:
     """Every architecture's module by name, in alphabetical order."""
     package = importlib.import_module("lstmkit.models.neural")
@@ -79,7 +82,10 @@ def check(cfg: Config) -> Config:
             raise ConfigError(f"compare.architectures: {arch!r} is not one of {', '.join(names())}")
     for name in cfg.model.sections():
         if name not in modules():
-            raise ConfigError(unknown_key(f"model.{name}", [row["key"] for row in option_rows()]))
+            close = difflib.get_close_matches(name, names(), n=1, cutoff=0.6)
+            hint = f"; did you mean model.{close[0]}?" if close else ""
+            raise ConfigError(f"model.{name}: no architecture is named {name!r}{hint} (architectures: "
+                              f"{', '.join(names())}; the common settings are model.{', model.'.join(COMMON)})")
     complete = {name: config_options(cfg, name) for name in names() if options_class(name) is not None}
     model = cfg.model.model_dump() | complete
     return cfg.model_copy(update={"model": type(cfg.model).model_validate(model)})

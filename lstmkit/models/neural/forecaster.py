@@ -183,7 +183,7 @@ class NeuralForecaster(Forecaster):
                  name: str | None = None, checkpoint: str | None = None, schedule: list | None = None):
         self.spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
         training = training or TrainingConfig()
-        self.training = training if isinstance(training, TrainingConfig) else TrainingConfig(**training)
+        self.training = training if isinstance(training, TrainingConfig) else TrainingConfig.model_validate(training)
         self.seed, self.checkpoint = int(seed), checkpoint
         self.schedule = None if schedule is None else check_schedule(schedule)
         self.name = name or self.spec.architecture
@@ -377,7 +377,7 @@ class NeuralForecaster(Forecaster):
 
     def _init_args(self) -> dict:
         """Constructor arguments (JSON-ready); `schedule` only when there is one (older manifests load unchanged)."""
-        return {"spec": self.spec.to_dict(), "training": dataclasses.asdict(self.training), "seed": self.seed,
+        return {"spec": self.spec.to_dict(), "training": self.training.model_dump(), "seed": self.seed,
                 "name": self.name} | ({} if self.schedule is None else {"schedule": self.schedule})
 
     def _save(self, path: Path) -> None:

@@ -66,6 +66,7 @@ def envelope(values: pd.Series, max_points: int = MAX_POINTS) -> tuple[pd.Series
 MAX_LINE_POINTS = 50_000  # points of a line or scatter over all rows or windows; longer ones are drawn every k-th
 MAX_BOX_ROWS = 200_000    # rows per split behind the box plots of scaled channels
 
+
 def _no_data(ax: plt.Axes, text: str = "no completed trial with a finite loss") -> None:
     """Say in the middle of an empty panel why it is empty."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")

@@ -20,8 +20,9 @@ from lstmkit.core.atomic import atomic_write_json
 from lstmkit.core.progress import SearchProgress
 from lstmkit.data.windows import Prepared
 from lstmkit.runs.folder import RunFolder
+from lstmkit.tuning import objective
 from lstmkit.tuning.backends import distributed
-from lstmkit.tuning.objective import project_name, train_trial
+from lstmkit.tuning.objective import project_name
 from lstmkit.tuning.space import SearchSpace
 from lstmkit.tuning.trials import _hyperparameters, _table
 
@@ -120,7 +121,7 @@ def keras_tuner(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSp
         def run_trial(self, trial, *args, **kwargs):
             values = _active(trial.hyperparameters)
             epochs = int(values.get("tuner/epochs", cfg.tuning.epochs))
-            return train_trial(values, prepared, cfg, epochs).metrics()
+            return objective.train_trial(values, prepared, cfg, epochs).metrics()
 
         def save(self):
             if not self._is_worker():

@@ -18,7 +18,8 @@ from lstmkit.config import Config
 from lstmkit.core.progress import SearchProgress
 from lstmkit.data.windows import Prepared
 from lstmkit.runs.folder import RunFolder
-from lstmkit.tuning.objective import TrialResult, project_name, train_trial
+from lstmkit.tuning import objective
+from lstmkit.tuning.objective import TrialResult, project_name
 from lstmkit.tuning.space import Param, SearchSpace
 from lstmkit.tuning.trials import _hyperparameters, _table
 
@@ -70,7 +71,7 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
         study.tell(stale.number, state=TrialState.FAIL)
         study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
 
-    def objective(trial):
+    def optimise(trial):
         values = _sample(trial, space)
 
         def report(step: int, val_loss: float) -> None:
@@ -78,7 +79,7 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step}")
 
-        result: TrialResult = train_trial(values, prepared, cfg, cfg.tuning.epochs, report=report)
+        result: TrialResult = objective.train_trial(values, prepared, cfg, cfg.tuning.epochs, report=report)
         for k, v in result.metrics().items():
             trial.set_user_attr(k, v)
         return result.val_loss  # NaN (diverged): Optuna records a failed trial
@@ -94,11 +95,11 @@ def optuna_search(prepared: Prepared, cfg: Config, run: RunFolder, space: Search
 
     show(study)
     if remaining > 0:  # the budget never stops the first trial of a run
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[show])
+        study.optimize(optimise, n_trials=1, catch=(Exception,), callbacks=[show])
     if remaining > 1:
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is None or timeout > 0:
-            study.optimize(objective, n_trials=remaining - 1, timeout=timeout, catch=(Exception,), callbacks=[show])
+            study.optimize(optimise, n_trials=remaining - 1, timeout=timeout, catch=(Exception,), callbacks=[show])
     return optuna_trials(study, space)
 
 
