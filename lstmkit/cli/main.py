@@ -32,6 +32,25 @@ def _overrides(items: list[str]) -> dict:
     return dict(parse_override(s) for s in items or [])
 
 
+@contextlib.contextmanager
+def tensorflow_quiet():
+    """Load TensorFlow (with Keras) in this process without its C++ start-up lines on the terminal (they go straight
+    to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL the process sets); Python's own errors still show."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                import keras  # noqa: F401 - TensorFlow's start-up happens here, while its lines go nowhere
+
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def default_run_dir(config_path: str | None) -> Path:
     """runs/<profile name>, e.g. runs/quick for configs/quick.yaml."""
     return Path("runs") / (Path(config_path).stem if config_path else "default")
@@ -39,9 +58,10 @@ def default_run_dir(config_path: str | None) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the notebook series (or resume it) into a run folder."""
-    from lstmkit.cli.pipeline import run_pipeline  # papermill, and TensorFlow through the checks of the architectures
-    from lstmkit.report.book import publish
-    from lstmkit.stages.checks import check_config, load_checked
+    with tensorflow_quiet():  # papermill, and TensorFlow through the checks of the architectures
+        from lstmkit.cli.pipeline import run_pipeline
+        from lstmkit.report.book import publish
+        from lstmkit.stages.checks import check_config, load_checked
 
     overrides = _overrides(args.set)
     config_path = args.config
@@ -67,9 +87,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Run or resume the tuning search of a run folder (here, with local workers, or as a chief/worker process)."""
-    from lstmkit.stages.preprocessing import load_prepared  # TensorFlow and the search backends
-    from lstmkit.tuning import results, search
-    from lstmkit.tuning.backends import distributed
+    with tensorflow_quiet():  # TensorFlow and the search backends
+        from lstmkit.stages.preprocessing import load_prepared
+        from lstmkit.tuning import results, search
+        from lstmkit.tuning.backends import distributed
 
     role = distributed.role()
     folder = RunFolder(Path(args.run_dir or _latest_run_dir()).resolve())
@@ -117,8 +138,9 @@ def _latest_run_dir() -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the inference bundle of a finished run folder (stages through evaluation)."""
-    from lstmkit.bundle.runtime import load_bundle  # TensorFlow
-    from lstmkit.stages.export import export_bundle
+    with tensorflow_quiet():
+        from lstmkit.bundle.runtime import load_bundle
+        from lstmkit.stages.export import export_bundle
 
     run = RunFolder(Path(args.run_dir).resolve())
     if not run.root.is_dir():
@@ -146,9 +168,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve forecasts of an inference bundle over HTTP (FastAPI on uvicorn, one worker process)."""
     import uvicorn
 
-    from lstmkit.bundle.runtime import load_bundle  # TensorFlow
     from lstmkit.core.errors import BundleError
-    from lstmkit.service.app import API_KEY_ENV, create_app, resolve_places, safe_url
+
+    with tensorflow_quiet():
+        from lstmkit.bundle.runtime import load_bundle
+        from lstmkit.service.app import API_KEY_ENV, create_app, resolve_places, safe_url
 
     key = os.environ.get(API_KEY_ENV)
     if not key:
@@ -190,7 +214,8 @@ def cmd_kernel(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Print every configuration key with its default, or the resolved configuration of a file."""
-    from lstmkit.stages.checks import config_reference, load_checked  # the architectures' settings: TensorFlow
+    with tensorflow_quiet():  # the architectures' own settings: TensorFlow
+        from lstmkit.stages.checks import config_reference, load_checked
 
     if args.file:
         print(yaml.safe_dump(load_checked(args.file, _overrides(args.set)).to_dict(), sort_keys=False), end="")

@@ -30,14 +30,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lstmkit.core.labels import label_level, level_label
+
 CRPS_QUANTILE_ESTIMATOR = ("CRPS (quantile-grid estimator, {k} levels): 2 x the pinball losses of the grid levels, each weighted "
                            "by the width of its cell of (0, 1)")
 CRPS_SAMPLE_ESTIMATOR = "CRPS of the empirical distribution of the samples (scoringrules crps_ensemble, estimator 'qd')"
-
-
-def level_key(level: float) -> str:
-    """JSON key of a level or quantile level: the string of the float, e.g. "0.9"."""
-    return str(float(round(float(level), 10)))
 
 
 def _check(y: np.ndarray, q: np.ndarray | None = None, grid: np.ndarray | None = None) -> tuple:
@@ -236,7 +233,7 @@ def report(y: np.ndarray, q: np.ndarray, grid: np.ndarray, levels: list, msis_sc
     default the horizon; 0 = no CI, None), coverage per step (with CI), joint (whole-path) coverage (with CI), mean
     width overall and per step, Winkler score and MSIS (`msis_scale`: the in-sample seasonal-naive MAE in the units of
     y). "msis" is the MSIS at L = 0.95 when it is a level (the M4 convention), else at the widest level, named by
-    "msis_level". Pinball loss per grid level (keys "0.05"), CRPS (quantile-grid estimator, stated in
+    "msis_level". Pinball loss per grid level (keys "5"), CRPS (quantile-grid estimator, stated in
     "crps_estimator"). "original": width, Winkler, pinball and CRPS times `target_scale` (the linear target scaler's
     scale). Values that are not finite (e.g. the infinite bands of too few calibration windows) are None.
     """
@@ -249,7 +246,7 @@ def report(y: np.ndarray, q: np.ndarray, grid: np.ndarray, levels: list, msis_sc
                                        "joint_coverage", "joint_coverage_ci", "width", "width_per_step", "winkler",
                                        "msis_by_level")}
     for level in sorted(float(lv) for lv in levels):
-        key = level_key(level)
+        key = level_label(level)
         lower, upper = interval(q, grid, level)
         hit = hits(y, lower, upper)
         stats = _coverage_stats(hit)
@@ -268,10 +265,10 @@ def report(y: np.ndarray, q: np.ndarray, grid: np.ndarray, levels: list, msis_sc
         out["winkler"][key] = _num(winkler(y, lower, upper, level))
         out["msis_by_level"][key] = _num(msis(y, lower, upper, level, msis_scale))
     keys = list(out["msis_by_level"])
-    msis_level = level_key(0.95) if level_key(0.95) in keys else keys[-1]
-    out["msis"], out["msis_level"] = out["msis_by_level"][msis_level], float(msis_level)
+    msis_level = level_label(0.95) if level_label(0.95) in keys else keys[-1]
+    out["msis"], out["msis_level"] = out["msis_by_level"][msis_level], label_level(msis_level)
     loss = pinball(y, q, grid)
-    out["pinball"] = {level_key(t): _num(v) for t, v in zip(grid, loss)}
+    out["pinball"] = {level_label(t): _num(v) for t, v in zip(grid, loss)}
     out["crps"] = _num(crps_quantiles(y, q, grid))
     out["crps_estimator"] = CRPS_QUANTILE_ESTIMATOR.format(k=len(grid))
     out["windows"], out["horizon"], out["bootstrap"] = n, h, {"reps": int(bootstrap or 0), "block": block, "size": size}

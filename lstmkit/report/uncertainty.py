@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lstmkit.core.labels import label_level, level_label
 from lstmkit.data.windows import Prepared
-from lstmkit.probabilistic import interval_metrics as im
 from lstmkit.stages.uncertainty import JOINT, Uncertainty, fmt, metrics_table
 
 METHOD_WORDS = {
@@ -50,13 +50,13 @@ def display_table(metrics: dict, units: str = "scaled", label: str = "scaled") -
     """The metrics table for reading: coverage with its CI, width, joint coverage, Winkler, CRPS, MSIS as text."""
     table = metrics_table(metrics, "original" if units == "original" else "scaled")
     out = pd.DataFrame(index=table.index)
-    for lv in map(im.level_key, metrics["meta"]["levels"]):
-        out[f"coverage {float(lv):.0%} [95% CI]"] = [f"{fmt(c, '.3f')} [{ci}]" for c, ci in
+    for lv in map(level_label, metrics["meta"]["levels"]):
+        out[f"coverage {label_level(lv):.0%} [95% CI]"] = [f"{fmt(c, '.3f')} [{ci}]" for c, ci in
                                                      zip(table[f"coverage {lv}"], table[f"coverage {lv} CI"])]
-        out[f"joint {float(lv):.0%}"] = [fmt(v, ".3f") for v in table[f"joint {lv}"].astype(float)]
-        out[f"width {float(lv):.0%} ({label})"] = [fmt(v) for v in table[f"width {lv}"].astype(float)]
+        out[f"joint {label_level(lv):.0%}"] = [fmt(v, ".3f") for v in table[f"joint {lv}"].astype(float)]
+        out[f"width {label_level(lv):.0%} ({label})"] = [fmt(v) for v in table[f"width {lv}"].astype(float)]
     wk = metrics["meta"]["headline_level"]
-    out[f"Winkler {float(wk):.0%} ({label})"] = [fmt(v) for v in table[f"Winkler {wk}"].astype(float)]
+    out[f"Winkler {label_level(wk):.0%} ({label})"] = [fmt(v) for v in table[f"Winkler {wk}"].astype(float)]
     out[f"CRPS ({label})"] = [fmt(v) for v in table["CRPS"].astype(float)]
     out["MSIS (unitless)"] = [fmt(v) for v in table["MSIS"].astype(float)]
     out["seconds"] = [fmt(v, ".3g") for v in table["seconds"].astype(float)]
@@ -69,13 +69,13 @@ def summary_text(metrics: dict) -> str:
     lv = meta["headline_level"]
     base_key = f"{meta['baseline']}/conformal"
     base = metrics[base_key]
-    lines = [f"At the nominal **{float(lv):.0%}** level (block-bootstrap 95% CI of the coverage in brackets; overlapping "
+    lines = [f"At the nominal **{label_level(lv):.0%}** level (block-bootstrap 95% CI of the coverage in brackets; overlapping "
              f"windows share errors, so the CI is wider than a count of {meta['windows']:,} windows suggests):", ""]
     for key, m in metrics.items():
         if key == "meta":
             continue
         cov, ci = m["coverage"][lv], m["coverage_ci"][lv]
-        holds = None not in ci and ci[0] <= float(lv) <= ci[1]
+        holds = None not in ci and ci[0] <= label_level(lv) <= ci[1]
         crps = m["crps"] / base["crps"] - 1 if m["crps"] is not None and base["crps"] else None
         lines.append(f"- `{key}`: coverage {fmt(cov, '.3f')} [{fmt(ci[0], '.3f')}, {fmt(ci[1], '.3f')}] "
                      f"({'nominal within the CI' if holds else 'nominal outside the CI'}), width {fmt(m['width'][lv])}"
@@ -109,7 +109,7 @@ def reliability_inputs(metrics: dict, keys: list[str]) -> dict:
     out = {}
     for k in keys:
         m = metrics[k]
-        out[k] = {float(lv): (np.asarray(m["coverage_per_step"][lv], float),
+        out[k] = {label_level(lv): (np.asarray(m["coverage_per_step"][lv], float),
                               *(np.asarray(v, float) for v in m["coverage_per_step_ci"][lv]))
                   for lv in m["coverage_per_step"]}
     return out
@@ -144,7 +144,7 @@ def headline(metrics: dict, units: str) -> str:
 
     def covers(m: dict) -> bool:
         ci = m["coverage_ci"][lv]
-        return None not in ci and ci[0] <= float(lv) <= ci[1]
+        return None not in ci and ci[0] <= label_level(lv) <= ci[1]
 
     pool = {k: m for k, m in own.items() if covers(m)} or own
     key = min(pool, key=lambda k: np.inf if pool[k]["crps"] is None else pool[k]["crps"])
@@ -157,7 +157,7 @@ def headline(metrics: dict, units: str) -> str:
     which = ("of the selected model's entries whose coverage CI holds the nominal level, the one with the lowest test "
              "CRPS" if covers(m) else "no entry of the selected model has the nominal level inside its coverage CI; "
              "the one with the lowest test CRPS")
-    return (f"Nominal {float(lv):.0%} intervals on the {meta['windows']:,} test windows ({meta['calibration']} calibration; "
+    return (f"Nominal {label_level(lv):.0%} intervals on the {meta['windows']:,} test windows ({meta['calibration']} calibration; "
             f"[chapter 7](07_uncertainty.ipynb)); {which}, `{key}`, covers **{fmt(m['coverage'][lv], '.3f')}** of the "
             f"actuals (block-bootstrap 95% CI {fmt(ci[0], '.3f')}–{fmt(ci[1], '.3f')}), whole paths "
             f"{fmt(m['joint_coverage'][lv], '.3f')}, with a mean width of **{fmt(width(m))} {units}** and CRPS "
@@ -170,11 +170,11 @@ def reliability_text(metrics: dict, keys: list[str]) -> str:
     coverage falls furthest below nominal."""
     meta = metrics["meta"]
     lv = meta["headline_level"]
-    lines = [f"At the nominal {float(lv):.0%} level, horizon steps whose coverage CI misses the nominal level:", ""]
+    lines = [f"At the nominal {label_level(lv):.0%} level, horizon steps whose coverage CI misses the nominal level:", ""]
     for k in keys:
         cov = np.asarray(metrics[k]["coverage_per_step"][lv], float)
         lo, hi = (np.asarray(v, float) for v in metrics[k]["coverage_per_step_ci"][lv])
-        below, above = int(np.sum(hi < float(lv))), int(np.sum(lo > float(lv)))
+        below, above = int(np.sum(hi < label_level(lv))), int(np.sum(lo > label_level(lv)))
         worst = int(np.nanargmin(cov)) + 1
         lines.append(f"- `{k}`: {below} of {len(cov)} steps below (intervals too narrow), {above} above (too wide); "
                      f"lowest coverage {fmt(cov[worst - 1], '.3f')} at step {worst}"

@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from lstmkit.bundle.format import CALIBRATION_FILE, PREPROCESSING_FILE
 from lstmkit.config import ServeConfig
 from lstmkit.core.errors import BatcherClosed, BundleError, ForecastInputError, RegistryError, RetrainError, StorageError
+from lstmkit.core.labels import level_label
 from lstmkit.service import schemas as S
 from lstmkit.service.inference import Batcher
 from lstmkit.service.registry import Registry
@@ -464,7 +465,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
             prepared.append((req, *window_of(s, b, req, where), where))
         futures = [s.batcher.submit(values, req.horizon) for req, values, _, _, _ in prepared]
         results = [f.result(timeout=120) for f in futures]
-        labels = [S.level_key(v) for v in b.levels]
+        labels = [level_label(v) for v in b.levels]
         return [answer(s, req, last, future, fc, labels, where)
                 for (req, _, last, future, where), fc in zip(prepared, results)]
 
@@ -479,7 +480,7 @@ def create_app(bundle: Path, settings: ServeConfig, api_key: str | None, db_url:
         futures = [asyncio.wrap_future(s.batcher.submit(values, req.horizon))
                    for req, values, _, _, _ in prepared]
         results = await asyncio.gather(*futures)
-        labels = [S.level_key(v) for v in b.levels]
+        labels = [level_label(v) for v in b.levels]
         return [answer(s, req, last, future, fc, labels, where)
                 for (req, _, last, future, where), fc in zip(prepared, results)]
 
@@ -566,7 +567,7 @@ def series_metrics(s: Service, b: Any, series_id: str, total: int) -> S.MetricsR
     seasonal-naive and persistence baselines at the same origins from the stored observations, interval coverage,
     and the drift band of the step-1 rolling MAE."""
     window = int(s.settings.metrics_window)
-    labels = [S.level_key(v) for v in b.levels]
+    labels = [level_label(v) for v in b.levels]
     steps: list[S.StepMetrics] = []
     rolling = None
     history = None

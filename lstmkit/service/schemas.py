@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 
+from lstmkit.core.labels import level_label
+
 SERIES_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 # ISO-8601 date or date-time (years 1700-2259, inside pandas' range), optional fraction and zone; [0-9], not \d
@@ -60,11 +62,6 @@ Timestamp = Annotated[str, StringConstraints(pattern=TIMESTAMP_PATTERN), AfterVa
 def format_timestamp(ts: pd.Timestamp) -> str:
     """A timestamp as the ISO-8601 string the service answers with (`2024-01-01T05:00:00`)."""
     return pd.Timestamp(ts).isoformat()
-
-
-def level_key(level: float) -> str:
-    """An interval level as the key suffix of a forecast row: 0.8 -> "80", 0.975 -> "97.5"."""
-    return format(round(float(level) * 100, 6), "g")
 
 
 def _field_name(key: str) -> str:
@@ -309,7 +306,7 @@ def api_models(columns: list[str], levels: list[float], horizon: int, max_rows: 
         horizon=(int, Field(horizon, ge=1, le=horizon, strict=True, description=f"steps ahead, 1..{horizon}")))
     ForecastRequest.__doc__ = "A forecast from a stored series or from a window in the body (exactly one of them)."
 
-    keys = [level_key(v) for v in levels]
+    keys = [level_label(v) for v in levels]
     row_fields: dict[str, Any] = {"timestamp": (str, Field(description="ISO-8601 timestamp forecast")),
                                   "mean": (FiniteFloat, Field(description="point forecast, original units"))}
     for k in keys:

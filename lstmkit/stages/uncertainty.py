@@ -39,6 +39,7 @@ import pandas as pd
 from lstmkit.config import Config, replace
 from lstmkit.core.atomic import atomic_path, atomic_write_json, read_json
 from lstmkit.core.errors import ForecasterError
+from lstmkit.core.labels import level_label
 from lstmkit.data.seasonality import resolve_config
 from lstmkit.data.windows import Prepared, cv_folds
 from lstmkit.models.base import MANIFEST, Forecaster
@@ -387,7 +388,7 @@ def run_uncertainty(run: RunFolder, cfg: Config, prepared: Prepared, echo=None) 
     doc["meta"] = {
         "calibration": mode, "calibration_text": calibration_sentence(mode, cfg, prepared, folds),
         "calibration_windows": {b: int(len(c.y)) for b, c in cal.items()},
-        "grid": grid, "levels": levels, "headline_level": im.level_key(headline_level(levels)),
+        "grid": grid, "levels": levels, "headline_level": level_label(headline_level(levels)),
         "windows": int(len(y)), "horizon": prepared.horizon, "lookback": prepared.lookback,
         "selected": {"model": selected.name, "seed": int(getattr(selected, "seed", 0))},
         "baseline": BASELINE, "seasonal_period": period,
@@ -456,7 +457,7 @@ def metrics_table(metrics: dict, units: str = "scaled") -> pd.DataFrame:
             continue
         orig = m.get("original", {}) if units == "original" else {}
         row = {"forecaster": key.split("/")[0], "method": key.split("/", 1)[1]}
-        for lv in map(im.level_key, levels):
+        for lv in map(level_label, levels):
             ci = (m.get("coverage_ci") or {}).get(lv) or [np.nan, np.nan]
             row[f"coverage {lv}"] = m["coverage"][lv]
             row[f"coverage {lv} CI"] = "–" if None in ci else f"{fmt(ci[0], '.3f')}–{fmt(ci[1], '.3f')}"

@@ -19,6 +19,7 @@ from lstmkit.data.synthetic import Driver, GroundTruth  # noqa: E402
 from lstmkit.explain import attention  # noqa: E402
 from lstmkit.explain.integrated_gradients import Attribution  # noqa: E402
 from lstmkit.models.base import Forecaster  # noqa: E402
+from lstmkit.report import explainability as explain_text  # noqa: E402
 from lstmkit.report import plots  # noqa: E402
 from lstmkit.stages import explainability as attention_explainability
 
@@ -163,11 +164,11 @@ def test_analyse_an_attention_forecaster_whose_weights_follow_ig():
     assert summary["model"] == "stub" and summary["time"]["lags"] == [1, 2, 3, 4, 5, 6]
     assert summary["time_agreement"]["spearman"] == pytest.approx(1.0) and "variables" not in summary
     assert summary["planted_lags"][0]["pair"] == "x1 @ lag 3"
-    text = attention.time_summary(result, "hours")
+    text = explain_text.time_summary(result, "hours")
     assert "puts 45% of its weight on lag 1 (hours), IG 45% of its attribution on lag 1." in text
     assert "Spearman rank correlation of 1.00 over the 6 lags" in text and "share 3 of their 3" in text
     assert "planted `x1 @ lag 3` the attention ranks the lag 2nd of 6" in text
-    assert "weighs time steps but not input channels" in attention.variable_summary(result)
+    assert "weighs time steps but not input channels" in explain_text.variable_summary(result)
 
 
 def test_analyse_a_variable_selecting_forecaster_against_the_drivers():
@@ -178,10 +179,10 @@ def test_analyse_a_variable_selecting_forecaster_against_the_drivers():
                                target="target", top_k=1)
     assert result.time_agreement.first == [6] and result.time_agreement.second == [1]  # reversed: lag 6 vs lag 1
     assert result.time_agreement.overlap == 0.0
-    assert attention.time_summary(result).startswith("The attention puts 50% of its weight on lag 6 (steps), IG 50% "
+    assert explain_text.time_summary(result).startswith("The attention puts 50% of its weight on lag 6 (steps), IG 50% "
                                                      "of its attribution on lag 1.")
     flat = attention.analyse(StubAttention(np.full(LOOKBACK, 1 / LOOKBACK)), windows(), attribution(mass))
-    assert attention.time_summary(flat).startswith("The attention is spread almost evenly over the look-back window: "
+    assert explain_text.time_summary(flat).startswith("The attention is spread almost evenly over the look-back window: "
                                                    "its mean weights range from 16.7% to 16.7%")
     np.testing.assert_allclose(result.variables["variable selection"], [0.6, 0.1, 0.3])
     np.testing.assert_allclose(result.variables["ig"], [0.5, 1 / 6, 1 / 3])
@@ -192,7 +193,7 @@ def test_analyse_a_variable_selecting_forecaster_against_the_drivers():
     assert summary["variables"]["variable selection"]["x1"] == pytest.approx(0.6)
     assert summary["variable_agreement"]["spearman"] == pytest.approx(1.0)
     assert [r["channel"] for r in summary["channel_roles"]] == COLUMNS
-    text = attention.variable_summary(result)
+    text = explain_text.variable_summary(result)
     assert "The driver `x1` gets 60.0% of the selection weight (rank 1 of 3)" in text
     assert "The distractor `x2`" in text
 
@@ -212,7 +213,7 @@ def test_weights_that_break_the_contract_are_clear_errors():
 def test_a_model_without_attention_gets_one_sentence_naming_the_architectures_that_have_it():
     archs = attention.attention_architectures()
     assert "attention_lstm" in archs and "lstm" not in archs  # read from the architectures' own TAGS
-    text = attention.no_attention_text(NoAttention(np.ones(LOOKBACK)))
+    text = explain_text.no_attention_text(NoAttention(np.ones(LOOKBACK)))
     assert text.startswith("The selected model, `plain`, exposes no attention weights")
     assert "`attention_lstm`" in text and ". " not in text and text.endswith("(`model.architecture`).")
     with pytest.raises(ForecasterError, match="exposes no attention weights"):
@@ -317,7 +318,7 @@ def test_one_input_channel_leaves_variable_selection_nothing_to_choose():
     attr = Attribution(np.ones((4, LOOKBACK, 1)), np.zeros(4), np.zeros(4), features=["OT"])
     result = attention.analyse(OneChannel(), windows()[:, :, :1], attr)
     assert result.variables.shape == (1, 2) and np.isnan(result.variable_agreement.spearman)
-    assert attention.variable_summary(result) == ("With one input channel (`OT`) variable selection has nothing to "
+    assert explain_text.variable_summary(result) == ("With one input channel (`OT`) variable selection has nothing to "
                                                   "choose between: it gives that channel all its weight.")
     assert result.to_dict()["variable_agreement"]["spearman"] is None
 
@@ -373,9 +374,9 @@ def test_each_attention_architecture_of_a_run_is_analysed_at_its_best_seed(compa
     assert list(summary) == ["attention_lstm", "tft"]
     assert summary["tft"]["seed"] == 1 and summary["tft"]["selected"] is False and "variable_agreement" in summary["tft"]
     assert summary["attention_lstm"]["relative_completeness_gap"] == pytest.approx(models[0].attribution.relative_gap())
-    intro = attention.model_intro(models[1])
+    intro = explain_text.model_intro(models[1])
     assert intro.startswith("### `tft`, seed 1\n\n") and "not selected" in intro and f"same {len(positions)} test" in intro
-    assert "variable-selection weight" in intro and "variable-selection" not in attention.model_intro(models[0])
+    assert "variable-selection weight" in intro and "variable-selection" not in explain_text.model_intro(models[0])
     assert attention_explainability.attention_summary([]) is None
 
 
@@ -398,7 +399,7 @@ def test_a_selected_attention_model_reuses_the_chapters_attributions(comparison_
     models = attention_explainability.analyse_run(copy, cfg, selected, p, positions, attr)
     tft = next(m for m in models if m.name == "tft")
     assert tft.selected and tft.attribution is attr and tft.forecaster is selected
-    assert "selected model" in attention.model_intro(tft) and not next(m for m in models if m.name != "tft").selected
+    assert "selected model" in explain_text.model_intro(tft) and not next(m for m in models if m.name != "tft").selected
 
 
 def test_windows_of_another_look_back_keep_their_forecast_origins(row_prepared):
@@ -412,7 +413,7 @@ def test_windows_of_another_look_back_keep_their_forecast_origins(row_prepared):
 
 
 def test_no_attention_in_a_comparison_run_names_the_run_s_other_models():
-    text = attention.no_attention_text(NoAttention(np.ones(LOOKBACK)), ["plain", "gru"])
+    text = explain_text.no_attention_text(NoAttention(np.ones(LOOKBACK)), ["plain", "gru"])
     assert text.startswith("The selected model, `plain`, exposes no attention weights, nor does the other model of "
                            "this run (`gru`), so there is no attention to set beside IG;")
     assert "`attention_lstm`" in text and text.endswith("or `compare.architectures` to train them beside the others).")

@@ -9,6 +9,7 @@ import scoringrules as sr
 from scipy import stats
 from sklearn.metrics import mean_pinball_loss
 
+from lstmkit.core.labels import level_label
 from lstmkit.probabilistic import interval_metrics as im
 
 GRID = np.array([0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975])
@@ -153,24 +154,24 @@ def test_report_format_units_and_values():
     q = gaussian_quantiles(np.zeros_like(y), np.ones_like(y), GRID)
     r = im.report(y, q, GRID, [0.9, 0.8], msis_scale=0.5, target_scale=3.0, bootstrap=200, seed=1)
     json.dumps(r, allow_nan=False)
-    assert list(r["coverage"]) == ["0.8", "0.9"]
+    assert list(r["coverage"]) == ["80", "90"]
     lower, upper = im.interval(q, GRID, 0.9)
-    assert r["coverage"]["0.9"] == pytest.approx(im.coverage(y, lower, upper))
-    assert r["joint_coverage"]["0.9"] == pytest.approx(im.joint_coverage(y, lower, upper))
-    assert r["coverage_per_step"]["0.9"] == pytest.approx(im.coverage_per_step(y, lower, upper).tolist())
-    lo, hi = r["coverage_ci"]["0.9"]
-    assert lo <= r["coverage"]["0.9"] <= hi and hi - lo > 0
-    assert len(r["coverage_per_step_ci"]["0.9"][0]) == 4
+    assert r["coverage"]["90"] == pytest.approx(im.coverage(y, lower, upper))
+    assert r["joint_coverage"]["90"] == pytest.approx(im.joint_coverage(y, lower, upper))
+    assert r["coverage_per_step"]["90"] == pytest.approx(im.coverage_per_step(y, lower, upper).tolist())
+    lo, hi = r["coverage_ci"]["90"]
+    assert lo <= r["coverage"]["90"] <= hi and hi - lo > 0
+    assert len(r["coverage_per_step_ci"]["90"][0]) == 4
     assert r["msis_level"] == 0.9  # 0.95 is not a level: the widest one
     assert r["msis"] == pytest.approx(im.winkler(y, lower, upper, 0.9) / 0.5)
     assert r["crps"] == pytest.approx(im.crps_quantiles(y, q, GRID))
-    assert list(r["pinball"]) == [im.level_key(t) for t in GRID] and "0.025" in r["pinball"]
-    assert r["original"]["width"]["0.9"] == pytest.approx(3.0 * r["width"]["0.9"])
+    assert list(r["pinball"]) == [level_label(t) for t in GRID] and "2.5" in r["pinball"]
+    assert r["original"]["width"]["90"] == pytest.approx(3.0 * r["width"]["90"])
     assert r["original"]["crps"] == pytest.approx(3.0 * r["crps"])
-    assert r["original"]["winkler"]["0.8"] == pytest.approx(3.0 * r["winkler"]["0.8"])
+    assert r["original"]["winkler"]["80"] == pytest.approx(3.0 * r["winkler"]["80"])
     assert "quantile-grid" in r["crps_estimator"] and "9 levels" in r["crps_estimator"]
     off = im.report(y, q, GRID, [0.95], msis_scale=1.0, bootstrap=0)
-    assert off["coverage_ci"]["0.95"] is None and off["msis_level"] == 0.95
+    assert off["coverage_ci"]["95"] is None and off["msis_level"] == 0.95
 
 
 def test_report_turns_infinite_bands_into_none():
@@ -178,7 +179,7 @@ def test_report_turns_infinite_bands_into_none():
     q = np.zeros((5, 2, 3))
     q[..., 0], q[..., 2] = -np.inf, np.inf
     r = im.report(y, q, np.array([0.05, 0.5, 0.95]), [0.9], msis_scale=1.0, bootstrap=50)
-    assert r["coverage"]["0.9"] == 1.0 and r["width"]["0.9"] is None and r["crps"] is None
+    assert r["coverage"]["90"] == 1.0 and r["width"]["90"] is None and r["crps"] is None
     json.dumps(r, allow_nan=False)
 
 

@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +137,7 @@ def test_every_n_trigger_fires_exactly_at_n(service):
     the count starts again after it."""
     state, storage, registry, retrainer = service
     cheap(retrainer)
-    retrainer.settings = replace(retrainer.settings, retrain_every=5)
+    retrainer.settings = retrainer.settings.model_copy(update={"retrain_every": 5})
     frame = history(40)
     store(storage, frame.iloc[:20])
     storage.reset_counter(SERIES)
@@ -159,7 +158,7 @@ def test_drift_trigger_fires_when_errors_leave_the_band(service):
     state, storage, registry, retrainer = service
     cheap(retrainer)
     window = 8
-    retrainer.settings = replace(retrainer.settings, drift=True, metrics_window=window, drift_level=0.99)
+    retrainer.settings = retrainer.settings.model_copy(update={"drift": True, "metrics_window": window, "drift_level": 0.99})
     bundle = registry.current()
     band = bundle.drift_band(window, 0.99)
     frame = history(120)

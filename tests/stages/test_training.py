@@ -298,7 +298,7 @@ def test_atomic_write_json_overwrites(tmp_path):
 def test_atomic_write_json_rejects_unserialisable_and_keeps_old_file(tmp_path):
     path = tmp_path / "a.json"
     atomic_write_json(path, {"v": 1})
-    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+    with pytest.raises(TypeError, match="object is not JSON serialisable"):
         atomic_write_json(path, {"v": object()})
     assert read_json(path) == {"v": 1}
     assert os.listdir(tmp_path) == ["a.json"]

@@ -67,7 +67,7 @@ def test_every_entry_is_reported_beside_the_conformalised_seasonal_naive(tiny, c
     n, h, grid = prepared.n_windows("test"), cfg.window.horizon, cfg.uncertainty.grid()
     assert m["meta"]["grid"] == grid and m["meta"]["windows"] == n
     for key, entry in conformal_result.entries.items():
-        for lv in ("0.8", "0.9"):
+        for lv in ("80", "90"):
             assert 0 <= entry["coverage"][lv] <= 1 and len(entry["coverage_per_step"][lv]) == h
             assert 0 <= entry["joint_coverage"][lv] <= entry["coverage"][lv]
             assert entry["width"][lv] > 0
@@ -78,7 +78,7 @@ def test_every_entry_is_reported_beside_the_conformalised_seasonal_naive(tiny, c
     # coverage in metrics.json is what the saved quantiles give on the test actuals
     lo, hi = conformal_result.interval("lstm/conformal", 0.9)
     y = prepared.targets("test")
-    assert m["lstm/conformal"]["coverage"]["0.9"] == pytest.approx(np.mean((y >= lo) & (y <= hi)))
+    assert m["lstm/conformal"]["coverage"]["90"] == pytest.approx(np.mean((y >= lo) & (y <= hi)))
 
 
 def test_saved_results_load_back(tiny, conformal_result):
@@ -97,7 +97,7 @@ def test_original_units_are_scaled_units_times_the_target_scale(tiny, conformal_
     scale = float(np.diff(prepared.to_original(np.array([0.0, 1.0])))[0])
     entry = conformal_result.metrics["lstm/conformal"]
     assert scale != pytest.approx(1.0)
-    assert entry["original"]["width"]["0.9"] == pytest.approx(entry["width"]["0.9"] * scale)
+    assert entry["original"]["width"]["90"] == pytest.approx(entry["width"]["90"] * scale)
     assert entry["original"]["crps"] == pytest.approx(entry["crps"] * scale)
 
 
@@ -223,18 +223,18 @@ def test_calibration_mode_follows_fit_on():
 
 def test_figures_have_titles_and_labelled_axes(tiny, conformal_result):
     from lstmkit.report import plots
-    from lstmkit.stages import uncertainty
+    from lstmkit.report import uncertainty as uncertainty_text
 
     run, cfg, prepared = tiny
     r, m = conformal_result, conformal_result.metrics
-    keys = uncertainty.figure_keys(m)
+    keys = uncertainty_text.figure_keys(m)
     assert keys[-1] == "seasonal_naive/conformal"
-    times, actual, fans = uncertainty.fan_inputs(r, prepared, [keys[0], keys[-1]], 1, 48)
+    times, actual, fans = uncertainty_text.fan_inputs(r, prepared, [keys[0], keys[-1]], 1, 48)
     np.testing.assert_allclose(actual, prepared.to_original(prepared.targets("test")[:48, 0]), rtol=1e-5)
     figures = [plots.fan_chart(times, actual, fans, r.grid, 1, "target", "a.u."),
-               plots.reliability(uncertainty.reliability_inputs(m, keys)),
+               plots.reliability(uncertainty_text.reliability_inputs(m, keys)),
                plots.pit_histograms({k: r.pit[k] for k in keys}),
-               plots.width_over_time(*uncertainty.width_inputs(r, prepared, keys, 0.9, 1), 0.9, 1, "a.u.")]
+               plots.width_over_time(*uncertainty_text.width_inputs(r, prepared, keys, 0.9, 1), 0.9, 1, "a.u.")]
     for fig in figures:
         visible = [ax for ax in fig.axes if ax.get_visible()]
         assert all(ax.get_title() for ax in visible)
@@ -250,14 +250,14 @@ def test_report_headline_prefers_an_entry_that_covers_then_the_lowest_crps(confo
     from lstmkit.report.uncertainty import headline
 
     m = copy.deepcopy(conformal_result.metrics)
-    m["lstm/conformal"].update(coverage_ci={**m["lstm/conformal"]["coverage_ci"], "0.9": [0.5, 0.6]}, crps=0.01)
-    m["lstm/aci"].update(coverage_ci={**m["lstm/aci"]["coverage_ci"], "0.9": [0.85, 0.95]}, crps=0.3)
-    m["lstm/joint_conformal"].update(coverage_ci={**m["lstm/joint_conformal"]["coverage_ci"], "0.9": [0.88, 0.99]},
+    m["lstm/conformal"].update(coverage_ci={**m["lstm/conformal"]["coverage_ci"], "90": [0.5, 0.6]}, crps=0.01)
+    m["lstm/aci"].update(coverage_ci={**m["lstm/aci"]["coverage_ci"], "90": [0.85, 0.95]}, crps=0.3)
+    m["lstm/joint_conformal"].update(coverage_ci={**m["lstm/joint_conformal"]["coverage_ci"], "90": [0.88, 0.99]},
                                      crps=0.2)
     text = headline(m, "a.u.")
     assert "`lstm/joint_conformal`" in text and "seasonal naive" in text  # lstm/conformal has a lower CRPS but misses
     for key in ("lstm/aci", "lstm/joint_conformal"):
-        m[key]["coverage_ci"]["0.9"] = [0.1, 0.2]
+        m[key]["coverage_ci"]["90"] = [0.1, 0.2]
     assert "`lstm/conformal`" in headline(m, "a.u.") and "no entry" in headline(m, "a.u.")
 
 
@@ -303,8 +303,8 @@ def test_reliability_text_counts_the_steps_whose_ci_misses_nominal(conformal_res
     from lstmkit.report.uncertainty import reliability_text
 
     m = copy.deepcopy(conformal_result.metrics)
-    h = len(m["lstm/aci"]["coverage_per_step"]["0.9"])
-    m["lstm/aci"]["coverage_per_step"]["0.9"] = [0.7] + [0.9] * (h - 1)
-    m["lstm/aci"]["coverage_per_step_ci"]["0.9"] = [[0.6] + [0.85] * (h - 1), [0.8] + [0.95] * (h - 1)]
+    h = len(m["lstm/aci"]["coverage_per_step"]["90"])
+    m["lstm/aci"]["coverage_per_step"]["90"] = [0.7] + [0.9] * (h - 1)
+    m["lstm/aci"]["coverage_per_step_ci"]["90"] = [[0.6] + [0.85] * (h - 1), [0.8] + [0.95] * (h - 1)]
     text = reliability_text(m, ["lstm/aci"])
     assert f"1 of {h} steps below" in text and "0 above" in text and "0.700 at step 1" in text
