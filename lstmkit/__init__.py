@@ -6,10 +6,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 from lstmkit.config import Config
 from lstmkit.core.errors import ConfigError, LstmkitError
+from lstmkit.core.version import __version__
 from lstmkit.runs.folder import RunFolder, open_run, start_run
 
-__all__ = ["Config", "ConfigError", "LstmkitError", "RunFolder", "load_bundle", "load_config", "open_run", "start_run"]
-__version__ = "0.1.0"
+__all__ = ["__version__", "Config", "ConfigError", "LstmkitError", "RunFolder", "load_bundle", "load_config", "open_run", "start_run"]
 
 
 def __getattr__(name: str):

@@ -20,7 +20,7 @@ import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,10 @@ import pandas as pd
 from lstmkit.config import Config
 from lstmkit.core.atomic import atomic_write_json, atomic_write_text
 from lstmkit.core.errors import BundleError
+from lstmkit.core.jsonable import jsonable
 from lstmkit.core.labels import level_label
 from lstmkit.core.timeindex import offset
+from lstmkit.core.version import __version__
 from lstmkit.data.seasonality import seasonality
 from lstmkit.probabilistic.conformal import conformal_quantile
 
@@ -114,8 +116,6 @@ def content_version(files: dict[str, str]) -> str:
 
 def _write_manifest(root: Path, summary: dict | None = None, created: str | None = None) -> dict:
     """Hash every file below root and write manifest.json (format, version, created, lstmkit version, files, summary)."""
-    from lstmkit import __version__
-
     files = {rel: _sha256(root / rel) for rel in _files(root)}
     old = {}
     if (root / MANIFEST_FILE).exists():
@@ -134,21 +134,6 @@ def is_bundle(path: Path) -> bool:
         return "format" in json.loads((Path(path) / MANIFEST_FILE).read_text())
     except (OSError, ValueError):
         return False
-
-
-def _json_ready(value: Any) -> Any:
-    """Replace non-finite floats by None, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 # ------------------------------------------------------------------ writing
@@ -241,10 +226,10 @@ def write_bundle(out: Path, forecaster: Forecaster, scaler, target_scaler, colum
         "lookback": int(forecaster.lookback_), "horizon": horizon, "freq": freq,
         "cutoff": pd.Timestamp(cutoff).isoformat(), "seasonal_period": int(seasonal),
         "units": cfg.data.units, "scaler": scaler_params(scaler), "target_scaler": scaler_params(target_scaler),
-        "extra": _json_ready({k: v for k, v in extra.items() if k not in ("figures", "summary")}),
+        "extra": jsonable({k: v for k, v in extra.items() if k not in ("figures", "summary")}),
     }
     calib = {"method": "split conformal per horizon step", "score": "absolute", "units": "scaled",
-             "finite_sample": "ceil((n + 1) L)-th smallest of n scores", **_json_ready(dict(calibration)),
+             "finite_sample": "ceil((n + 1) L)-th smallest of n scores", **jsonable(dict(calibration)),
              "windows": int(len(errors)), "levels": levels, "radii": radii}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -254,7 +239,7 @@ def write_bundle(out: Path, forecaster: Forecaster, scaler, target_scaler, colum
         atomic_write_json(tmp / PREPROCESSING_FILE, preprocessing)
         atomic_write_json(tmp / CALIBRATION_FILE, calib)
         np.savez(tmp / ERRORS_FILE, abs_errors=np.abs(errors))
-        atomic_write_json(tmp / METRICS_FILE, _json_ready(metrics))
+        atomic_write_json(tmp / METRICS_FILE, jsonable(metrics))
         import yaml
 
         atomic_write_text(tmp / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -262,7 +247,7 @@ def write_bundle(out: Path, forecaster: Forecaster, scaler, target_scaler, colum
             if Path(src).is_file():
                 (tmp / FIGURES_DIR).mkdir(exist_ok=True)
                 shutil.copyfile(src, tmp / FIGURES_DIR / f"{name}.png")
-        summary = summary_of(metrics, calib) | _json_ready(extra.get("summary") or {})
+        summary = summary_of(metrics, calib) | jsonable(extra.get("summary") or {})
         _write_manifest(tmp, summary=summary)
         _fsync_tree(tmp)
         _swap_into_place(tmp, out)
@@ -333,4 +318,4 @@ def summary_of(metrics: dict, calibration: dict | None = None) -> dict:
     if calibration:
         out["calibration"] = calibration.get("source")
         out["calibration_windows"] = calibration.get("windows")
-    return _json_ready(out)
+    return jsonable(out)

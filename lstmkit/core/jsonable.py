@@ -40,6 +40,12 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def finite(value: float) -> float | None:
+    """A number as a finite float, or None where it is infinite or undefined (a metric of too few windows)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def dumps(value: Any, indent: int | None = None) -> str:
     """`value` as strict JSON text (see `jsonable`)."""
     return json.dumps(jsonable(value), indent=indent, allow_nan=False)

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from lstmkit.core.errors import ForecasterError
+from lstmkit.core.jsonable import jsonable
 from lstmkit.explain.integrated_gradients import Attribution, lag_labels
 from lstmkit.models.neural import architectures
 
@@ -102,12 +103,7 @@ class RankAgreement:
             return None if not np.isfinite(v) else float(v)
         return {"spearman": number(self.spearman), "p_value": number(self.p_value), "top_k": self.top_k,
                 "top_k_overlap": self.overlap, "entries": self.entries,
-                "top_first": [_plain(e) for e in self.first], "top_second": [_plain(e) for e in self.second]}
-
-
-def _plain(value):
-    """A NumPy scalar as the plain Python number (JSON)."""
-    return value.item() if hasattr(value, "item") else value
+                "top_first": [jsonable(e) for e in self.first], "top_second": [jsonable(e) for e in self.second]}
 
 
 def _top(profile: pd.Series, k: int) -> list:

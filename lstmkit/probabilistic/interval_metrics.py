@@ -25,11 +25,11 @@ Arrays: y (n windows, horizon); quantile forecasts q (n, horizon, K) at ascendin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
+from lstmkit.core.jsonable import finite
 from lstmkit.core.labels import label_level, level_label
 
 CRPS_QUANTILE_ESTIMATOR = ("CRPS (quantile-grid estimator, {k} levels): 2 x the pinball losses of the grid levels, each weighted "
@@ -219,12 +219,6 @@ def pit_samples(y: np.ndarray, samples: np.ndarray, seed: int = 0) -> np.ndarray
     return (below + u * (equal + 1)) / (samples.shape[1] + 1)
 
 
-def _num(v: float) -> float | None:
-    """A finite float, or None for an infinite or undefined value (keeps the JSON standard)."""
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def report(y: np.ndarray, q: np.ndarray, grid: np.ndarray, levels: list, msis_scale: float, target_scale: float = 1.0,
            bootstrap: int = 1000, block: int | None = None, seed: int = 0, size: float = 0.95) -> dict:
     """Interval metrics of quantile forecasts q (n, h, K) against y (n, h), as the uncertainty/metrics.json entry.
@@ -260,21 +254,21 @@ def report(y: np.ndarray, q: np.ndarray, grid: np.ndarray, levels: list, msis_sc
             out["coverage_per_step_ci"][key] = [[float(v) for v in ci[0, 2:]], [float(v) for v in ci[1, 2:]]]
         else:
             out["coverage_ci"][key] = out["joint_coverage_ci"][key] = out["coverage_per_step_ci"][key] = None
-        out["width"][key] = _num(width(lower, upper))
-        out["width_per_step"][key] = [_num(v) for v in (upper - lower).mean(axis=0)]
-        out["winkler"][key] = _num(winkler(y, lower, upper, level))
-        out["msis_by_level"][key] = _num(msis(y, lower, upper, level, msis_scale))
+        out["width"][key] = finite(width(lower, upper))
+        out["width_per_step"][key] = [finite(v) for v in (upper - lower).mean(axis=0)]
+        out["winkler"][key] = finite(winkler(y, lower, upper, level))
+        out["msis_by_level"][key] = finite(msis(y, lower, upper, level, msis_scale))
     keys = list(out["msis_by_level"])
     msis_level = level_label(0.95) if level_label(0.95) in keys else keys[-1]
     out["msis"], out["msis_level"] = out["msis_by_level"][msis_level], label_level(msis_level)
     loss = pinball(y, q, grid)
-    out["pinball"] = {level_label(t): _num(v) for t, v in zip(grid, loss)}
-    out["crps"] = _num(crps_quantiles(y, q, grid))
+    out["pinball"] = {level_label(t): finite(v) for t, v in zip(grid, loss)}
+    out["crps"] = finite(crps_quantiles(y, q, grid))
     out["crps_estimator"] = CRPS_QUANTILE_ESTIMATOR.format(k=len(grid))
     out["windows"], out["horizon"], out["bootstrap"] = n, h, {"reps": int(bootstrap or 0), "block": block, "size": size}
     ts = float(target_scale)
-    out["original"] = {"width": {k: _num(v * ts) if v is not None else None for k, v in out["width"].items()},
-                       "winkler": {k: _num(v * ts) if v is not None else None for k, v in out["winkler"].items()},
-                       "pinball": {k: _num(v * ts) if v is not None else None for k, v in out["pinball"].items()},
-                       "crps": _num(out["crps"] * ts) if out["crps"] is not None else None}
+    out["original"] = {"width": {k: finite(v * ts) if v is not None else None for k, v in out["width"].items()},
+                       "winkler": {k: finite(v * ts) if v is not None else None for k, v in out["winkler"].items()},
+                       "pinball": {k: finite(v * ts) if v is not None else None for k, v in out["pinball"].items()},
+                       "crps": finite(out["crps"] * ts) if out["crps"] is not None else None}
     return out

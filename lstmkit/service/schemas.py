@@ -9,7 +9,6 @@ stored without a zone); they are parsed into pandas Timestamps while the request
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -325,18 +324,3 @@ def api_models(columns: list[str], levels: list[float], horizon: int, max_rows: 
     BatchResponse = create_model("BatchForecastResponse", __config__=STRICT, forecasts=(list[ForecastResponse], ...))
     BatchResponse.__doc__ = "The forecasts of a batch, in the order of its requests."
     return ApiModels(Observations, Window, ForecastRequest, ForecastRow, ForecastResponse, BatchRequest, BatchResponse, keys)
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON-safe copy of nested metrics: non-finite floats (and numpy scalars) as null / plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

@@ -31,7 +31,6 @@ Append rules (`Storage.append`), all checked in one transaction, all-or-nothing:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import time
 import uuid
@@ -49,6 +48,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from lstmkit.core.errors import StorageError
+from lstmkit.core.jsonable import jsonable
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 MODEL_STATUSES = ("champion", "retired", "rejected", "candidate")
@@ -504,7 +504,7 @@ class Storage:
         job_id = uuid.uuid4().hex[:16]
         with self._writer.begin() as conn:
             conn.execute(jobs_table.insert().values(id=job_id, kind=str(kind), status="queued", created=_now_iso(),
-                                                    detail=_jsonable(detail or {})))
+                                                    detail=jsonable(detail or {})))
         return job_id
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -530,7 +530,7 @@ class Storage:
                 if isinstance(values.get(key), (dt.datetime, pd.Timestamp)):
                     values[key] = values[key].isoformat()
             if "detail" in values:
-                values["detail"] = {**(row.detail or {}), **_jsonable(values["detail"] or {})}
+                values["detail"] = {**(row.detail or {}), **jsonable(values["detail"] or {})}
             if values.get("error") is not None:
                 values["error"] = str(values["error"])
             conn.execute(jobs_table.update().where(jobs_table.c.id == str(job_id)).values(**values))
@@ -560,7 +560,7 @@ class Storage:
         with self._writer.begin() as conn:
             inserted = conn.execute(self._insert(models_table).values(
                 version=str(version), path=str(path), parent=parent, created=_now_iso(), status=status,
-                metrics=_jsonable(metrics or {})).on_conflict_do_nothing(index_elements=["version"])).rowcount
+                metrics=jsonable(metrics or {})).on_conflict_do_nothing(index_elements=["version"])).rowcount
             if inserted and status == "champion":
                 conn.execute(models_table.update().where(models_table.c.status == "champion",
                                                          models_table.c.version != str(version))
@@ -611,31 +611,3 @@ def _model(row: sa.Row) -> dict:
     out = dict(row._mapping)
     out.pop("seq", None)
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    """`value` with numpy scalars/arrays, paths and timestamps turned into JSON types and NaN/inf into None."""
-
-    def default(obj: Any) -> Any:
-        """JSON encoding of the non-standard types."""
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        if isinstance(obj, (pd.Timestamp, dt.datetime, dt.date)):
-            return obj.isoformat()
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-    def finite(obj: Any) -> Any:
-        """Non-finite floats -> None (JSON has no NaN), recursively."""
-        if isinstance(obj, float) and not math.isfinite(obj):
-            return None
-        if isinstance(obj, dict):
-            return {str(k): finite(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [finite(v) for v in obj]
-        return obj
-
-    return finite(json.loads(json.dumps(value, default=default)))

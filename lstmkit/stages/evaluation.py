@@ -14,6 +14,7 @@ import pandas as pd
 
 from lstmkit.config import Config
 from lstmkit.core.atomic import atomic_path, atomic_write_json, read_json
+from lstmkit.core.jsonable import jsonable
 from lstmkit.data.seasonality import resolve_config
 from lstmkit.data.windows import Prepared
 from lstmkit.models.base import Forecaster
@@ -102,11 +103,6 @@ def _val_loss(f: Forecaster) -> float:
     return float(v) if v is not None and np.isfinite(v) else np.inf
 
 
-def _finite(value: float) -> float | None:
-    """A number for metrics.json: None where it is not finite (strict JSON has no NaN or infinity)."""
-    return float(value) if value is not None and np.isfinite(value) else None
-
-
 def _mean_reports(reports: list[dict]) -> dict:
     """metric_report documents averaged over seeds: overall and per-horizon values are means."""
     out: dict = {"per_horizon": {}}
@@ -177,7 +173,7 @@ def evaluate(models, prepared: Prepared, cfg: Config, noise_std: float | None = 
             "sd": _sd_reports(reports), "seeds": [int(getattr(f, "seed", i)) for i, f in enumerate(group)],
             "parameters": int(round(np.mean([f.parameter_count() for f in group]))),
             "fit_seconds": float(np.mean([getattr(f, "fit_seconds_", np.nan) for f in group])),
-            "val_loss": _finite(np.mean([_val_loss(f) for f in group]))}
+            "val_loss": jsonable(np.mean([_val_loss(f) for f in group]))}
     if selected_forecast is None:  # a selected forecaster outside `models`: score it on its own
         selected_forecast = selected.predict_split(prepared, "test")
         selected_report = report(selected_forecast)
@@ -209,7 +205,7 @@ def evaluate(models, prepared: Prepared, cfg: Config, noise_std: float | None = 
     for name, doc in (docs | baseline_docs).items():
         if name != best_baseline:
             dm = diebold_mariano(actual - forecasts[name], reference, prepared.horizon)
-            doc["dm"] = {"against": best_baseline, **{k: _finite(v) if isinstance(v, float) else v for k, v in dm.items()}}
+            doc["dm"] = {"against": best_baseline, **{k: jsonable(v) if isinstance(v, float) else v for k, v in dm.items()}}
     best_on_test = min(docs, key=lambda k: docs[k]["scaled"]["mse"])
     doc = {
         "model": selected_report,

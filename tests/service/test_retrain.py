@@ -18,8 +18,9 @@ import pytest
 
 from lstmkit.config import ServeConfig
 from lstmkit.core.errors import JobFailed, RegistryError, RetrainBusy
+from lstmkit.service.job import run_job
 from lstmkit.service.registry import Registry
-from lstmkit.service.retrain import TRAINING_STARTED, Retrainer, log_path, run_job
+from lstmkit.service.retrain import TRAINING_STARTED, Retrainer, log_path
 from lstmkit.service.storage import Storage
 
 SERIES = "plant-1"

@@ -38,6 +38,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from lstmkit.config import Config
 from lstmkit.core.atomic import atomic_write_json, atomic_write_text, read_json
 from lstmkit.core.errors import TuningError
+from lstmkit.core.jsonable import jsonable
 from lstmkit.core.progress import SearchProgress
 from lstmkit.data.windows import Prepared
 from lstmkit.models.neural.forecaster import build_network, set_seed
@@ -95,17 +96,12 @@ def _draw(p: Param, rng: np.random.Generator):
     """One value of a parameter, drawn with numpy's generator (reproducible for a seed)."""
     grid = p.grid()
     if grid is not None:
-        return _plain(grid[int(rng.integers(len(grid)))])
+        return jsonable(grid[int(rng.integers(len(grid)))])
     if p.log:
         value = float(np.exp(rng.uniform(np.log(p.min), np.log(p.max))))
     else:
         value = float(rng.uniform(p.min, p.max))
     return int(round(value)) if p.type is int else value
-
-
-def _plain(value):
-    """A numpy scalar as the plain Python value (JSON- and Keras-friendly)."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def mutations(space: SearchSpace) -> dict:
@@ -558,7 +554,7 @@ def read_experiment(path: Path, log: Path, cfg: Config, space: SearchSpace) -> t
             last = mine.iloc[-1]
             for k in MUTABLE:  # PBT: the values the trial ended with
                 if k in row:
-                    row[k] = _plain(last[k])
+                    row[k] = jsonable(last[k])
             best = mine.iloc[int(np.nanargmin(mine["val_loss"].to_numpy(dtype=float)))]
             row |= {"val_loss": float(best["val_loss"]), "best_epoch": int(best["epoch"]),
                     "seconds": float(last["time_total_s"])}

@@ -1,0 +1,3 @@
+"""lstmkit's version, recorded in every bundle's manifest."""
+
+__version__ = "0.1.0"
