@@ -54,8 +54,6 @@ def _failure_message(stage: Stage, output: Path, err) -> str:
 
 
 @contextlib.contextmanager
-
-
 def kernel_stderr_to(path: Path):
     """Send the stderr of kernel processes started inside the block to a log file, keeping ours on the terminal."""
     path.parent.mkdir(parents=True, exist_ok=True)

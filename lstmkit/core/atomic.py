@@ -17,8 +17,6 @@ from lstmkit.core.jsonable import dumps
 
 
 @contextmanager
-
-
 def atomic_path(path: Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to (keeping its suffix); on success rename it over `path`.
 

@@ -37,8 +37,6 @@ ETT_CITATION = ('Zhou et al., "Informer: Beyond Efficient Transformer for Long S
 
 
 @dataclass(frozen=True, kw_only=True)
-
-
 class Dataset:
     """One named dataset: where its file comes from, how to check it, and how to read and credit it."""
 

@@ -115,8 +115,6 @@ def _parse_timestamps(path: Path, column: str, text, first_line: int, fmt: str |
 
 
 @functools.cache
-
-
 def _missing_array():
     """MISSING_TEXT as a pyarrow array (for pyarrow.compute.is_in)."""
     return pa.array(sorted(MISSING_TEXT))

@@ -24,8 +24,6 @@ ROUNDING = 0.02  # a cycle of 52.18 weeks or 365.25 days counts as 52 or 365 ste
 
 
 @dataclass(frozen=True)
-
-
 class Seasonality:
     """The seasonal periods (in steps) of a time step, with the cycles they come from."""
 

@@ -22,8 +22,6 @@ from lstmkit.data.synthetic import GroundTruth, inject_anomalies, make_synthetic
 
 
 @dataclass
-
-
 class SeriesData:
     """A loaded series with what is known about it."""
 

@@ -11,8 +11,6 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
-
-
 class SplitBounds:
     """Row ranges [start, stop) of the three chronological parts."""
 

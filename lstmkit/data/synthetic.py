@@ -12,8 +12,6 @@ from lstmkit.core.errors import DataError
 
 
 @dataclass
-
-
 class Driver:
     """One lagged input that drives the target: target[t] gets coef * f(feature[t - lag])."""
 
@@ -24,8 +22,6 @@ class Driver:
 
 
 @dataclass
-
-
 class GroundTruth:
     """What generated the synthetic target: the driving feature/lag pairs and the noise floor."""
 

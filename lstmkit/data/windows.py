@@ -30,8 +30,6 @@ def make_scaler(method: str) -> StandardScaler | MinMaxScaler:
 
 
 @dataclass
-
-
 class Prepared:
     """A scaled series with its split, ready to be cut into (lookback, horizon) windows."""
 

@@ -84,8 +84,6 @@ def ig_variable_profile(values: np.ndarray, columns: list[str]) -> pd.Series:
 
 
 @dataclass(frozen=True)
-
-
 class RankAgreement:
     """How well two importance profiles over the same entries (lags or channels) rank them alike."""
 
@@ -180,8 +178,6 @@ def driver_scores(profiles: pd.DataFrame, roles: dict[str, str]) -> pd.DataFrame
 
 
 @dataclass
-
-
 class AttentionAnalysis:
     """An attention model's weights over the explained windows, beside IG's attributions of the same windows."""
 

@@ -20,8 +20,6 @@ METHODS = ("ig", "saliency", "gradient_x_input", "shap", "permutation")
 
 
 @dataclass
-
-
 class CrossCheck:
     """Per-feature and per-lag-block importance of each method, and the Spearman agreement of their rankings."""
 

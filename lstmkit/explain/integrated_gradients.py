@@ -20,8 +20,6 @@ BASELINES = ("zeros", "mean", "last", "noise")
 
 
 @dataclass
-
-
 class Attribution:
     """IG attributions of a batch of windows, labelled by time lag and feature, with the completeness check."""
 

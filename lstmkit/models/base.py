@@ -40,6 +40,12 @@ class Forecaster:
         KINDS[cls.__name__] = cls
 
     @classmethod
+    def examples(cls) -> list[Forecaster]:
+        """Small unfitted instances that the contract test fits and checks (like sktime's `get_test_params`): one per
+        distinct way the forecaster works; a forecaster whose constructor needs arguments overrides this."""
+        return [cls()]
+
+    @classmethod
     def get_tag(cls, tag: str) -> bool:
         """A capability of this forecaster (see TAGS)."""
         if tag not in TAGS:

@@ -42,8 +42,6 @@ BATCH = 512  # windows per batch when sampling (samples of a batch: BATCH x samp
 
 
 @dataclass
-
-
 class Forecasts:
     """One forecaster's outputs on a set of windows, scaled units: actuals and point forecasts (n, horizon); quantiles
     (n, horizon, K) on the grid when it has them; the samples' standard deviation (n, horizon) and, on the test windows,

@@ -24,8 +24,6 @@ ETT_LOADS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")
 
 
 @dataclass(frozen=True)
-
-
 class Published:
     """One published test figure: dataset, mode (S or MS), horizon, model, scaled MSE and MAE, and its source."""
 

@@ -11,8 +11,6 @@ from lstmkit.runs.lock import RunLock
 
 
 @dataclass(frozen=True)
-
-
 class RunFolder:
     """Paths of every artifact of one run; stages use these names and nothing else."""
 

@@ -9,8 +9,6 @@ from lstmkit.core.errors import ArtifactMissing, ConfigError
 
 
 @dataclass(frozen=True)
-
-
 class Stage:
     """One step of the pipeline and the notebook that carries it out."""
 

@@ -27,8 +27,6 @@ log = logging.getLogger("lstmkit.service")
 
 
 @dataclass
-
-
 class Forecast:
     """One window's forecast: the answering version and arrays in original units."""
 
@@ -39,8 +37,6 @@ class Forecast:
 
 
 @dataclass
-
-
 class _Item:
     """A waiting window and the future its request waits on."""
 

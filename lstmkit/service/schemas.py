@@ -229,8 +229,6 @@ class MetricsResponse(BaseModel):
 
 
 @dataclass
-
-
 class ApiModels:
     """The request/response models of one application (built from its bundle's columns, levels and horizon)."""
 

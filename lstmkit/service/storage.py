@@ -120,8 +120,6 @@ models_table = sa.Table(
 
 
 @dataclass
-
-
 class AppendResult:
     """What an append did: rows `stored` (new), `duplicates` (already stored, same values), the series' `last`
     stored timestamp and its `total` number of observations after the append."""

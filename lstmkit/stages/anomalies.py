@@ -121,8 +121,6 @@ def _observed_scores(residuals: np.ndarray, centres: np.ndarray, scales: np.ndar
 
 
 @dataclass
-
-
 class AnomalyResult:
     """Per-observation scores of the span, and what they were calibrated on and evaluated against."""
 

@@ -54,8 +54,6 @@ PERCENTILES = (50, 90, 99)
 
 
 @dataclass
-
-
 class Deployment:
     """The replay of every policy: `replay` one row per policy, origin and horizon step; `metrics` the summary."""
 
@@ -495,10 +493,11 @@ def run_deployment(run, cfg: Config, echo=None) -> Deployment:
     services = {p: Service(bundle_path, run.deployment_dir / p, policy_settings(p, every, cfg.serve, bundle.config.serve),
                            seed=seed_history(history, bundle.freq)) for p in d.policies}
     try:
-        for service in services.values():  # the services start side by side (start-up is mostly imports)...
-            service.launch()
-        for policy, service in services.items():  # ...and replay one after the other (a retrain job has the CPU)
-            service.wait_ready()
+        for service in services.values():  # the services start side by side (start-up is mostly imports) and are
+            service.launch()                # all ready before the first replay: a readiness deadline runs from its
+        for service in services.values():  # service's launch, so waiting after the earlier policies' replays would
+            service.wait_ready()            # declare a later service not ready without one poll
+        for policy, service in services.items():  # one replay after the other (a retrain job has the CPU)
             # latency first, from the history's last window: no retrain job competes for the CPU then
             ms = time_latency(service, history.iloc[-bundle.lookback:], horizon, d.latency_requests)
             rows, ev, sm = replay_policy(service, policy, history, stream, horizon, metrics_every, echo)

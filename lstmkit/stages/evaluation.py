@@ -43,8 +43,6 @@ def selected_name(metrics: dict) -> str:
 
 
 @dataclass
-
-
 class Evaluation:
     """Test-split forecasts of the models, their ensemble and the baselines, and their metrics."""
 

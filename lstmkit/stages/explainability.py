@@ -132,8 +132,6 @@ def same_windows(prepared, positions: np.ndarray, lookback: int):
 
 
 @dataclass
-
-
 class ModelAttention:
     """One attention model of the run: which one, its IG of the explained test windows and the attention analysis."""
 

@@ -145,8 +145,6 @@ def reusable(folder, record: dict) -> bool:
 
 
 @dataclass
-
-
 class TrainedModel:
     """One trained (or reloaded) model of the comparison."""
 
@@ -168,8 +166,6 @@ class TrainedModel:
 
 
 @dataclass
-
-
 class Training:
     """The training stage's result: every model (architecture x seed) and the selected one."""
 

@@ -64,8 +64,6 @@ JOINT = "joint_conformal"  # method name of whole-path conformal bands (uncertai
 
 
 @dataclass
-
-
 class Source:
     """A forecaster whose outputs a method calibrates or reports: `kind` point, quantile or samples; `folder` where it
     is saved (None for the baseline); `base` the method family (point, quantile, mc_dropout, deepar)."""
@@ -234,8 +232,6 @@ def calibration_forecasts(run: RunFolder, source: Source, prepared: Prepared, mo
 
 
 @dataclass
-
-
 class Uncertainty:
     """The stage's result: test actuals (n, h), the grid (K,), every entry's test quantiles (n, h, K) and PIT values
     (n, h), scaled units, and the metrics.json document."""

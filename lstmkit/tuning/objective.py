@@ -27,8 +27,6 @@ KERAS_STRATEGIES = ("random", "grid", "bayesian", "hyperband")
 
 
 @dataclass
-
-
 class TrialResult:
     """The score of one configuration: mean best validation loss over the folds, with the per-fold detail."""
 

@@ -108,8 +108,6 @@ def owner(name: str) -> str | None:
 
 
 @dataclass(frozen=True)
-
-
 class Param:
     """One tuned hyperparameter: a range (min, max, optional step or log scale) or a list of choices."""
 
@@ -151,8 +149,6 @@ class Param:
 
 
 @dataclass(frozen=True)
-
-
 class SearchSpace:
     """The tuned parameters (`architecture` first when searched) and the fixed values of the rest."""
 
@@ -329,7 +325,8 @@ def _param(name: str, entry: Any) -> Param | Any:
 def parse_space(space: dict, cfg: Config | None = None) -> SearchSpace:
     """Validate a merged `tuning.space` mapping into tuned Params and fixed values (fixed defaults from cfg).
 
-    `architecture` is declared first (the conditional `<arch>.<option>` parameters depend on it); an option of an
+    `architecture` is declared first (the conditional `<arch>.<option>` parameters depend on it, in name order, so
+    that a configuration searches the same way before and after a save); an option of an
     architecture the search does not train is a ConfigError naming its key.
     """
     if not isinstance(space, dict):
@@ -343,7 +340,7 @@ def parse_space(space: dict, cfg: Config | None = None) -> SearchSpace:
         fixed = {"architecture": cfg.model.architecture}
         fixed |= {k: getattr(cfg.model, k) for k in TUNABLES if k != "architecture" and hasattr(cfg.model, k)}
         fixed |= {"lookback": cfg.window.lookback}
-    order = [*CATEGORICAL_FIRST, *(k for k in TUNABLES if k not in CATEGORICAL_FIRST), *(k for k in space if owner(k))]
+    order = [*CATEGORICAL_FIRST, *(k for k in TUNABLES if k not in CATEGORICAL_FIRST), *sorted(k for k in space if owner(k))]  # sorted: as a saved YAML reloads
     for name in order:
         if space.get(name) is None:
             continue

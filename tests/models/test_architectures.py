@@ -1,6 +1,6 @@
-"""Every neural architecture honours the contract: (batch, horizon) forecasts under each per-window normalisation,
-identical forecasts after a save/load round trip (Keras safe mode), complete Integrated Gradients on a trained
-network, attention weights that are distributions, and cuDNN-eligible recurrent layers.
+"""What every neural architecture does beyond the forecaster contract (tests/models/test_contract.py): (batch,
+horizon) forecasts under each per-window normalisation, complete Integrated Gradients on a trained network, attention
+weights that are distributions, and cuDNN-eligible recurrent layers.
 
 An architecture whose module is not written yet is skipped (only a missing module: any other import error fails).
 """
@@ -20,9 +20,8 @@ from lstmkit.data.synthetic import make_synthetic
 from lstmkit.data.windows import prepare
 from lstmkit.explain.integrated_gradients import integrated_gradients
 from lstmkit.models.neural import architectures
-from lstmkit.models.neural.forecaster import NETWORK_FILE, NeuralForecaster, build_network
+from lstmkit.models.neural.forecaster import NeuralForecaster, build_network
 from lstmkit.models.neural.spec import ModelSpec
-from lstmkit.models.registry import load
 
 LOOKBACK, CHANNELS, HORIZON = 16, 3, 4
 RECURRENT = ("lstm", "gru", "bilstm", "cnn_lstm", "attention_lstm")
@@ -101,22 +100,6 @@ def test_forward_pass_shape_and_normalisation(arch, normalization):
     if normalization != "none":  # per-window normalisation: a level shift of every channel shifts the forecast
         shifted = np.asarray(network(x + 5.0, training=False))
         np.testing.assert_allclose(shifted, y + 5.0, atol=2e-4)
-
-
-@pytest.mark.parametrize("arch", architectures.names())
-def test_save_load_round_trip(arch, trained, prepared, tmp_path):
-    forecaster = trained(arch)
-    x, _ = prepared.windows("test", slice(0, 32))
-    before = forecaster.predict(x)
-    loaded = load(forecaster.save(tmp_path / arch))
-    assert isinstance(loaded, NeuralForecaster) and loaded.spec == forecaster.spec
-    np.testing.assert_array_equal(loaded.predict(x), before)
-    network = keras.models.load_model(tmp_path / arch / NETWORK_FILE, safe_mode=True)
-    np.testing.assert_array_equal(np.asarray(network.predict_on_batch(x)), before.astype(np.float32))
-    assert loaded.summary()["tags"] == forecaster.summary()["tags"]
-    if forecaster.get_tag("attention"):
-        for key, value in forecaster.attention(x).items():
-            np.testing.assert_array_equal(loaded.attention(x)[key], value)
 
 
 @pytest.mark.parametrize("arch", architectures.names())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,56 @@ def poisoned(series: pd.DataFrame, end: int) -> pd.DataFrame:
     return out
 
 
+class LongReplays:
+    """The `time` module as the deployment stage sees it, except that each policy's replay appears to take longer
+    than a service's start-up timeout (as replaying a test span of thousands of steps does on a real profile)."""
+
+    def __init__(self):
+        """Real time, with no jump yet."""
+        self.offset, self.jumps = 0.0, 0
+
+    def monotonic(self) -> float:
+        """Real monotonic seconds plus the jumps so far."""
+        return time.monotonic() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        """Real sleep."""
+        time.sleep(seconds)
+
+    def perf_counter(self) -> float:
+        """Real performance counter (latencies stay real)."""
+        return time.perf_counter()
+
+    def after_replay(self, replay):
+        """`replay` followed by a jump of twice the start-up timeout."""
+        def replay_and_jump(*args, **kwargs):
+            out = replay(*args, **kwargs)
+            self.offset += 2 * deployment.STARTUP_TIMEOUT_S
+            self.jumps += 1
+            return out
+        return replay_and_jump
+
+
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory, tiny_series, tiny_bundle):
-    """The three policies replayed over STEPS observations of a series poisoned after them."""
+    """The three policies replayed over STEPS observations of a series poisoned after them, each replay seeming to
+    last longer than a service's start-up timeout."""
     start = split_bounds(len(tiny_series), 0.7, 0.15, 0.15).test[0]
     run, cfg = tiny_run(tmp_path_factory.mktemp("deploy") / "run", poisoned(tiny_series, start + STEPS), tiny_bundle,
                         steps=STEPS, retrain_every=EVERY, latency_requests=8)
-    return run, cfg, deployment.run_deployment(run, cfg), start
+    clock = LongReplays()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(deployment, "time", clock)
+        mp.setattr(deployment, "replay_policy", clock.after_replay(deployment.replay_policy))
+        dep = deployment.run_deployment(run, cfg)
+    assert clock.jumps == 3
+    return run, cfg, dep, start
+
+
+def test_later_policies_start_although_the_earlier_replays_outlast_the_start_up_timeout(replayed):
+    run, cfg, dep, start = replayed  # each replay jumped the clock by twice the timeout (a long test span)
+    assert set(dep.replay["policy"]) == {"static", "periodic", "drift"}
+    assert all(dep.metrics["policies"][p]["latency_ms"]["n"] == 8 for p in dep.policies)
 
 
 def test_replay_writes_its_outputs_for_every_policy(replayed):

@@ -14,12 +14,13 @@ import pandas as pd
 import pyarrow.fs
 import pytest
 
-from lstmkit.config import ConfigError, from_dict
+from lstmkit.config import ConfigError
 from lstmkit.core.errors import TuningError
 from lstmkit.data.synthetic import make_synthetic
 from lstmkit.data.windows import prepare
 from lstmkit.models.neural.forecaster import check_schedule
 from lstmkit.runs.folder import RunFolder
+from lstmkit.stages.checks import checked
 from lstmkit.tuning.backends.ray import (
     LINEAGE_COLUMNS,
     _digests,
@@ -48,7 +49,7 @@ SPACE = {"layers": {"min": 1, "max": 3}, "units": {"min": 8, "max": 64, "log": T
 def ray_config(space: dict | None = None, **overrides):
     """A pbt configuration over `space` (SPACE by default) with the Ray strategies' single fold."""
     values = {"tuning": {"strategy": "pbt", "cv_folds": 1, "max_trials": 4, "space": SPACE if space is None else space}}
-    return from_dict(values, overrides)
+    return checked(values, overrides)
 
 
 def in_range(p: Param, v) -> bool:
@@ -194,7 +195,7 @@ def test_rays_storage_keeps_the_last_whole_experiment_state_when_a_copy_is_not(t
 
 
 def test_a_saved_ray_search_that_cannot_be_read_is_an_error_naming_its_folder(tmp_path, frame):
-    cfg = from_dict(TINY)
+    cfg = checked(TINY)
     run = RunFolder(tmp_path / "run")
     state = experiment_dir(cfg, run) / "experiment_state-1.json"
     state.parent.mkdir(parents=True)
@@ -221,15 +222,15 @@ def test_trial_number_is_the_counter_at_the_end_of_rays_trial_id(trial_id, numbe
 ])
 def test_ray_settings_that_cannot_work_are_config_errors_naming_the_key(values, key, says):
     with pytest.raises(ConfigError) as err:
-        from_dict(values)
+        checked(values)
     message = str(err.value)
     assert message.startswith(f"{key}:") and says in message
 
 
 def test_asha_needs_no_mutable_parameter_and_one_pbt_mutable_is_enough():
-    from_dict({"tuning": {"strategy": "asha", "cv_folds": 1, "space": {"learning_rate": 1e-3, "dropout": None,
+    checked({"tuning": {"strategy": "asha", "cv_folds": 1, "space": {"learning_rate": 1e-3, "dropout": None,
                                                                      "batch_size": [64]}}})
-    cfg = from_dict({"tuning": {"strategy": "pbt", "cv_folds": 1, "space": {"learning_rate": 1e-3, "dropout": None}}})
+    cfg = checked({"tuning": {"strategy": "pbt", "cv_folds": 1, "space": {"learning_rate": 1e-3, "dropout": None}}})
     assert [p.name for p in search_space(cfg).mutable()] == ["batch_size"]
 
 
@@ -273,11 +274,11 @@ def frame() -> pd.DataFrame:
 def pbt_search(tmp_path_factory, frame):
     """A finished 3-trial, 3-epoch PBT search (exploit/explore after every epoch) in a run folder, and a random search
     over the same space: (cfg, run, table, random search's saved table)."""
-    cfg = from_dict(TINY)
+    cfg = checked(TINY)
     prepared = prepare(frame, cfg)
     run = RunFolder(tmp_path_factory.mktemp("pbt"))
     _, table = tune(prepared, cfg, run)
-    random_cfg = from_dict(TINY, {"tuning.strategy": "random", "tuning.max_trials": 1, "tuning.epochs": 1})
+    random_cfg = checked(TINY, {"tuning.strategy": "random", "tuning.max_trials": 1, "tuning.epochs": 1})
     random_run = RunFolder(tmp_path_factory.mktemp("random"))
     tune(prepared, random_cfg, random_run)
     return cfg, run, table, read_trials(random_run)
@@ -338,7 +339,7 @@ def test_rerunning_a_finished_pbt_search_resumes_it_without_training_again(pbt_s
 
 
 def test_a_diverging_trial_reports_the_worst_score_ends_and_the_search_says_so(tmp_path, frame):
-    cfg = from_dict(TINY, {"tuning.strategy": "asha", "tuning.max_trials": 2})
+    cfg = checked(TINY, {"tuning.strategy": "asha", "tuning.max_trials": 2})
     prepared = prepare(frame, cfg)
     start, stop = prepared.bounds["val"]
     prepared.scaled[start:stop, prepared.target_index] = np.nan  # every validation loss is NaN from the first epoch

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from lstmkit import cli
-from lstmkit.config import Config, ConfigError, from_dict, load_config
+from lstmkit.config import Config, ConfigError, load_config
+from lstmkit.stages.checks import checked, load_checked
 from lstmkit.tuning.space import DEFAULT_SPACE, Param, merge_space, parse_space, search_space
 from tests.paths import REPO
 
@@ -15,7 +16,7 @@ TUNED = ["layers", "units", "dropout", "learning_rate", "batch_size", "optimizer
 
 def space_of(**entries):
     """The validated search space of a config whose `tuning.space` holds these entries."""
-    return search_space(from_dict({"tuning": {"space": entries}}))
+    return search_space(checked({"tuning": {"space": entries}}))
 
 
 # ------------------------------------------------------------------ defaults
@@ -37,7 +38,7 @@ def test_the_default_model_normalises_each_window_by_its_last_value():
 
 
 def test_fixed_values_follow_the_model_and_window_settings():
-    cfg = from_dict({"window": {"lookback": 12}, "model": {"normalization": "revin"}, "tuning": {"space": {"normalization": None}}})
+    cfg = checked({"window": {"lookback": 12}, "model": {"normalization": "revin"}, "tuning": {"space": {"normalization": None}}})
     assert search_space(cfg).fixed == {"architecture": "lstm", "normalization": "revin", "lookback": 12}
 
 
@@ -45,7 +46,7 @@ def test_fixed_values_follow_the_model_and_window_settings():
 
 
 def test_partial_range_override_keeps_the_other_default_keys():
-    cfg = from_dict({}, {"tuning.space.units.max": 64})
+    cfg = checked({}, {"tuning.space.units.max": 64})
     assert cfg.tuning.space["units"] == {"min": 32, "max": 64, "step": 32}
     assert {k: v for k, v in cfg.tuning.space.items() if k != "units"} == {k: v for k, v in DEFAULT_SPACE.items() if k != "units"}
     assert DEFAULT_SPACE["units"]["max"] == 128  # the defaults themselves are untouched
@@ -53,7 +54,7 @@ def test_partial_range_override_keeps_the_other_default_keys():
 
 @pytest.mark.parametrize("entry", [{"choices": [16, 48]}, [16, 48]])
 def test_choices_or_a_plain_list_replace_a_range(entry):
-    cfg = from_dict({"tuning": {"space": {"units": entry}}})
+    cfg = checked({"tuning": {"space": {"units": entry}}})
     units = search_space(cfg).params[1]
     assert (units.name, units.is_range, units.choices, units.grid()) == ("units", False, (16, 48), [16, 48])
     assert "min" not in str(cfg.tuning.space["units"])
@@ -74,12 +75,12 @@ def test_scalar_one_choice_or_min_equal_max_fixes_the_value(entries, name, value
 
 
 def test_null_fixes_at_the_model_setting_and_survives_a_save_and_reload(tmp_path):
-    cfg = from_dict({"model": {"units": 80, "optimizer": "rmsprop"}, "tuning": {"space": {"units": None}}},
+    cfg = checked({"model": {"units": 80, "optimizer": "rmsprop"}, "tuning": {"space": {"units": None}}},
                     {"tuning.space.optimizer": None})
     space = search_space(cfg)
     assert space.names == ["layers", "dropout", "learning_rate", "batch_size", "normalization"]
     assert (space.fixed["units"], space.fixed["optimizer"]) == (80, "rmsprop")
-    again = from_dict(cfg.to_dict())
+    again = checked(cfg.to_dict())
     assert again.tuning.space == cfg.tuning.space and again.tuning.space["units"] is None
     cfg.save(tmp_path / "config.yaml")
     assert search_space(load_config(tmp_path / "config.yaml")) == space
@@ -148,11 +149,11 @@ def test_bad_space_entries_are_config_errors_naming_the_key(entries, message):
 
 
 def test_grid_strategy_needs_every_range_to_be_finite():
-    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": [0.1],
+    cfg = checked({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": [0.1],
                                                               "layers": {"min": 1, "max": 4}}}})
     assert search_space(cfg).grid_size() == 4 * 3 * 3  # an integer range without a step is finite
     with pytest.raises(ConfigError, match="but tuning.space.dropout is a continuous range"):
-        from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": {"step": None}}}})
+        checked({"tuning": {"strategy": "grid", "space": {"learning_rate": 1e-3, "dropout": {"step": None}}}})
     with pytest.raises(ConfigError, match=r"^tuning.strategy grid needs a finite grid, but tuning.space.dropout is a "
                                           r"continuous range; give it a `step` or a list of `choices`$"):
         parse_space({"layers": {"min": 1, "max": 2}, "dropout": {"min": 0.1, "max": 0.3}}).grid_size()
@@ -162,7 +163,7 @@ def test_a_bad_space_in_a_yaml_file_names_the_file(tmp_path):
     path = tmp_path / "profile.yaml"
     path.write_text("tuning:\n  space:\n    units: {min: 0}\n")
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_checked(path)
     assert str(err.value) == f"{path}: tuning.space.units.min: 0 is not an integer of at least 1"
 
 
@@ -170,7 +171,7 @@ def test_a_bad_space_in_a_yaml_file_names_the_file(tmp_path):
 
 
 def test_values_lay_sampled_values_over_fixed_ones_and_round_dropout():
-    space = search_space(from_dict({"model": {"units": 80}, "tuning": {"space": {"units": None}}}))
+    space = search_space(checked({"model": {"units": 80}, "tuning": {"space": {"units": None}}}))
     values = space.values({"dropout": 0.30000000000000004, "layers": 2, "normalization": "last", "trial_id": "07"})
     assert values == {"architecture": "lstm", "units": 80, "normalization": "last", "lookback": 48, "dropout": 0.3,
                       "layers": 2}
@@ -189,13 +190,13 @@ def test_param_grid(param, grid):
 
 
 def test_grid_size_is_the_product_of_the_grids():
-    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"learning_rate": [1e-3, 1e-2], "lookback": [24, 48],
+    cfg = checked({"tuning": {"strategy": "grid", "space": {"learning_rate": [1e-3, 1e-2], "lookback": [24, 48],
                                                               "units": {"min": 32, "max": 96, "step": 32}}}})
     assert search_space(cfg).grid_size() == 3 * 3 * 4 * 2 * 3 * 2
 
 
 def test_grid_without_a_grid_of_its_own_searches_the_324_common_values():
-    cfg = from_dict({"tuning": {"strategy": "grid"}})
+    cfg = checked({"tuning": {"strategy": "grid"}})
     space = search_space(cfg)
     assert {p.name: p.grid() for p in space.params} == {
         "layers": [1, 2, 3], "units": [50, 100, 150], "dropout": [0.2, 0.3, 0.4, 0.5],
@@ -204,11 +205,11 @@ def test_grid_without_a_grid_of_its_own_searches_the_324_common_values():
     assert space.fixed == {"architecture": "lstm", "optimizer": cfg.model.optimizer,
                            "normalization": cfg.model.normalization,
                            "lookback": cfg.window.lookback}  # the rest of the default space is not searched
-    assert from_dict(cfg.to_dict()).tuning.space == cfg.tuning.space  # a saved grid run reloads as it was
+    assert checked(cfg.to_dict()).tuning.space == cfg.tuning.space  # a saved grid run reloads as it was
 
 
 def test_an_explicit_grid_wins_over_the_default_grid_entry_by_entry():
-    cfg = from_dict({"tuning": {"strategy": "grid", "space": {"units": [16, 32], "learning_rate": None,
+    cfg = checked({"tuning": {"strategy": "grid", "space": {"units": [16, 32], "learning_rate": None,
                                                               "optimizer": ["adam", "rmsprop"]}}})
     grids = {p.name: p.grid() for p in search_space(cfg).params}
     assert grids == {"layers": [1, 2, 3], "units": [16, 32], "dropout": [0.2, 0.3, 0.4, 0.5], "batch_size": [32, 64, 128],
@@ -261,12 +262,12 @@ def test_a_trials_values_keep_only_the_settings_of_its_architecture():
 
 
 def test_settings_of_the_fixed_architecture_need_no_architecture_entry():
-    cfg = from_dict({"model": {"architecture": "nbeats"},
+    cfg = checked({"model": {"architecture": "nbeats"},
                      "tuning": {"space": {"nbeats.width": {"min": 128, "max": 512, "step": 128},
                                           "nbeats.stacks": ["generic", "interpretable"]}}})
     space = search_space(cfg)
     assert space.architectures == ("nbeats",) and space.fixed["architecture"] == "nbeats"
-    stacks, width = space.params[-2:]  # (the config's keys come sorted through YAML)
+    stacks, width = space.params[-2:]  # (an architecture's own settings come in name order)
     assert (width.name, width.grid(), stacks.type, stacks.choices) == (
         "nbeats.width", [128, 256, 384, 512], str, ("generic", "interpretable"))
     assert "(when architecture" not in str(space.table())  # one architecture: no condition to state
@@ -277,7 +278,7 @@ def test_settings_of_the_fixed_architecture_need_no_architecture_entry():
     {"tcn.kernel_size": {"choices": [3, 5]}},
 ])
 def test_nested_or_flat_settings_merge_into_flat_keys_and_reload_as_they_were(nested, tmp_path):
-    cfg = from_dict({"tuning": {"space": {"architecture": ["lstm", "tcn"], **nested}}})
+    cfg = checked({"tuning": {"space": {"architecture": ["lstm", "tcn"], **nested}}})
     assert cfg.tuning.space["tcn.kernel_size"] in ([3, 5], {"choices": [3, 5]}) and "tcn" not in cfg.tuning.space
     assert merge_space(cfg.tuning.space) == cfg.tuning.space
     cfg.save(tmp_path / "config.yaml")
@@ -285,7 +286,7 @@ def test_nested_or_flat_settings_merge_into_flat_keys_and_reload_as_they_were(ne
 
 
 def test_a_dotted_override_reaches_an_architecture_setting():
-    cfg = from_dict({}, {"tuning.space.architecture": ["gru", "patchtst"], "tuning.space.patchtst.d_model": [16, 64]})
+    cfg = checked({}, {"tuning.space.architecture": ["gru", "patchtst"], "tuning.space.patchtst.d_model": [16, 64]})
     assert search_space(cfg).params[-1].choices == (16, 64) and search_space(cfg).architectures == ("gru", "patchtst")
 
 
@@ -304,9 +305,9 @@ def test_a_dotted_override_reaches_an_architecture_setting():
                             "(layers, units, dropout, learning_rate, batch_size, optimizer, normalization, lookback) "
                             "instead"),
     ({"transformer.d_model": 16}, "tuning.space.transformer.d_model: unknown architecture 'transformer'; architectures "
-                                  "are: lstm, gru, bilstm, cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft, deepar"),
-    ({"architecture": ["lstm", "rnn"]}, "tuning.space.architecture.choices: 'rnn' is not one of lstm, gru, bilstm, "
-                                        "cnn_lstm, attention_lstm, tcn, nbeats, patchtst, tft, deepar"),
+                                  "are: attention_lstm, bilstm, cnn_lstm, deepar, gru, lstm, nbeats, patchtst, tcn, tft"),
+    ({"architecture": ["lstm", "rnn"]}, "tuning.space.architecture.choices: 'rnn' is not one of attention_lstm, "
+                                        "bilstm, cnn_lstm, deepar, gru, lstm, nbeats, patchtst, tcn, tft"),
     ({"architecture": {"min": 1, "max": 2}}, "tuning.space.architecture: architecture is categorical; give a list of "
                                              "`choices`"),
 ])
@@ -330,10 +331,10 @@ def test_a_setting_of_an_architecture_the_search_does_not_train_is_a_config_erro
 
 
 def test_the_grid_of_a_conditional_space_sums_each_architectures_product():
-    cfg = from_dict({"tuning": {"strategy": "grid", "space": {
+    cfg = checked({"tuning": {"strategy": "grid", "space": {
         "architecture": ["lstm", "gru", "tcn"], "tcn.kernel_size": [3, 5, 7], "units": [4, 8], "layers": 1,
         "dropout": 0.0, "learning_rate": 1e-3, "batch_size": 64}}})
     assert search_space(cfg).grid_size() == 2 + 2 + 2 * 3  # not 3 x 2 x 3: tcn.kernel_size only in tcn trials
     with pytest.raises(ConfigError, match="tuning.space.tcn.filters is a continuous range"):
-        from_dict({"tuning": {"strategy": "grid", "space": {"architecture": ["lstm", "tcn"],
+        checked({"tuning": {"strategy": "grid", "space": {"architecture": ["lstm", "tcn"],
                                                             "tcn.filters": {"min": 8, "max": 32, "log": True}}}})

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 
 from lstmkit.cli import main
-from lstmkit.config import ConfigError, from_dict
+from lstmkit.config import ConfigError
 from lstmkit.data.series import save_series
 from lstmkit.data.synthetic import make_synthetic
 from lstmkit.data.windows import cv_folds, prepare
 from lstmkit.runs.folder import RunFolder, start_run
+from lstmkit.stages.checks import checked
 from lstmkit.stages.preprocessing import save_prepared
 from lstmkit.stages.training import spec_for_run
 from lstmkit.tuning.objective import project_name, search_fingerprint, train_trial
@@ -37,7 +38,7 @@ TINY = {"seed": 3, "data": {"features": ["x1"], "length": 400}, "window": {"look
 
 
 def tiny_config(strategy: str = "random", **overrides):
-    return from_dict(TINY, {"tuning.strategy": strategy, **overrides})
+    return checked(TINY, {"tuning.strategy": strategy, **overrides})
 
 
 @pytest.fixture(scope="module")

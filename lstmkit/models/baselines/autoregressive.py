@@ -14,8 +14,6 @@ from lstmkit.models.metrics import CHUNK
 
 
 @dataclass
-
-
 class AutoRegressive(Forecaster):
     """statsmodels AutoReg on the target alone: order chosen by BIC and fitted on the training rows only, then rolled
     over every window with the parameters frozen (iterated multi-step forecasts from each window's own past).
@@ -30,6 +28,11 @@ class AutoRegressive(Forecaster):
     select_rows: int = 20_000
     lags_: int | None = None
     params_: np.ndarray | None = None  # (1 + lags,): intercept, then the coefficients of y[t-1] .. y[t-lags]
+
+    @classmethod
+    def examples(cls) -> list[Forecaster]:
+        """A short maximum order (the order is still chosen by BIC)."""
+        return [cls(max_lag=8)]
 
     def _fit(self, prepared: Prepared) -> None:
         from statsmodels.tsa.ar_model import ar_select_order

@@ -56,8 +56,6 @@ class NormalEquations:
 
 
 @dataclass
-
-
 class LinearWindow(Forecaster):
     """Ridge regression from the flattened look-back window (all channels) to the horizon, alpha chosen on validation.
 
@@ -74,6 +72,11 @@ class LinearWindow(Forecaster):
     alpha_: float | None = None
     coef_: np.ndarray | None = None       # (lookback x channels, horizon), inputs flattened time-major
     intercept_: np.ndarray | None = None  # (horizon,)
+
+    @classmethod
+    def examples(cls) -> list[Forecaster]:
+        """Plain ridge and its NLinear form."""
+        return [cls([0.1, 10.0]), cls([0.1, 10.0], last_value=True, name="nlinear")]
 
     def _inputs(self, x: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
         """A batch's flattened inputs and the level (windows, 1) added back to forecasts (zero unless last_value)."""

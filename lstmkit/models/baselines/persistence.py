@@ -10,8 +10,6 @@ from lstmkit.models.base import Forecaster
 
 
 @dataclass
-
-
 class Persistence(Forecaster):
     """Repeat the last observed value of the target for every horizon step."""
 

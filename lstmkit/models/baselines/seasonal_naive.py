@@ -13,13 +13,16 @@ from lstmkit.models.base import Forecaster
 
 
 @dataclass
-
-
 class SeasonalNaive(Forecaster):
     """Repeat the value one season before each target step (from the observed past only)."""
 
     period: int = 24
     name: str = "seasonal_naive"
+
+    @classmethod
+    def examples(cls) -> list[Forecaster]:
+        """A daily season of hourly data, and a season shorter than the horizon (later steps repeat it)."""
+        return [cls(24), cls(2)]
 
     def _sources(self, horizon: int) -> np.ndarray:
         """Offsets (horizon,) from the forecast origin (0 = last observed value) of the latest same-phase value."""

@@ -24,8 +24,6 @@ SHARED = frozenset({"architectures", "forecaster", "heads", "layers", "mc_dropou
 
 
 @functools.cache
-
-
 def modules() -> dict[str, ModuleType]:
     """Every architecture's module by name, in alphabetical order."""
     package = importlib.import_module("lstmkit.models.neural")

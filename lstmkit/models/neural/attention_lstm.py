@@ -37,8 +37,6 @@ ATTENTION_LAYER = "temporal_attention"
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class TemporalAttention(keras.layers.Layer):
     """Attention of a query over a sequence of states: returns the context and the weights over the steps.
 

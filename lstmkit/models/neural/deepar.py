@@ -93,8 +93,6 @@ def negative_log_likelihood(y, loc, scale, df=None):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class DeepARCore(keras.layers.Layer):
     """DeepAR's recurrent network on normalised windows: (batch, lookback, channels) -> mean path (batch, horizon).
 
@@ -194,8 +192,6 @@ class DeepARCore(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class DeepARNetwork(keras.Model):
     """The functional DeepAR network (window -> mean path) trained by the teacher-forced negative log-likelihood.
 

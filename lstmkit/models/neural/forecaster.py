@@ -190,6 +190,20 @@ class NeuralForecaster(Forecaster):
         self.network: keras.Model | None = None
         self.history_: pd.DataFrame | None = None
 
+    @classmethod
+    def examples(cls) -> list[Forecaster]:
+        """Every architecture at 8 units with dropout (so MC-dropout samples exist) and its own default settings,
+        trained 2 epochs; an LSTM with a quantile head; an LSTM replaying a two-segment schedule."""
+        training = TrainingConfig(epochs=2, patience=2, verbose=0)
+        spec = {"units": 8, "dropout": 0.1, "batch_size": 32, "normalization": "last"}
+        out = [cls(ModelSpec(arch, **spec, options=architectures.options(arch)), training, seed=7)
+               for arch in architectures.names()]
+        out.append(cls(ModelSpec("lstm", **spec, quantiles=[0.1, 0.5, 0.9]), training, seed=7, name="lstm_quantiles"))
+        schedule = [{"epochs": 1, "learning_rate": 1e-3, "dropout": 0.1, "batch_size": 32},
+                    {"epochs": 1, "learning_rate": 3e-4, "dropout": 0.2, "batch_size": 64}]
+        out.append(cls(ModelSpec("lstm", **spec), training, seed=7, name="lstm_schedule", schedule=schedule))
+        return out
+
     # ------------------------------------------------------------ capabilities
 
     def get_tag(self, tag: str) -> bool:

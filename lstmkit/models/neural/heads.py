@@ -68,8 +68,6 @@ def body_width(spec: ModelSpec, horizon: int) -> int:
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class MonotoneQuantiles(keras.layers.Layer):
     """Raw outputs (batch, horizon * K) -> quantiles (batch, horizon, K), non-decreasing along K by construction.
 
@@ -116,8 +114,6 @@ def pinball_loss(y_true, y_pred, levels: list[float]):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class PinballLoss(keras.losses.Loss):
     """The pinball loss (`pinball_loss`) of a quantile head's levels, averaged over windows, steps and levels."""
 
@@ -145,8 +141,6 @@ def median_absolute_error(y_true, y_pred, median: int = 0):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class MedianMAE(keras.metrics.MeanMetricWrapper):
     """Mean absolute error of a quantile head's median: the `mae` a point network reports, for the same history."""
 

@@ -13,8 +13,6 @@ OPTIMIZER_CLASSES = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class WindowNormalization(keras.layers.Layer):
     """Normalise each window by its own statistics; also returns the target channel's shift and scale.
 
@@ -40,8 +38,6 @@ class WindowNormalization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class WindowDenormalization(keras.layers.Layer):
     """Map a forecast made in normalised units back: y * scale + shift of the target channel; y (batch, horizon) or
     quantiles (batch, horizon, K), shift and scale (batch, 1) (broadcast over K; scale > 0 keeps quantiles in order)."""

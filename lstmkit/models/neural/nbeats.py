@@ -75,8 +75,6 @@ def basis_matrix(kind: str, part: str, lookback: int, horizon: int, degree: int 
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class TargetChannel(keras.layers.Layer):
     """Select one channel of a window: (batch, lookback, channels) -> (batch, lookback)."""
 
@@ -95,8 +93,6 @@ class TargetChannel(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class BasisExpansion(keras.layers.Layer):
     """Expand coefficients theta (batch, coefficients) on a fixed basis (basis_matrix) into (batch, steps)."""
 

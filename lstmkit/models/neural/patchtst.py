@@ -58,8 +58,6 @@ def patch_geometry(lookback: int, patch_len: int, stride: int) -> tuple[int, int
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class Patching(keras.layers.Layer):
     """One channel of a window cut into overlapping patches, after padding its end with `stride` copies of its last
     value: (batch, lookback, channels) -> (batch, patches, patch_len)."""
@@ -85,8 +83,6 @@ class Patching(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class PositionalEmbedding(keras.layers.Layer):
     """Add a learned embedding of each position: (batch, positions, width) -> same shape (initialised uniform in
     [-0.02, 0.02], as the reference implementation's learned positional encoding)."""

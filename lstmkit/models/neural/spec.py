@@ -12,8 +12,6 @@ COMMON = ("layers", "units", "dropout", "learning_rate", "optimizer", "batch_siz
 
 
 @dataclass
-
-
 class ModelSpec:
     """Architecture, shared hyperparameters (config `model.*`) and the architecture's own (`model.<architecture>`)."""
 

@@ -43,8 +43,6 @@ SELECTION_LAYER, ATTENTION_LAYER = "variable_selection", "attention"
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class GatedLinearUnit(keras.layers.Layer):
     """GLU(x) = sigmoid(W4 x + b4) * (W5 x + b5), with dropout on its input: (..., d) -> (..., units) (W4 and W5 are
     one Dense layer of 2 * units, split)."""
@@ -70,8 +68,6 @@ class GatedLinearUnit(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class GateAddNorm(keras.layers.Layer):
     """LayerNorm(skip + GLU(x)): the TFT's gated skip connection, [(..., d), (..., units)] -> (..., units)."""
 
@@ -98,8 +94,6 @@ class GateAddNorm(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class GatedResidualNetwork(keras.layers.Layer):
     """GRN(a) = LayerNorm(skip(a) + GLU(W1 ELU(W2 a + b2) + b1)): (..., d) -> (..., output_units); skip(a) is a
     linear map when d differs from output_units, else a itself."""
@@ -134,8 +128,6 @@ class GatedResidualNetwork(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class ChannelGatedResidualNetwork(keras.layers.Layer):
     """One GRN per channel, each with its own weights, computed together:
     (batch, steps, channels, units) -> (batch, steps, channels, units).
@@ -177,8 +169,6 @@ class ChannelGatedResidualNetwork(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class VariableSelection(keras.layers.Layer):
     """The TFT's variable-selection network over the channels of a window.
 
@@ -220,8 +210,6 @@ class VariableSelection(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class InterpretableMultiHeadAttention(keras.layers.Layer):
     """Interpretable multi-head attention of the last step over every step (Lim et al. 2021, eq. 14-16).
 
@@ -264,8 +252,6 @@ class InterpretableMultiHeadAttention(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-
-
 class LastStep(keras.layers.Layer):
     """The last step of a sequence, kept as a sequence of one: (batch, steps, d) -> (batch, 1, d)."""
 

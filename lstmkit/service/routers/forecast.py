@@ -1,7 +1,8 @@
 """Forecasts: `/v1/forecast` and `/v1/forecast/batch`, from a series' stored observations or from a window in the
 body, through the request batcher; answers in the bundle's units with its interval levels."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the body models of these routes from the annotations at
+# run time, and they are built per app (the bundle's columns), so a string annotation could not be resolved.
 
 import asyncio
 from datetime import datetime, timedelta
@@ -26,9 +27,6 @@ def json_response(content: Any) -> Response:
     """A forecast answer already checked by `answer` (finite numbers, the response model's keys in its order),
     serialised by pydantic-core as FastAPI's response_model would (the same bytes) without validating it again."""
     return Response(content=pydantic_core.to_json(content), media_type="application/json")
-
-API_KEY_HEADER = "X-API-Key"
-API_KEY_ENV = "LSTMKIT_API_KEY"
 
 
 def router(M: S.ApiModels, columns: list[str], fields: dict[str, str]) -> APIRouter:  # noqa: N803 - the request models

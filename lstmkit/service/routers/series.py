@@ -1,7 +1,8 @@
 """Series: `/v1/series/{id}/observations` appends observations (the retrain triggers fire after), and
 `/v1/series/{id}/metrics` scores the issued forecasts against the arrived observations beside the baselines."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the body models of these routes from the annotations at
+# run time, and they are built per app (the bundle's columns), so a string annotation could not be resolved.
 
 import math
 from typing import Any

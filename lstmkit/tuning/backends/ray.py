@@ -247,8 +247,6 @@ def _resume_from(checkpoint, own: Path, number: int, log: Path):
 
 
 @contextlib.contextmanager
-
-
 def _checkpoint_folder():
     """A fresh temporary folder for one checkpoint (Ray copies it into the experiment's storage)."""
     import tempfile
@@ -288,8 +286,6 @@ def _limit_threads() -> None:
 
 
 @contextlib.contextmanager
-
-
 def ray_session(address: str, verbose: bool = False):
     """Ray connected for the search: the cluster at `address`, or a private instance on this machine (shut down after).
 
@@ -513,8 +509,6 @@ def ray_search(prepared: Prepared, cfg: Config, run: RunFolder, space: SearchSpa
 
 
 @contextlib.contextmanager
-
-
 def _saved_search(path: Path):
     """Reading Ray's saved search in `path`: a file of it that cannot be read is a TuningError naming the folder."""
     try:
