@@ -5,7 +5,7 @@ test (every window, stride 1). Each architecture trains with its documented defa
 and the `model.<architecture>` defaults, plus ARCHITECTURE_SETTINGS below) for each of `--seeds` seeds; the script
 prints scaled test MSE and MAE as mean ± sd over seeds, training seconds and parameter count, the ensembles (mean of all
 architectures, and of the 3 best by validation loss: never chosen on test), the baselines and the published figures
-for the same setting (lstmkit/reference.py).
+for the same setting (lstmkit/report/reference.py).
 
 Every fit is appended to a JSON-lines results file (`--results`, default benchmarks/results/zoo.jsonl) with its
 test forecasts' metrics, so an interrupted benchmark resumes where it stopped and a later call only prints. Run from

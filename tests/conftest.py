@@ -22,6 +22,15 @@ FEATURE_OFFSET = 1000.0  # the feature channel holds 1000 + row, the target chan
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (`--dist loadgroup`, set in pyproject.toml)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test file runs on one xdist worker, so that its module fixtures (a trained run, a bundle) are built once;
+    a test that names a group of its own (each shipped profile's run) goes to whichever worker is free."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def load_benchmark(name: str):
     """Import benchmarks/<name>.py as the module `bench_<name>` (benchmarks/ on sys.path for its `common` import)."""
     import importlib.util

@@ -423,7 +423,7 @@ def test_cli_export_prints_version_and_figures_and_exits_cleanly_on_errors(tiny_
 
 @pytest.mark.e2e
 def test_quick_profile_run_exports_a_bundle_that_forecasts(tmp_path):
-    from tests.cli.test_e2e import copy_project
+    from tests.cli.project import copy_project
 
     project = copy_project(tmp_path / "project")
     cli = [sys.executable, "-m", "lstmkit.cli"]

@@ -13,31 +13,12 @@ from pathlib import Path
 import pytest
 
 from lstmkit.models.neural import architectures
-from tests.paths import REPO
+from tests.cli.project import copy_project, lstmkit
 
 pytestmark = pytest.mark.e2e
 
-LSTMKIT = [sys.executable, "-m", "lstmkit.cli"]
 STAGE_NOTEBOOKS = ["01_data", "02_preprocessing", "03_tuning", "04_training", "05_evaluation", "06_explainability", "07_uncertainty",
                    "08_anomalies", "09_deployment"]
-
-
-def lstmkit(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the lstmkit CLI in a project folder."""
-    proc = subprocess.run([*LSTMKIT, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lstmkit {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def copy_project(root: Path) -> Path:
-    """Copy the project's notebooks, profiles and book configuration into root."""
-    for name in ("notebooks", "configs"):
-        shutil.copytree(REPO / name, root / name)
-    for name in ("_config.yml", "_toc.yml", "docs/favicon.svg"):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, root / name)
-    return root
 
 
 @pytest.fixture(scope="module")

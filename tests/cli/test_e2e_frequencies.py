@@ -16,7 +16,8 @@ from lstmkit.config import ConfigError, load_config
 from lstmkit.data.splits import check_splits
 from lstmkit.stages.checks import check_folds_fit
 from lstmkit.tuning.space import check_space_fits, longest_lookback
-from tests.cli.test_e2e import REPO, copy_project, lstmkit
+from tests.cli.project import copy_project, lstmkit
+from tests.paths import REPO
 
 pytestmark = pytest.mark.e2e
 

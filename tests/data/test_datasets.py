@@ -6,7 +6,6 @@ import contextlib
 import csv
 import dataclasses
 import hashlib
-import math
 import socket
 import sys
 import threading
@@ -19,6 +18,18 @@ import pytest
 from lstmkit.core.errors import DatasetError
 from lstmkit.data import datasets
 from lstmkit.data.datasets import REGISTRY, cache_dir, dataset_path, describe, get_dataset
+from tests.data.archives import (
+    JENA_CSV,
+    JENA_GAP,
+    JENA_HEADER,
+    JENA_MEMBER,
+    JENA_SENTINEL_ROW,
+    JENA_START,
+    JENA_STEPS,
+    JENA_ZIP,
+    jena_row,
+    jena_zip,
+)
 from tests.http_server import serve
 from tests.paths import REPO
 
@@ -294,14 +305,6 @@ def test_no_tensorflow_import():
 
 # --- zipped datasets converted on first use: jena_climate and electricity -------------------------------------------
 
-JENA_ZIP, JENA_MEMBER = "jena_climate_2009_2016.csv.zip", "jena_climate_2009_2016.csv"
-JENA_CSV = "jena_climate_2009_2016.lstmkit-v1.csv"
-JENA_HEADER = ("Date Time,p (mbar),T (degC),Tpot (K),Tdew (degC),rh (%),VPmax (mbar),VPact (mbar),VPdef (mbar),"
-               "sh (g/kg),H2OC (mmol/mol),rho (g/m**3),wv (m/s),max. wv (m/s),wd (deg)")
-JENA_START = datetime(2009, 1, 12, 0, 10)  # spans 13.01 (day > 12: unambiguous) and 01.02 (February 1st, day first)
-JENA_STEPS = 21 * 144                       # three weeks of 10-minute rows
-JENA_DUPLICATE, JENA_GAP, JENA_SENTINEL_ROW = 100, (200, 203), 300  # rows of the regular grid
-
 ELEC_ZIP, ELEC_MEMBER = "electricityloaddiagrams20112014.zip", "LD2011_2014.txt"
 ELEC_CSV = "electricity_hourly_2012_2014.lstmkit-v1.csv"
 ELEC_SPAN = ("2012-01-01 00:00:00", "2012-01-03 23:00:00")  # laid over the real 2012-2014 span for the fixture
@@ -309,34 +312,6 @@ ELEC_START = datetime(2011, 12, 31, 20, 15)  # first reading: it closes the quar
 ELEC_QUARTERS = 4 * 24 * 3 + 16              # to 2012-01-04 00:00
 BLOCK = {datetime(2012, 1, 1, 5, 15): "1,5", datetime(2012, 1, 1, 5, 30): "2,25",
          datetime(2012, 1, 1, 5, 45): "3", datetime(2012, 1, 1, 6, 0): "4,75"}  # MT_001, hour 05:00: mean 2.875
-
-
-def jena_row(t: datetime, i: int) -> str:
-    """One line of the published Jena layout: day-first timestamp, 14 values with two decimals."""
-    temp = -5 + 4 * math.sin(2 * math.pi * i / 144) + 0.5 * math.sin(0.37 * i) + i / 2000  # not exactly periodic
-    values = [990 + i % 7, temp, temp + 273.15, temp - 3, 80 + i % 11, 4 + temp / 10, 3 + temp / 20, 1 + (i % 5) / 10,
-              2 + (i % 3) / 10, 3 + (i % 4) / 10, 1300 - temp, 1 + (i % 6) / 4, 2 + (i % 6) / 4, (37 * i) % 360]
-    return t.strftime("%d.%m.%Y %H:%M:%S") + "," + ",".join(f"{v:.2f}" for v in values)
-
-
-def jena_zip(folder: Path) -> Path:
-    """A small zip in the published layout with the real file's faults: a repeated row, a gap, a -9999 reading."""
-    lines = [JENA_HEADER]
-    for i in range(JENA_STEPS):
-        if JENA_GAP[0] <= i < JENA_GAP[1]:
-            continue
-        line = jena_row(JENA_START + timedelta(minutes=10 * i), i)
-        if i == JENA_SENTINEL_ROW:
-            cells = line.split(",")
-            cells[12] = cells[13] = "-9999.00"  # wv (m/s) and max. wv (m/s)
-            line = ",".join(cells)
-        lines.append(line)
-        if i == JENA_DUPLICATE:
-            lines.append(line)
-    path = folder / JENA_ZIP
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(JENA_MEMBER, "\r\n".join(lines) + "\r\n")
-    return path
 
 
 def elec_text() -> str:
