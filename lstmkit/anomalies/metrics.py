@@ -1,17 +1,7 @@
-"""Anomalies stage: scores from step-1 forecast residuals, conformal p-values, flags, alarms and their evaluation.
-
-Each scored observation (row r of the `anomalies.span`) gets the residuals of the selected model's forecasts of it made
-1..k steps earlier (k = `anomalies.steps`, at most the horizon: the window with origin r - j forecasts r at step j),
-each step standardised by the median and MAD of its own calibration residuals and smoothed over `anomalies.smooth`
-trailing observations (root mean square); the score is the largest of the k, and its conformal p-value is: (1 + #{calibration scores >= score}) / (n + 1), where the
-calibration scores come from forecasts of data the model did not fit on (validation windows when it was fitted on
-training rows; otherwise out-of-fold residuals of walk-forward refits). Under exchangeability P(p <= a) <= a, so
-flagging p <= `anomalies.false_alarm_rate` keeps that rate on normal data. Flags become alarms as Merlion's post-rule
-does: a run of at least `min_run` consecutive flags raises an alarm at each of its observations from the min_run-th on,
-and after an alarm no new one is raised for `suppress` observations.
-
-Values the data stage filled or inserted (data/filled.parquet) are not observations: they get no score, p-value or
-flag, and are left out of the calibration scores and of every metric; forecasts from look-backs holding them stand."""
+"""Detection metrics: point precision, recall and F1, AUC-ROC and AUC-PR (also at the labels' resolution, scores
+pooled over blocks), event precision, recall and F1 (an event is found when an alarm falls inside it), the achieved
+false-alarm rate, and the same for random flags of the same count (`random_baseline`), so that every figure stands
+beside what chance gives."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
-"""Inference bundle: a trained forecaster with everything needed to forecast from new data, in one verified folder.
+"""The inference bundle's format: what a bundle folder holds and how it is written and checked.
 
 A bundle holds the model (`model/`, a saved forecaster; networks as `model.keras`, loaded under Keras safe mode), the
 fitted scalers as plain numbers (`preprocessing.json`: no pickle), the column order, look-back, horizon, time step and
 training cutoff, the split-conformal interval calibration (`calibration.json`, `calibration.npz`), the test metrics
 (`metrics.json`), the run's configuration (`config.yaml`), copies of the report's key figures (`figures/`) and a
-`manifest.json` holding the sha256 of every file. `load_bundle` refuses a bundle whose files do not match it.
-
-`Bundle.predict(frame)` forecasts the next `horizon` steps after the frame's last row from its last `lookback` rows,
-validated with errors as clear as the CSV loader's; `Bundle.forecast_arrays` is the batched core the service calls."""
+`manifest.json` holding the sha256 of every file and the content version. `write_bundle` writes one atomically (a
+temporary folder swapped into place), `verify` checks one against its manifest (BundleError naming the file)."""
 
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lstmkit.config import Config
-from lstmkit.core.atomic import atomic_write_json, atomic_write_text
+from lstmkit.core.atomic import atomic_write_json, atomic_write_text, sha256_file
 from lstmkit.core.errors import BundleError
 from lstmkit.core.jsonable import jsonable
 from lstmkit.core.labels import level_label
@@ -94,15 +92,6 @@ def scaler_from_params(params: dict):
     return s
 
 
-def _sha256(path: Path) -> str:
-    """sha256 hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files(root: Path) -> list[str]:
     """Every file below root except the manifest, as sorted POSIX relative paths."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
@@ -116,7 +105,7 @@ def content_version(files: dict[str, str]) -> str:
 
 def _write_manifest(root: Path, summary: dict | None = None, created: str | None = None) -> dict:
     """Hash every file below root and write manifest.json (format, version, created, lstmkit version, files, summary)."""
-    files = {rel: _sha256(root / rel) for rel in _files(root)}
+    files = {rel: sha256_file(root / rel) for rel in _files(root)}
     old = {}
     if (root / MANIFEST_FILE).exists():
         old = json.loads((root / MANIFEST_FILE).read_text())
@@ -282,7 +271,7 @@ def verify(path: Path) -> dict:
         f = path / rel
         if not f.is_file():
             raise BundleError(f"{f}: listed in the manifest but missing from the bundle")
-        if _sha256(f) != files[rel]:
+        if sha256_file(f) != files[rel]:
             raise BundleError(f"{f}: its content does not match the manifest (sha256 differs): the bundle was changed "
                               "after it was written")
     extra = [rel for rel in _files(path) if rel not in files]

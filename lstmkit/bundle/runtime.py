@@ -1,13 +1,7 @@
-"""Inference bundle: a trained forecaster with everything needed to forecast from new data, in one verified folder.
-
-A bundle holds the model (`model/`, a saved forecaster; networks as `model.keras`, loaded under Keras safe mode), the
-fitted scalers as plain numbers (`preprocessing.json`: no pickle), the column order, look-back, horizon, time step and
-training cutoff, the split-conformal interval calibration (`calibration.json`, `calibration.npz`), the test metrics
-(`metrics.json`), the run's configuration (`config.yaml`), copies of the report's key figures (`figures/`) and a
-`manifest.json` holding the sha256 of every file. `load_bundle` refuses a bundle whose files do not match it.
-
-`Bundle.predict(frame)` forecasts the next `horizon` steps after the frame's last row from its last `lookback` rows,
-validated with errors as clear as the CSV loader's; `Bundle.forecast_arrays` is the batched core the service calls."""
+"""The inference bundle at run time: `load_bundle` verifies a bundle folder and loads it as a `Bundle`, whose
+`predict(frame)` forecasts the next `horizon` steps after the frame's last row from its last `lookback` rows, in the
+series' units with the calibrated intervals, validating the frame with errors as clear as the CSV loader's;
+`forecast_arrays` is the batched core the service calls."""
 
 from __future__ import annotations
 

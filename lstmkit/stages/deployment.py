@@ -4,7 +4,8 @@ For each retraining policy of `deployment.policies` (`static`: the exported mode
 job every `deployment.retrain_every` new observations, `serve.retrain_every`; `drift`: a retrain job when the
 service's rolling error leaves its calibrated band, `serve.drift`), a fresh service is started as a subprocess on
 127.0.0.1 with a free port, its own state folder and SQLite database under `deployment/<policy>/` and a generated API
-key. The series is seeded with every row before the test span (original units, as the data stage stored them), then
+key; the policies' services start side by side and are all ready before the first replay begins. The series is
+seeded with every row before the test span (original units, as the data stage stored them), then
 the test span is replayed one observation at a time: append it, then ask the service for a forecast from the series
 it has stored. The service only ever sees the observations appended so far, so no forecast can look ahead.
 

@@ -1,23 +1,8 @@
-"""Deployment stage: replay the test span as a stream against `lstmkit serve` on the loopback, one policy at a time.
-
-For each retraining policy of `deployment.policies` (`static`: the exported model throughout; `periodic`: a retrain
-job every `deployment.retrain_every` new observations, `serve.retrain_every`; `drift`: a retrain job when the
-service's rolling error leaves its calibrated band, `serve.drift`), a fresh service is started as a subprocess on
-127.0.0.1 with a free port, its own state folder and SQLite database under `deployment/<policy>/` and a generated API
-key. The series is seeded with every row before the test span (original units, as the data stage stored them), then
-the test span is replayed one observation at a time: append it, then ask the service for a forecast from the series
-it has stored. The service only ever sees the observations appended so far, so no forecast can look ahead.
-
-When an append starts a retrain job, the stream waits until the job has finished (and a promoted challenger serves)
-before the next observation: the replay is then the same whatever the machine's speed, at the price of hiding how
-long a retrain takes (which the events record); a job started by the last observation is not waited for (nothing is
-forecast after it) and stops with the service. Before the stream, `deployment.latency_requests` single-window
-forecasts (the history's last window in the request body) are timed for latency percentiles, while no retrain job
-competes for the CPU; after it the service is stopped with SIGTERM.
-
-Scoring, per policy: every forecast of an observation of the replayed span, per horizon step, in original units and
-in the training scaler's units, beside the persistence and seasonal-naive forecasts made at the same origins from the
-same observations; the coverage of the served intervals; the rolling step-1 MAE over time; the retrain events."""
+"""The export of a run's selected model as an inference bundle (`lstmkit export`, and chapter 9 before its replay):
+the forecaster the training stage selected, the preprocessing stage's scalers, a split-conformal calibration on the
+validation windows (the uncertainty stage's when it ran with the same settings), the test metrics beside the best
+baseline, and the report's key figures, written by `lstmkit.bundle.format.write_bundle`; `ensure_bundle` reuses the
+run's bundle while it still matches the run."""
 
 from __future__ import annotations
 

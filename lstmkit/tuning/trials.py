@@ -1,11 +1,6 @@
-"""Search strategies behind one interface: Keras Tuner (random, grid, bayesian, hyperband), Optuna (TPE + median pruner)
-and Ray Tune (pbt, asha: `lstmkit.tuning.backends.ray`).
-
-Each `search` runs or resumes a search stored under the run's tuning/ folder and returns the trials table:
-one row per trial in start order, with its `architecture` and sampled hyperparameters (an architecture's own
-`<arch>.<option>` settings are empty in the trials of other architectures: they are sampled only where active),
-`val_loss` (the objective), `best_epoch`, `seconds`, the per-fold losses of a cross-validated search, and `status`
-(COMPLETED, PRUNED, FAILED, RUNNING)."""
+"""The trials table every backend returns: one row per trial in start order with its architecture and sampled
+hyperparameters (an architecture's own settings left empty in the trials of other architectures), `val_loss` (the
+objective), `best_epoch`, `seconds`, per-fold losses and `status` (COMPLETED, PRUNED, FAILED, RUNNING)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -422,26 +420,6 @@ def test_cli_export_prints_version_and_figures_and_exits_cleanly_on_errors(tiny_
 
 
 @pytest.mark.e2e
-def test_quick_profile_run_exports_a_bundle_that_forecasts(tmp_path):
-    from tests.cli.project import copy_project
-
-    project = copy_project(tmp_path / "project")
-    cli = [sys.executable, "-m", "lstmkit.cli"]
-    run = subprocess.run([*cli, "run", "--config", "configs/quick.yaml", "--to", "evaluation", "--set",
-                          "training.epochs=1", "--quiet"], cwd=project, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr
-    out = subprocess.run([*cli, "export", "--run-dir", "runs/quick", "--out", "bundle"], cwd=project,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    b = load_bundle(project / "bundle")
-    assert b.version in out.stdout
-    from lstmkit.data.series import read_series
-
-    series = read_series(project / "runs" / "quick" / "data" / "series.parquet")
-    forecast = b.predict(series)
-    assert len(forecast) == b.horizon and np.isfinite(forecast.to_numpy()).all()
-
-
 @pytest.mark.parametrize("spec", [{"architecture": "lstm", "quantiles": [0.1, 0.5, 0.9]}, {"architecture": "tcn"},
                                   {"architecture": "deepar"}, {"architecture": "patchtst"}])
 def test_the_compiled_call_matches_predict_for_other_networks(spec, bundle, tiny_series, tmp_path):

@@ -10,12 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from lstmkit.bundle.runtime import load_bundle
+from lstmkit.data.series import read_series
 from lstmkit.models.neural import architectures
 from tests.cli.project import copy_project, lstmkit
 
 pytestmark = pytest.mark.e2e
+# xdist groups: the tests of one run (quick, compare, etth2) stay on the worker that builds it; the runs spread out
 
 STAGE_NOTEBOOKS = ["01_data", "02_preprocessing", "03_tuning", "04_training", "05_evaluation", "06_explainability", "07_uncertainty",
                    "08_anomalies", "09_deployment"]
@@ -36,6 +40,7 @@ def quick_run(project: Path) -> Path:
     return project / "runs" / "quick"
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_run_writes_every_stage_output(quick_run: Path):
     for nb in STAGE_NOTEBOOKS:
         executed = json.loads((quick_run / "notebooks" / f"{nb}.ipynb").read_text())
@@ -52,6 +57,7 @@ def test_run_writes_every_stage_output(quick_run: Path):
     assert "epochs: 1" in (quick_run / "config.yaml").read_text()  # the --set override was recorded
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_metrics_json_follows_the_schema(quick_run: Path):
     metrics = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     assert set(metrics["baselines"]) == {"persistence", "seasonal_naive", "linear", "nlinear", "autoreg"}
@@ -68,6 +74,7 @@ def test_metrics_json_follows_the_schema(quick_run: Path):
     assert metrics["models"]["lstm"]["seeds"] == [7] and metrics["models"]["lstm"]["sd"] is None
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
     html = quick_run.parent.parent / "_build" / "html"
     assert "book/intro.html" in (html / "index.html").read_text()  # Jupyter Book's index redirects to the root page
@@ -98,6 +105,7 @@ def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
         assert text in explainability, text
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_uncertainty_and_anomaly_chapters_report_calibrated_intervals_and_injected_anomalies(quick_run: Path):
     unc = json.loads((quick_run / "uncertainty" / "metrics.json").read_text())
     # every configured method on the selected model, beside the conformalised seasonal-naive baseline
@@ -105,9 +113,9 @@ def test_uncertainty_and_anomaly_chapters_report_calibrated_intervals_and_inject
     assert ("lstm/mc_dropout" in unc) != ("mc_dropout" in unc["meta"]["skipped"])
     for key in ("lstm/conformal", "lstm/aci", "lstm-quantile/quantile", "seasonal_naive/conformal", "seasonal_naive/aci"):
         m = unc[key]
-        assert set(m["coverage"]) == {"0.8", "0.9", "0.95"}, key
-        assert len(m["coverage_per_step"]["0.9"]) == unc["meta"]["horizon"]
-        assert m["crps"] > 0 and m["width"]["0.95"] >= m["width"]["0.8"], key
+        assert set(m["coverage"]) == {"80", "90", "95"}, key  # level labels: percentages (lstmkit.core.labels)
+        assert len(m["coverage_per_step"]["90"]) == unc["meta"]["horizon"]
+        assert m["crps"] > 0 and m["width"]["95"] >= m["width"]["80"], key
     assert unc["meta"]["calibration"] == "val"
     anomalies = json.loads((quick_run / "anomalies" / "metrics.json").read_text())
     for k in ("auc_roc", "auc_pr", "precision", "recall", "f1", "event_f1", "false_alarm_rate", "random_baseline"):
@@ -122,6 +130,7 @@ def test_uncertainty_and_anomaly_chapters_report_calibrated_intervals_and_inject
     assert "random" in (html / "08_anomalies.html").read_text()  # every detection metric beside random scores
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_deployment_chapter_replays_the_test_span_against_the_service(quick_run: Path):
     deployment = json.loads((quick_run / "deployment" / "metrics.json").read_text())
     assert (quick_run / "deployment" / "bundle" / "manifest.json").is_file()  # the exported bundle it served
@@ -159,6 +168,7 @@ def compare_run(tmp_path_factory) -> Path:
     return project / "runs" / "compare"
 
 
+@pytest.mark.xdist_group("e2e-compare")
 def test_comparison_run_trains_every_model_and_selects_on_validation(compare_run: Path):
     selected = json.loads((compare_run / "training" / "selected.json").read_text())
     assert [(m["model"], m["seed"]) for m in selected["models"]] == [(a, s) for a in ZOO for s in (7, 8)]
@@ -183,6 +193,7 @@ def test_comparison_run_trains_every_model_and_selects_on_validation(compare_run
         np.testing.assert_allclose(predictions["ensemble"], np.mean([predictions[a] for a in ZOO], axis=0))
 
 
+@pytest.mark.xdist_group("e2e-compare")
 def test_comparison_report_shows_the_comparison_table(compare_run: Path):
     html = compare_run.parent.parent / "_build" / "html" / "book"
     evaluation = (html / "05_evaluation.html").read_text()
@@ -199,6 +210,7 @@ def test_comparison_report_shows_the_comparison_table(compare_run: Path):
     assert "training seconds" in training and len(re.findall(r"<img", training)) == 2
 
 
+@pytest.mark.xdist_group("e2e-compare")
 def test_comparison_run_tuned_by_pbt_shows_its_lineage_and_replays_its_schedule(compare_run: Path):
     from lstmkit.stages.training import REPLAYED
 
@@ -223,6 +235,7 @@ def test_comparison_run_tuned_by_pbt_shows_its_lineage_and_replays_its_schedule(
             assert m["schedule"] == best["schedule"] and m["source"] == REPLAYED
 
 
+@pytest.mark.xdist_group("e2e-compare")
 def test_resuming_training_reuses_the_trained_models(compare_run: Path):
     project = compare_run.parent.parent
     stamps = {p: p.stat().st_mtime_ns for p in (compare_run / "training" / "models").glob("*/seed-*/model.keras")}
@@ -265,6 +278,17 @@ def test_quick_profile_tunes_with_asha_from_the_command_line(project: Path):
     assert len(fig.axes[0].get_lines()) >= len(trials)  # one line per trial
 
 
+@pytest.mark.xdist_group("e2e-quick")
+def test_a_finished_run_exports_a_bundle_that_forecasts(quick_run: Path):
+    project = quick_run.parent.parent
+    out = lstmkit(project, "export", "--run-dir", "runs/quick", "--out", "exported")
+    bundle = load_bundle(project / "exported")
+    assert bundle.version in out.stdout
+    forecast = bundle.predict(read_series(quick_run / "data" / "series.parquet"))
+    assert len(forecast) == bundle.horizon and np.isfinite(forecast.to_numpy()).all()
+
+
+@pytest.mark.xdist_group("e2e-quick")
 def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
     project = quick_run.parent.parent
     exe = Path(sys.executable).with_name("jupyter-book")
@@ -272,6 +296,7 @@ def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_resume_from_training_reproduces_the_metrics(quick_run: Path):
     project = quick_run.parent.parent
     before = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
@@ -297,6 +322,7 @@ def test_notebooks_run_directly_with_papermill_and_their_default_parameters(proj
     assert (run / "data" / "series.parquet").is_file() and (run / "preprocessing" / "splits.json").is_file()
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(quick_run: Path):
     project = quick_run.parent.parent
     broken = project / "runs" / "broken"
@@ -309,7 +335,7 @@ def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(quick_run
     assert "selected.json is missing: run the training (04_training) stage" in proc.stderr
     partial = json.loads((broken / "notebooks" / "05_evaluation.ipynb").read_text())
     errors = [o for c in partial["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert errors and errors[0]["ename"] == "FileNotFoundError"  # the partly executed notebook, with the error
+    assert errors and errors[0]["ename"] == "ArtifactMissing"  # the partly executed notebook, with the error
     assert (broken / "notebooks" / "06_explainability.ipynb").stat().st_mtime_ns == explained  # later stages not run
 
 
@@ -319,12 +345,13 @@ def test_bad_config_key_lists_valid_keys(project: Path):
     assert "unknown config key 'training.epoch'" in proc.stderr and "training.epochs" in proc.stderr
 
 
+@pytest.mark.xdist_group("e2e-etth2-offline")
 def test_bundled_etth2_profile_runs_offline_with_published_figures(tmp_path):
     """The real-data profile end to end, shrunk (short look-back, tiny model, one epoch) to keep the suite fast."""
     project = copy_project(tmp_path / "project")
     lstmkit(project, "run", "--config", "configs/etth2.yaml", "--set", "window.lookback=48", "--set", "model.units=8",
             "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=8",
-            "--set", "deployment.steps=24", "--set", "deployment.policies=[static]", "--set", "deployment.latency_requests=20")
+            "--set", "deployment.steps=24", "--set", "deployment.retrain_every=16", "--set", "deployment.latency_requests=10")
     run = project / "runs" / "etth2"
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     assert metrics["meta"]["windows"] == 2785  # every test window of the protocol at horizon 96
@@ -394,6 +421,7 @@ def render_in_browser(html: Path, pages: list[str]) -> None:
         chrome.close()
 
 
+@pytest.mark.xdist_group("e2e-quick")
 def test_report_renders_in_headless_chromium(quick_run: Path):
     html = quick_run.parent.parent / "_build" / "html"
     render_in_browser(html, ["book/intro.html", *[f"book/{nb}.html" for nb in STAGE_NOTEBOOKS], "book/configuration.html"])
@@ -426,6 +454,7 @@ def table_rows(page: str, header: str) -> dict[str, list[str]]:
     return {cells[0]: cells for cells in rows if cells}
 
 
+@pytest.mark.xdist_group("e2e-etth2")
 def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model(etth2_compare_run: Path):
     run = etth2_compare_run
     html = run.parent.parent / "_build" / "html"

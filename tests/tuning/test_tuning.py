@@ -161,10 +161,10 @@ def test_a_fixed_architectures_own_settings_are_searched_in_every_trial(strategy
 
 
 def test_a_real_search_over_lstm_and_gru_builds_each_trials_network(frame, tmp_path, monkeypatch):
-    import lstmkit.tuning as tuning_module
+    from lstmkit.tuning import objective
 
-    built, real = [], tuning_module.build_network
-    monkeypatch.setattr(tuning_module, "build_network", lambda spec, *a, **k: built.append(real(spec, *a, **k)) or built[-1])
+    built, real = [], objective.build_network
+    monkeypatch.setattr(objective, "build_network", lambda spec, *a, **k: built.append(real(spec, *a, **k)) or built[-1])
     cfg = tiny_config("grid", **{"tuning.space": {"architecture": ["lstm", "gru"], "layers": 1, "units": 4,
                                                   "dropout": 0.0, "learning_rate": 0.01, "optimizer": "adam",
                                                   "batch_size": 64, "normalization": "last"},

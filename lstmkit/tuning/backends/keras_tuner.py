@@ -1,11 +1,6 @@
-"""Search strategies behind one interface: Keras Tuner (random, grid, bayesian, hyperband), Optuna (TPE + median pruner)
-and Ray Tune (pbt, asha: `lstmkit.tuning.backends.ray`).
-
-Each `search` runs or resumes a search stored under the run's tuning/ folder and returns the trials table:
-one row per trial in start order, with its `architecture` and sampled hyperparameters (an architecture's own
-`<arch>.<option>` settings are empty in the trials of other architectures: they are sampled only where active),
-`val_loss` (the objective), `best_epoch`, `seconds`, the per-fold losses of a cross-validated search, and `status`
-(COMPLETED, PRUNED, FAILED, RUNNING)."""
+"""The Keras Tuner backend: random, grid, bayesian (Gaussian process) and hyperband searches over the run's search
+space, stored under the run's tuning/ folder and resumed from it; an oracle guarded against trials that fail
+(`_SafeOracle`) and the trials table read from the tuner's state."""
 
 from __future__ import annotations
 

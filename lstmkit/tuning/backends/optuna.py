@@ -1,11 +1,6 @@
-"""Search strategies behind one interface: Keras Tuner (random, grid, bayesian, hyperband), Optuna (TPE + median pruner)
-and Ray Tune (pbt, asha: `lstmkit.tuning.backends.ray`).
-
-Each `search` runs or resumes a search stored under the run's tuning/ folder and returns the trials table:
-one row per trial in start order, with its `architecture` and sampled hyperparameters (an architecture's own
-`<arch>.<option>` settings are empty in the trials of other architectures: they are sampled only where active),
-`val_loss` (the objective), `best_epoch`, `seconds`, the per-fold losses of a cross-validated search, and `status`
-(COMPLETED, PRUNED, FAILED, RUNNING)."""
+"""The Optuna backend: a TPE sampler with a median pruner on per-epoch validation loss, over the run's search space
+(conditional architecture settings sampled only where active); the study lives in an SQLite file under the run's
+tuning/ folder, so that a search resumes where it stopped and counts the trials it already has."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import io
 import json
 import math
@@ -36,7 +35,7 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 from ray.tune.schedulers import PopulationBasedTraining
 
 from lstmkit.config import Config
-from lstmkit.core.atomic import atomic_write_json, atomic_write_text, read_json
+from lstmkit.core.atomic import atomic_write_json, atomic_write_text, read_json, sha256_file
 from lstmkit.core.errors import TuningError
 from lstmkit.core.jsonable import jsonable
 from lstmkit.core.progress import SearchProgress
@@ -209,7 +208,7 @@ def train_ray_trial(config: dict, prepared: Prepared, cfg: Config, origin: float
 def _digests(folder: Path) -> dict[str, str]:
     """SHA-256 of a checkpoint's weights and optimizer files, recorded in its state (a checkpoint copied over an older
     one of the same index by a process killed midway mixes files of both)."""
-    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
+    return {name: sha256_file(folder / name) for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
 
 
 def _whole_state(folder: Path) -> dict | None:
