@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
+from xdist.scheduler import LoadScopeScheduling
 
 from lstmkit.data.splits import SplitBounds
 from lstmkit.data.windows import Prepared
@@ -22,13 +23,26 @@ FEATURE_OFFSET = 1000.0  # the feature channel holds 1000 + row, the target chan
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (`--dist loadgroup`, set in pyproject.toml)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test file runs on one xdist worker, so that its module fixtures (a trained run, a bundle) are built once;
-    a test that names a group of its own (each shipped profile's run) goes to whichever worker is free."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+BY_PARAMETER = ("tests/cli/test_profiles.py", "tests/cli/test_e2e_frequencies.py")  # one run per parameter value
+
+
+class RunsSpread(LoadScopeScheduling):
+    """pytest-xdist scheduling (`-n 2` in pyproject.toml): each test file on one worker, so that its module fixtures (a
+    trained run, a bundle, a replay) are built once; in the files of BY_PARAMETER, each parameter value (each shipped
+    profile, each time step: one run apiece) on whichever worker is free, so that the runs spread out. (xdist's own
+    `--dist loadgroup` cannot do this under pytest 9, whose node ids it can no longer rename.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        """The unit of work of a test: its file, or its file and parameter value in the files of BY_PARAMETER."""
+        file = nodeid.split("::")[0]
+        if file in BY_PARAMETER and nodeid.endswith("]"):
+            return f"{file}::{nodeid[nodeid.index('[') + 1:-1]}"
+        return file
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> RunsSpread:
+    """The scheduler of the test workers (see RunsSpread)."""
+    return RunsSpread(config, log)
 
 
 def load_benchmark(name: str):

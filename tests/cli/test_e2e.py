@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,11 +14,9 @@ import pytest
 
 from lstmkit.bundle.runtime import load_bundle
 from lstmkit.data.series import read_series
-from lstmkit.models.neural import architectures
-from tests.cli.project import copy_project, lstmkit
+from tests.cli.project import copy_project, lstmkit, render_in_browser
 
 pytestmark = pytest.mark.e2e
-# xdist groups: the tests of one run (quick, compare, etth2) stay on the worker that builds it; the runs spread out
 
 STAGE_NOTEBOOKS = ["01_data", "02_preprocessing", "03_tuning", "04_training", "05_evaluation", "06_explainability", "07_uncertainty",
                    "08_anomalies", "09_deployment"]
@@ -40,7 +37,6 @@ def quick_run(project: Path) -> Path:
     return project / "runs" / "quick"
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_run_writes_every_stage_output(quick_run: Path):
     for nb in STAGE_NOTEBOOKS:
         executed = json.loads((quick_run / "notebooks" / f"{nb}.ipynb").read_text())
@@ -57,7 +53,6 @@ def test_run_writes_every_stage_output(quick_run: Path):
     assert "epochs: 1" in (quick_run / "config.yaml").read_text()  # the --set override was recorded
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_metrics_json_follows_the_schema(quick_run: Path):
     metrics = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     assert set(metrics["baselines"]) == {"persistence", "seasonal_naive", "linear", "nlinear", "autoreg"}
@@ -74,7 +69,6 @@ def test_metrics_json_follows_the_schema(quick_run: Path):
     assert metrics["models"]["lstm"]["seeds"] == [7] and metrics["models"]["lstm"]["sd"] is None
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
     html = quick_run.parent.parent / "_build" / "html"
     assert "book/intro.html" in (html / "index.html").read_text()  # Jupyter Book's index redirects to the root page
@@ -105,7 +99,6 @@ def test_report_has_every_chapter_with_metrics_and_figures(quick_run: Path):
         assert text in explainability, text
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_uncertainty_and_anomaly_chapters_report_calibrated_intervals_and_injected_anomalies(quick_run: Path):
     unc = json.loads((quick_run / "uncertainty" / "metrics.json").read_text())
     # every configured method on the selected model, beside the conformalised seasonal-naive baseline
@@ -130,7 +123,6 @@ def test_uncertainty_and_anomaly_chapters_report_calibrated_intervals_and_inject
     assert "random" in (html / "08_anomalies.html").read_text()  # every detection metric beside random scores
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_deployment_chapter_replays_the_test_span_against_the_service(quick_run: Path):
     deployment = json.loads((quick_run / "deployment" / "metrics.json").read_text())
     assert (quick_run / "deployment" / "bundle" / "manifest.json").is_file()  # the exported bundle it served
@@ -147,105 +139,6 @@ def test_deployment_chapter_replays_the_test_span_against_the_service(quick_run:
     assert len(re.findall(r"<img", page)) == 3  # timeline, rolling error, latency
     for text in ("seasonal_naive", "persistence", "lstmkit serve", "X-API-Key", "p99", "every 25 observations"):
         assert text in page, text
-
-
-ZOO = list(architectures.names())  # the quick profile runs with every architecture, side by side
-# tuned by a tiny population-based training search (3 trials, 2 epochs, exploit/explore after each): the report shows
-# its lineage and the lstm replays the winner's schedule
-PBT = ["--set", "tuning.strategy=pbt", "--set", "tuning.cv_folds=1", "--set", "tuning.max_trials=3",
-       "--set", "tuning.epochs=2", "--set", "tuning.perturbation_interval=1"]
-COMPARE = ["--set", f"compare.architectures=[{','.join(ZOO)}]", "--set", "compare.seeds=2", "--set", "training.epochs=1",
-           *PBT, "--set", "explain.windows=4", "--set", "explain.steps=8"]
-
-
-@pytest.fixture(scope="module")
-def compare_run(tmp_path_factory) -> Path:
-    """The quick profile tuned by a tiny PBT search, comparing every architecture over two seeds each (tiny epochs),
-    its report built strictly (in a project copy of its own, so that the quick run's report stays as built)."""
-    project = copy_project(tmp_path_factory.mktemp("compare"))
-    lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/compare", *COMPARE)
-    lstmkit(project, "report", "--run-dir", "runs/compare")
-    return project / "runs" / "compare"
-
-
-@pytest.mark.xdist_group("e2e-compare")
-def test_comparison_run_trains_every_model_and_selects_on_validation(compare_run: Path):
-    selected = json.loads((compare_run / "training" / "selected.json").read_text())
-    assert [(m["model"], m["seed"]) for m in selected["models"]] == [(a, s) for a in ZOO for s in (7, 8)]
-    for m in selected["models"]:
-        assert (compare_run / m["path"] / "forecaster.json").is_file()
-    means = selected["val_loss_mean"]
-    assert selected["model"] == min(means, key=means.get)  # by validation loss (mean over seeds), never test
-    metrics = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
-    assert list(metrics["models"]) == [*ZOO, "ensemble"]
-    assert metrics["meta"]["selected"] == {"model": selected["model"], "seed": selected["seed"],
-                                           "criterion": "validation loss"}
-    for name in ZOO:
-        m = metrics["models"][name]
-        assert m["seeds"] == [7, 8] and m["parameters"] > 0 and m["fit_seconds"] > 0
-        assert set(m["sd"]["scaled"]) >= {"mse", "mae"} and 0 <= m["dm"]["p_value"] <= 1
-        assert len(m["per_horizon"]["original"]["rmse"]) == metrics["meta"]["horizon"]
-    assert metrics["models"]["ensemble"]["members"] == ZOO  # compare.ensemble: mean (of every model)
-    import numpy as np
-
-    with np.load(compare_run / "evaluation" / "predictions.npz") as predictions:
-        assert {"actual", *ZOO, "ensemble", "persistence", "linear"} <= set(predictions.files)
-        np.testing.assert_allclose(predictions["ensemble"], np.mean([predictions[a] for a in ZOO], axis=0))
-
-
-@pytest.mark.xdist_group("e2e-compare")
-def test_comparison_report_shows_the_comparison_table(compare_run: Path):
-    html = compare_run.parent.parent / "_build" / "html" / "book"
-    evaluation = (html / "05_evaluation.html").read_text()
-    for text in ("test MSE (scaled)", "test MAE (scaled)", "DM p-value", "parameters", "training s", "±",
-                 *ZOO, "ensemble", "Error by horizon step"):
-        assert text in evaluation, text
-    assert len(re.findall(r"<img", evaluation)) == 4  # comparison bars, forecasts, per-horizon errors, residuals
-    intro = (html / "intro.html").read_text()
-    metrics = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
-    assert f"is <strong>{metrics['meta']['selected']['model']}</strong>" in intro
-    assert f"lowest test MSE) is <strong>{metrics['meta']['best_on_test']}</strong>" in intro
-    assert "test MSE (scaled)" in intro and "±" in intro
-    training = (html / "04_training.html").read_text()
-    assert "training seconds" in training and len(re.findall(r"<img", training)) == 2
-
-
-@pytest.mark.xdist_group("e2e-compare")
-def test_comparison_run_tuned_by_pbt_shows_its_lineage_and_replays_its_schedule(compare_run: Path):
-    from lstmkit.stages.training import REPLAYED
-
-    best = json.loads((compare_run / "tuning" / "best_hyperparameters.json").read_text())
-    assert best["strategy"] == "pbt" and best["architecture"] == "lstm"
-    assert sum(s["epochs"] for s in best["schedule"]) == best["best_epoch"]
-    lineage = (compare_run / "tuning" / "lineage.csv").read_text().splitlines()
-    assert lineage[0].startswith("trial,epoch,val_loss,") and len(lineage) == 1 + 3 * 2  # 3 trials x 2 epochs
-    assert (compare_run / "figures" / "pbt_lineage.png").is_file()
-    html = compare_run.parent.parent / "_build" / "html" / "book"
-    tuning = (html / "03_tuning.html").read_text()
-    after = tuning.split("horizontal track is one trial", 1)  # the lineage figure's caption, then the figure
-    assert len(after) == 2 and "<img" in after[1].split("The winner (trial", 1)[0]
-    for text in ("until epoch", "learning_rate", "dropout", "batch_size", "replays it"):  # the winner's schedule table
-        assert text in after[1], text
-    training = (html / "04_training.html").read_text()
-    assert f"<strong>lstm</strong>, hyperparameters from {REPLAYED}" in training
-    selected = json.loads((compare_run / "training" / "selected.json").read_text())
-    for m in selected["models"]:
-        assert ("schedule" in m) == (m["model"] == "lstm"), m["model"]
-        if m["model"] == "lstm":
-            assert m["schedule"] == best["schedule"] and m["source"] == REPLAYED
-
-
-@pytest.mark.xdist_group("e2e-compare")
-def test_resuming_training_reuses_the_trained_models(compare_run: Path):
-    project = compare_run.parent.parent
-    stamps = {p: p.stat().st_mtime_ns for p in (compare_run / "training" / "models").glob("*/seed-*/model.keras")}
-    before = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
-    lstmkit(project, "run", "--from", "training", "--to", "evaluation", "--run-dir", "runs/compare")
-    assert len(stamps) == 2 * len(ZOO) and all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # loaded, not retrained
-    executed = (compare_run / "notebooks" / "04_training.ipynb").read_text()
-    assert executed.count("loaded (already trained)") == 2 * len(ZOO)
-    after = json.loads((compare_run / "evaluation" / "metrics.json").read_text())
-    assert after["models"]["gru"]["scaled"] == before["models"]["gru"]["scaled"]
 
 
 def test_quick_profile_tunes_with_asha_from_the_command_line(project: Path):
@@ -278,7 +171,6 @@ def test_quick_profile_tunes_with_asha_from_the_command_line(project: Path):
     assert len(fig.axes[0].get_lines()) >= len(trials)  # one line per trial
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_a_finished_run_exports_a_bundle_that_forecasts(quick_run: Path):
     project = quick_run.parent.parent
     out = lstmkit(project, "export", "--run-dir", "runs/quick", "--out", "exported")
@@ -288,7 +180,6 @@ def test_a_finished_run_exports_a_bundle_that_forecasts(quick_run: Path):
     assert len(forecast) == bundle.horizon and np.isfinite(forecast.to_numpy()).all()
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
     project = quick_run.parent.parent
     exe = Path(sys.executable).with_name("jupyter-book")
@@ -296,7 +187,6 @@ def test_plain_jupyter_book_build_works_after_a_run(quick_run: Path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_resume_from_training_reproduces_the_metrics(quick_run: Path):
     project = quick_run.parent.parent
     before = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
@@ -322,7 +212,6 @@ def test_notebooks_run_directly_with_papermill_and_their_default_parameters(proj
     assert (run / "data" / "series.parquet").is_file() and (run / "preprocessing" / "splits.json").is_file()
 
 
-@pytest.mark.xdist_group("e2e-quick")
 def test_failing_cell_names_notebook_and_cell_and_keeps_partial_output(quick_run: Path):
     project = quick_run.parent.parent
     broken = project / "runs" / "broken"
@@ -345,152 +234,6 @@ def test_bad_config_key_lists_valid_keys(project: Path):
     assert "unknown config key 'training.epoch'" in proc.stderr and "training.epochs" in proc.stderr
 
 
-@pytest.mark.xdist_group("e2e-etth2-offline")
-def test_bundled_etth2_profile_runs_offline_with_published_figures(tmp_path):
-    """The real-data profile end to end, shrunk (short look-back, tiny model, one epoch) to keep the suite fast."""
-    project = copy_project(tmp_path / "project")
-    lstmkit(project, "run", "--config", "configs/etth2.yaml", "--set", "window.lookback=48", "--set", "model.units=8",
-            "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=8",
-            "--set", "deployment.steps=24", "--set", "deployment.retrain_every=16", "--set", "deployment.latency_requests=10")
-    run = project / "runs" / "etth2"
-    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
-    assert metrics["meta"]["windows"] == 2785  # every test window of the protocol at horizon 96
-    assert metrics["baselines"]["persistence"]["scaled"]["mse"] == pytest.approx(0.2955, abs=5e-5)
-    assert metrics["baselines"]["persistence"]["scaled"]["mae"] == pytest.approx(0.4232, abs=5e-5)
-    lstmkit(project, "report", "--run-dir", "runs/etth2")
-    html = project / "_build" / "html" / "book"
-    evaluation = (html / "05_evaluation.html").read_text()
-    assert "NLinear (published)" in evaluation and "Zeng et al." in evaluation
-    assert "CC BY-ND 4.0" in (html / "01_data.html").read_text() and "CC BY-ND 4.0" in (html / "intro.html").read_text()
-    explainability = (html / "06_explainability.html").read_text()  # one channel, window-normalised, no ground truth
-    # completeness, heatmap, lag profile, four windows, one window's story, lag-block agreement (one channel: no bars)
-    assert len(re.findall(r"<img", explainability)) == 6
-    for text in ("Real data has no known ground truth", "carries all the attribution; the lags below tell more",
-                 "no ranking of inputs", "Spearman correlation"):
-        assert text in explainability, text
-    render_in_browser(html.parent, ["book/intro.html", "book/06_explainability.html"])
-
-
-def _browser() -> str | None:
-    """Path of a Chromium the browser test can drive, or None."""
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or ""):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-def render_in_browser(html: Path, pages: list[str]) -> None:
-    """Open each page of a built report in headless Chromium: no errors, every image rendered, a title, a figure."""
-    browser = _browser()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if browser is None or sync_playwright is None:
-        reason = "no Chromium at /usr/bin/chromium" if browser is None else "playwright is not installed"
-        if os.environ.get("LSTMKIT_REQUIRE_BROWSER"):
-            pytest.fail(f"browser test required but {reason}")
-        pytest.skip(f"{reason}: install Debian's chromium and `pip install playwright` to run the browser test")
-
-    from tests.http_server import serve
-
-    with serve(html) as base, sync_playwright() as p:
-        chrome = p.chromium.launch(executable_path=browser, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        for path in pages:
-            page = chrome.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e, errors=errors: errors.append(f"page error: {e}"))
-            page.on("console", lambda m, errors=errors: errors.append(f"console: {m.text}") if m.type == "error" else None)
-            page.on("requestfailed", lambda r, errors=errors: errors.append(f"failed request: {r.url}") if r.url.startswith(base) else None)
-            response = page.goto(f"{base}/{path}", wait_until="load")
-            assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
-            broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
-            assert not broken, f"{path}: images not rendered: {broken}"
-            assert page.locator("h1").count() >= 1, f"{path}: no title"
-            assert page.locator(".output.traceback, .output.error, .output.stderr").count() == 0, f"{path}: error output"
-            assert not errors, f"{path}: {errors}"
-            if path.startswith("book/0"):
-                assert page.evaluate("() => document.images.length") >= 1, f"{path}: no figure"
-            page.close()
-        page = chrome.new_page()  # the site's entry point redirects to the first page
-        page.goto(f"{base}/index.html")
-        page.wait_for_url(re.compile(r".*/book/intro\.html$"))
-        assert "lstmkit forecasting report" in page.title()
-        chrome.close()
-
-
-@pytest.mark.xdist_group("e2e-quick")
 def test_report_renders_in_headless_chromium(quick_run: Path):
     html = quick_run.parent.parent / "_build" / "html"
     render_in_browser(html, ["book/intro.html", *[f"book/{nb}.html" for nb in STAGE_NOTEBOOKS], "book/configuration.html"])
-
-
-ETTH2_COMPARE = ["--set", "compare.architectures=[lstm, attention_lstm, tft]", "--set", "compare.seeds=2",
-                 "--set", "window.lookback=48", "--set", "window.horizon=24", "--set", "model.units=8",
-                 "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=16",
-                 "--set", "explain.auto_steps=false", "--set", "explain.cross_check=false",
-                 "--set", "deployment.steps=24", "--set", "deployment.policies=[static]",
-                 "--set", "deployment.latency_requests=20"]
-
-
-@pytest.fixture(scope="module")
-def etth2_compare_run(tmp_path_factory) -> Path:
-    """The ETTh2 profile comparing the LSTM, the attention LSTM and the TFT over two seeds each, shrunk (look-back 48,
-    horizon 24, 8 units, one epoch, 4 explained windows, no cross-checks), its report built strictly."""
-    project = copy_project(tmp_path_factory.mktemp("etth2_compare"))
-    lstmkit(project, "run", "--config", "configs/etth2.yaml", "--run-dir", "runs/etth2_compare", *ETTH2_COMPARE)
-    lstmkit(project, "report", "--run-dir", "runs/etth2_compare")
-    return project / "runs" / "etth2_compare"
-
-
-def table_rows(page: str, header: str) -> dict[str, list[str]]:
-    """The body rows of the first HTML table of a page whose text contains `header`: {first cell: the row's cells}."""
-    from bs4 import BeautifulSoup
-
-    table = next(t for t in BeautifulSoup(page, "html.parser").find_all("table") if header in t.get_text())
-    rows = [[c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"])] for tr in table.find("tbody").find_all("tr")]
-    return {cells[0]: cells for cells in rows if cells}
-
-
-@pytest.mark.xdist_group("e2e-etth2")
-def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model(etth2_compare_run: Path):
-    run = etth2_compare_run
-    html = run.parent.parent / "_build" / "html"
-    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
-    rows = table_rows((html / "book" / "05_evaluation.html").read_text(), "test MSE (scaled)")
-    for name in ("lstm", "attention_lstm", "tft"):  # mean ± sd over the two seeds
-        assert rows[name][1] == "model" and "±" in rows[name][2], rows[name]
-    assert rows["ensemble"][1] == "ensemble" and rows["ensemble"][2] == f"{metrics['models']['ensemble']['scaled']['mse']:.4g}"
-    assert metrics["models"]["ensemble"]["members"] == ["lstm", "attention_lstm", "tft"]
-
-    selected = json.loads((run / "training" / "selected.json").read_text())
-    best = {}  # each architecture's seed with the lowest validation loss
-    for m in selected["models"]:
-        if m["model"] not in best or m["val_loss"] < best[m["model"]][1]:
-            best[m["model"]] = (m["seed"], m["val_loss"])
-    summary = json.loads((run / "explainability" / "summary.json").read_text())
-    assert list(summary["attention"]) == ["attention_lstm", "tft"]  # whichever model is selected
-    for name, analysis in summary["attention"].items():
-        assert analysis["seed"] == best[name][0] and analysis["selected"] == (name == selected["model"])
-        assert analysis["windows"] == 4 and len(analysis["time"]["lags"]) == 48
-        assert analysis["relative_completeness_gap"] < 0.05
-        assert (run / "figures" / f"attention_profile_{name}.png").is_file()
-    assert "variables" in summary["attention"]["tft"] and "variables" not in summary["attention"]["attention_lstm"]
-
-    page = (html / "book" / "06_explainability.html").read_text()
-    headings = re.findall(r'<h3 class="rubric" id="([^"]+)"', page)  # one subsection per attention model
-    assert headings == [f"attention-lstm-seed-{best['attention_lstm'][0]}", f"tft-seed-{best['tft'][0]}"]
-    attention_lstm, tft = page.split('<h3 class="rubric"')[1:]
-    for section in (attention_lstm, tft):  # one channel (mode S): the profiles over lags, no variable-selection bars
-        assert len(re.findall(r"<img", section)) == 1 and "over the 48 lags" in section
-    assert "weighs time steps but not input channels" in attention_lstm
-    assert "variable selection has nothing to choose between" in tft
-    unc = json.loads((run / "uncertainty" / "metrics.json").read_text())
-    chosen = selected["model"]
-    assert {f"{chosen}/conformal", f"{chosen}/aci", "seasonal_naive/conformal", "seasonal_naive/aci"} <= set(unc)
-    assert "mc_dropout" in unc["meta"]["skipped"]  # etth2.yaml trains without dropout: said, not an error
-    assert "There are no labels for this run" in (html / "book" / "08_anomalies.html").read_text()
-    render_in_browser(html, ["book/intro.html", "book/05_evaluation.html", "book/06_explainability.html",
-                             "book/07_uncertainty.html", "book/08_anomalies.html", "book/09_deployment.html"])

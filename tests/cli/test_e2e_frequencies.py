@@ -97,8 +97,7 @@ def project(tmp_path_factory) -> Path:
     return copy_project(tmp_path_factory.mktemp("frequencies"))
 
 
-@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.xdist_group(f"frequency-{c.name}")) for c in CASES],
-                ids=[c.name for c in CASES])  # each case on whichever worker is free
+@pytest.fixture(scope="module", params=CASES, ids=[c.name for c in CASES])
 def run(request, project: Path) -> dict:
     """One case: refused one row short of its minimum, run end to end at its minimum, report built strictly."""
     case: Case = request.param

@@ -53,7 +53,7 @@ def test_every_shipped_profile_runs_end_to_end_in_ci():
     assert set(SHRINK) <= set(PROFILES)
 
 
-@pytest.mark.parametrize("profile", [pytest.param(p, marks=pytest.mark.xdist_group(f"profile-{p}")) for p in PROFILES])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_profile_runs_end_to_end_and_builds_its_report(profile, mirror, tmp_path):
     project = copy_project(tmp_path / "project")
     raw = yaml.safe_load((REPO / "configs" / f"{profile}.yaml").read_text())
