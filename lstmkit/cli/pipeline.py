@@ -143,8 +143,8 @@ def run_stage(stage: Stage, run: RunFolder, root: Path, kernel: str, parameters:
     output.parent.mkdir(parents=True, exist_ok=True)
     log = run.log_file(stage.name)
     try:
-        km = shared.prepare(log) if shared is not None else None
-        with kernel_stderr_to(log):
+        km = shared.prepare(log) if shared is not None else None  # the shared kernel sends its stderr to log itself
+        with kernel_stderr_to(log) if km is None else contextlib.nullcontext():
             pm.execute_notebook(str(root / "notebooks" / stage.notebook), str(output), parameters=parameters,
                                 kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
                                 request_save_on_cell_execute=True, **({"km": km} if km is not None else {}))
