@@ -26,11 +26,35 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 BY_PARAMETER = ("tests/cli/test_profiles.py", "tests/cli/test_e2e_frequencies.py")  # one run per parameter value
 
 
+# Worker seconds of the costliest units of work (measured in CI, rounded); any other unit costs about 1 s a test.
+COSTS = {"tests/tuning/test_ray_cluster.py": 580, "tests/tuning/test_tuning.py": 470, "tests/cli/test_e2e.py": 300,
+         "tests/cli/test_e2e_etth2.py": 250, "tests/cli/test_e2e_compare.py": 280, "tests/service/test_reliability.py": 220,
+         "tests/cli/test_profiles.py::electricity": 210, "tests/cli/test_profiles.py::ett": 200,
+         "tests/service/test_retrain.py": 190, "tests/models/test_contract.py": 170, "tests/tuning/test_ray.py": 170,
+         "tests/cli/test_profiles.py::jena_climate": 170, "tests/cli/test_profiles.py::nab_machine_temperature": 150,
+         "tests/explain/test_ig_ground_truth.py": 140, "tests/cli/test_profiles.py::default": 140,
+         "tests/cli/test_profiles.py::nab_ec2_latency": 120, "tests/cli/test_profiles.py::nab_ambient_temperature": 110,
+         "tests/cli/test_e2e_frequencies.py::hourly": 90, "tests/cli/test_e2e_frequencies.py::daily": 90,
+         "tests/cli/test_e2e_frequencies.py::weekly": 90}
+
+
+def unit_cost(scope: str, tests: int) -> float:
+    """The expected worker seconds of a unit of work: its measured cost, else one second a test."""
+    return COSTS.get(scope, float(tests))
+
+
 class RunsSpread(LoadScopeScheduling):
     """pytest-xdist scheduling (`-n 2` in pyproject.toml): each test file on one worker, so that its module fixtures (a
     trained run, a bundle, a replay) are built once; in the files of BY_PARAMETER, each parameter value (each shipped
     profile, each time step: one run apiece) on whichever worker is free, so that the runs spread out. (xdist's own
-    `--dist loadgroup` cannot do this under pytest 9, whose node ids it can no longer rename.)"""
+    `--dist loadgroup` cannot do this under pytest 9, whose node ids it can no longer rename.) The costliest units go
+    first, so that the two workers finish together."""
+
+    def _assign_work_unit(self, node) -> None:
+        """Hand the node the costliest unit left (longest first: the last units to finish are short ones)."""
+        costliest = max(self.workqueue, key=lambda scope: unit_cost(scope, len(self.workqueue[scope])))
+        self.workqueue.move_to_end(costliest, last=False)
+        super()._assign_work_unit(node)
 
     def _split_scope(self, nodeid: str) -> str:
         """The unit of work of a test: its file, or its file and parameter value in the files of BY_PARAMETER."""
@@ -40,9 +64,20 @@ class RunsSpread(LoadScopeScheduling):
         return file
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log) -> RunsSpread:
-    """The scheduler of the test workers (see RunsSpread)."""
-    return RunsSpread(config, log)
+class Scheduling:
+    """The plugin that names the test workers' scheduler (see RunsSpread); registered only where xdist is loaded, so
+    that `pytest -p no:xdist` runs the suite in one process."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log) -> RunsSpread:
+        """The scheduler of the test workers."""
+        return RunsSpread(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Use RunsSpread when the tests run on xdist workers."""
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(Scheduling(), "lstmkit-scheduling")
 
 
 def load_benchmark(name: str):

@@ -141,36 +141,6 @@ def test_deployment_chapter_replays_the_test_span_against_the_service(quick_run:
         assert text in page, text
 
 
-def test_quick_profile_tunes_with_asha_from_the_command_line(project: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import pandas as pd
-
-    from lstmkit.report.plots import tuning as tuning_plots
-
-    lstmkit(project, "run", "--config", "configs/quick.yaml", "--run-dir", "runs/asha", "--to", "preprocessing")
-    proc = lstmkit(project, "tune", "--run-dir", "runs/asha", "--set", "tuning.strategy=asha", "--set", "tuning.cv_folds=1")
-    assert "asha search on a local Ray instance" in proc.stdout and "3 trials; best val_loss" in proc.stdout
-    run = project / "runs" / "asha"
-    trials = pd.read_csv(run / "tuning" / "trials.csv", index_col="trial")
-    assert list(trials.index) == [0, 1, 2]
-    assert list(trials.columns[-4:]) == ["val_loss", "best_epoch", "seconds", "status"] and "architecture" in trials
-    assert set(trials["status"]) <= {"COMPLETED", "PRUNED"} and (trials["status"] == "COMPLETED").any()
-    best = json.loads((run / "tuning" / "best_hyperparameters.json").read_text())
-    assert best["strategy"] == "asha" and "schedule" not in best
-    assert best["val_loss"] == pytest.approx(trials.loc[trials["status"] == "COMPLETED", "val_loss"].min())
-    lineage = pd.read_csv(run / "tuning" / "lineage.csv")  # the rungs figure's data: every trial's loss by epoch
-    assert set(lineage["trial"]) == set(trials.index) and lineage["copied_from"].isna().all()  # ASHA never copies
-    epochs = lineage.groupby("trial")["epoch"].max()
-    assert (epochs[trials["status"] == "COMPLETED"] == 2).all() and (epochs[trials["status"] == "PRUNED"] < 2).all()
-    for trial, rows in lineage.groupby("trial"):
-        assert rows["epoch"].tolist() == list(range(1, len(rows) + 1))
-        assert rows["val_loss"].min() == pytest.approx(trials.loc[trial, "val_loss"])
-    fig = tuning_plots.rungs(lineage, best_trial=best["trial"])
-    assert len(fig.axes[0].get_lines()) >= len(trials)  # one line per trial
-
-
 def test_a_finished_run_exports_a_bundle_that_forecasts(quick_run: Path):
     project = quick_run.parent.parent
     out = lstmkit(project, "export", "--run-dir", "runs/quick", "--out", "exported")
@@ -191,8 +161,8 @@ def test_resume_from_training_reproduces_the_metrics(quick_run: Path):
     project = quick_run.parent.parent
     before = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     first_data = (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime
-    proc = lstmkit(project, "run", "--from", "training", "--run-dir", "runs/quick")
-    assert "[1/9]" not in proc.stdout and "[4/9] training" in proc.stdout
+    proc = lstmkit(project, "run", "--from", "training", "--to", "evaluation", "--run-dir", "runs/quick")
+    assert "[1/9]" not in proc.stdout and "[4/9] training" in proc.stdout and "[6/9]" not in proc.stdout
     assert (quick_run / "notebooks" / "01_data.ipynb").stat().st_mtime == first_data
     after = json.loads((quick_run / "evaluation" / "metrics.json").read_text())
     assert after["model"] == before["model"]  # same config and seed: the same model and the same test metrics

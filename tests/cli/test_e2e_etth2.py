@@ -1,5 +1,5 @@
-"""End to end on the bundled ETTh2 profile: offline, with the published baseline figures of the literature; and a
-comparison of the LSTM, the attention LSTM and the TFT whose report analyses their attention."""
+"""End to end on the bundled ETTh2 profile, in one run: offline, with the published baseline figures of the literature,
+comparing the LSTM, the attention LSTM and the TFT, whose report analyses their attention."""
 
 from __future__ import annotations
 
@@ -13,47 +13,43 @@ from tests.cli.project import copy_project, lstmkit, render_in_browser
 
 pytestmark = pytest.mark.e2e
 
-def test_bundled_etth2_profile_runs_offline_with_published_figures(tmp_path):
-    """The real-data profile end to end, shrunk (short look-back, tiny model, one epoch) to keep the suite fast."""
-    project = copy_project(tmp_path / "project")
-    lstmkit(project, "run", "--config", "configs/etth2.yaml", "--set", "window.lookback=48", "--set", "model.units=8",
-            "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=8",
-            "--set", "deployment.steps=24", "--set", "deployment.retrain_every=16", "--set", "deployment.latency_requests=10")
-    run = project / "runs" / "etth2"
+ETTH2 = ["--set", "compare.architectures=[lstm, attention_lstm, tft]", "--set", "compare.seeds=2",
+         "--set", "window.lookback=48", "--set", "model.units=8", "--set", "training.epochs=1",
+         "--set", "explain.windows=4", "--set", "explain.steps=16", "--set", "explain.auto_steps=false",
+         "--set", "deployment.steps=24", "--set", "deployment.retrain_every=16", "--set", "deployment.latency_requests=10",
+         "--set", "uncertainty.bootstrap=50"]
+
+
+@pytest.fixture(scope="module")
+def etth2_run(tmp_path_factory) -> Path:
+    """The bundled ETTh2 profile (its protocol: horizon 96, every test window; its three deployment policies), shrunk
+    (look-back 48, 8 units, one epoch, 4 windows explained with 16 steps, 50 bootstrap draws) and comparing the LSTM,
+    the attention LSTM and the TFT over two seeds each; its report built strictly."""
+    project = copy_project(tmp_path_factory.mktemp("etth2"))
+    lstmkit(project, "run", "--config", "configs/etth2.yaml", *ETTH2)
+    lstmkit(project, "report", "--run-dir", "runs/etth2")
+    return project / "runs" / "etth2"
+
+
+def test_bundled_etth2_profile_runs_offline_with_published_figures(etth2_run: Path):
+    run = etth2_run
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     assert metrics["meta"]["windows"] == 2785  # every test window of the protocol at horizon 96
     assert metrics["baselines"]["persistence"]["scaled"]["mse"] == pytest.approx(0.2955, abs=5e-5)
     assert metrics["baselines"]["persistence"]["scaled"]["mae"] == pytest.approx(0.4232, abs=5e-5)
-    lstmkit(project, "report", "--run-dir", "runs/etth2")
-    html = project / "_build" / "html" / "book"
+    html = run.parent.parent / "_build" / "html" / "book"
     evaluation = (html / "05_evaluation.html").read_text()
     assert "NLinear (published)" in evaluation and "Zeng et al." in evaluation
     assert "CC BY-ND 4.0" in (html / "01_data.html").read_text() and "CC BY-ND 4.0" in (html / "intro.html").read_text()
     explainability = (html / "06_explainability.html").read_text()  # one channel, window-normalised, no ground truth
+    selected = explainability.split('<h3 class="rubric"', 1)[0]  # the selected model's part, before the attention
     # completeness, heatmap, lag profile, four windows, one window's story, lag-block agreement (one channel: no bars)
-    assert len(re.findall(r"<img", explainability)) == 6
+    assert len(re.findall(r"<img", selected)) == 6
     for text in ("Real data has no known ground truth", "carries all the attribution; the lags below tell more",
                  "no ranking of inputs", "Spearman correlation"):
-        assert text in explainability, text
-    render_in_browser(html.parent, ["book/intro.html", "book/06_explainability.html"])
-
-
-ETTH2_COMPARE = ["--set", "compare.architectures=[lstm, attention_lstm, tft]", "--set", "compare.seeds=2",
-                 "--set", "window.lookback=48", "--set", "window.horizon=24", "--set", "model.units=8",
-                 "--set", "training.epochs=1", "--set", "explain.windows=4", "--set", "explain.steps=16",
-                 "--set", "explain.auto_steps=false", "--set", "explain.cross_check=false",
-                 "--set", "deployment.steps=24", "--set", "deployment.policies=[static]",
-                 "--set", "deployment.latency_requests=20"]
-
-
-@pytest.fixture(scope="module")
-def etth2_compare_run(tmp_path_factory) -> Path:
-    """The ETTh2 profile comparing the LSTM, the attention LSTM and the TFT over two seeds each, shrunk (look-back 48,
-    horizon 24, 8 units, one epoch, 4 explained windows, no cross-checks), its report built strictly."""
-    project = copy_project(tmp_path_factory.mktemp("etth2_compare"))
-    lstmkit(project, "run", "--config", "configs/etth2.yaml", "--run-dir", "runs/etth2_compare", *ETTH2_COMPARE)
-    lstmkit(project, "report", "--run-dir", "runs/etth2_compare")
-    return project / "runs" / "etth2_compare"
+        assert text in selected, text
+    deployment = json.loads((run / "deployment" / "metrics.json").read_text())
+    assert list(deployment["policies"]) == ["static", "periodic", "drift"] and deployment["meta"]["steps"] == 24
 
 
 def table_rows(page: str, header: str) -> dict[str, list[str]]:
@@ -65,8 +61,8 @@ def table_rows(page: str, header: str) -> dict[str, list[str]]:
     return {cells[0]: cells for cells in rows if cells}
 
 
-def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model(etth2_compare_run: Path):
-    run = etth2_compare_run
+def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model(etth2_run: Path):
+    run = etth2_run
     html = run.parent.parent / "_build" / "html"
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     rows = table_rows((html / "book" / "05_evaluation.html").read_text(), "test MSE (scaled)")
@@ -74,6 +70,10 @@ def test_etth2_comparison_report_analyses_the_attention_of_every_attention_model
         assert rows[name][1] == "model" and "±" in rows[name][2], rows[name]
     assert rows["ensemble"][1] == "ensemble" and rows["ensemble"][2] == f"{metrics['models']['ensemble']['scaled']['mse']:.4g}"
     assert metrics["models"]["ensemble"]["members"] == ["lstm", "attention_lstm", "tft"]
+    intro = (html / "book" / "intro.html").read_text()
+    assert "test MSE (scaled)" in intro and "±" in intro  # the first page's comparison: mean ± sd over the seeds
+    for name in ("lstm", "attention_lstm", "tft"):
+        assert set(metrics["models"][name]["sd"]["scaled"]) >= {"mse", "mae"}, name
 
     selected = json.loads((run / "training" / "selected.json").read_text())
     best = {}  # each architecture's seed with the lowest validation loss

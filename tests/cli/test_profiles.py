@@ -1,7 +1,7 @@
 """Every shipped profile (configs/*.yaml) runs end to end and builds its report, with tiny settings that keep its
 structure (its stages, search strategy, interval methods, anomaly labels and deployment policies): one epoch, a few
-explained windows, a replay of 24 observations. The downloaded datasets come from a local HTTP server serving
-archives in their published layouts; the NAB profiles read the shared NAB files."""
+explained windows, a few Monte Carlo and bootstrap draws, a replay of 24 observations. The downloaded datasets come
+from a local HTTP server serving archives in their published layouts; the NAB profiles read the shared NAB files."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ pytestmark = pytest.mark.e2e
 ELSEWHERE = {"quick": "tests/cli/test_e2e.py (every test there)",
              "etth2": "tests/cli/test_e2e.py::test_bundled_etth2_profile_runs_offline_with_published_figures"}
 TINY = ["training.epochs=1", "explain.windows=4", "explain.steps=8", "deployment.steps=24",  # one periodic retrain
-        "deployment.retrain_every=16", "deployment.latency_requests=10"]
+        "deployment.retrain_every=16", "deployment.latency_requests=10",
+        "uncertainty.mc_samples=10", "uncertainty.bootstrap=50"]  # the same interval methods, fewer draws
 SHRINK = {  # what else each profile needs to stay small here (its structure unchanged)
     "default": ["data.length=1680", "tuning.max_trials=2", "tuning.epochs=1"],  # ten weeks; the bayesian search kept
     "ett": [f"data.path={REPO / 'lstmkit' / 'bundled' / 'ETTh2.csv'}"],  # any ETT file: the bundled ETTh2

@@ -1,6 +1,7 @@
 """Ray Tune searches (pbt/asha) with real processes: a head and a second node on 127.0.0.1 share the trials, a node
 killed mid-trial loses no trial (retried from its checkpoint), and a search killed with SIGKILL resumes without
-retraining the trials it had finished.
+retraining the trials it had finished (`lstmkit tune` on the quick profile's run folder, with its trials table, lineage
+and rungs figure).
 
 The Ray processes run in their own process sessions with their own temp folders and are stopped by signalling those
 sessions (never `ray stop`, which would stop every Ray instance on the machine).
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lstmkit.report.plots.tuning import rungs
 from tests.paths import REPO
 
 pytest.importorskip("ray.tune")
@@ -311,4 +313,14 @@ def test_a_search_killed_with_sigkill_resumes_without_retraining_finished_trials
     best = json.loads((run / "tuning" / "best_hyperparameters.json").read_text())
     completed = table[table["status"] == "COMPLETED"]
     assert best["val_loss"] == pytest.approx(completed["val_loss"].min()) and best["trial"] == completed["val_loss"].idxmin()
+    assert best["strategy"] == "asha" and "schedule" not in best
+    text = log.read_text()  # the command's own lines: where the search ran, and its result
+    assert "asha search on a local Ray instance" in text and f"{n} trials; best val_loss" in text, text[-3000:]
+    assert list(table.columns[-4:]) == ["val_loss", "best_epoch", "seconds", "status"] and "architecture" in table
+    lineage = pd.read_csv(run / "tuning" / "lineage.csv")  # the rungs figure's data: every trial's loss by epoch
+    assert set(lineage["trial"]) == set(table.index) and lineage["copied_from"].isna().all()  # ASHA never copies
+    last = lineage.groupby("trial")["epoch"].max()
+    assert (last[table["status"] == "COMPLETED"] == epochs).all() and (last[table["status"] == "PRUNED"] < epochs).all()
+    fig = rungs(lineage, best_trial=best["trial"])
+    assert len(fig.axes[0].get_lines()) >= len(table)  # one line per trial
     print(f"killed with trials {sorted(finished)} finished; leftover Ray processes killed: {len(leftovers)}")
